@@ -1,0 +1,356 @@
+//! The admin API: rollout control for SREs, the diff report, metrics and
+//! health, on its own listener (loopback unless a token is configured).
+//!
+//! JSON in and out; every error is `{"error": "..."}` with a status that
+//! says whose fault it was. Mutations need `Authorization: Bearer <token>`
+//! when a token is configured (compared in constant time), and bad input
+//! never changes state.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::compare::Analysis;
+use crate::config::{Config, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::proxy::ProxyBody;
+use crate::report::model;
+use crate::rollout::controller::{Actor, ControlError, Controller, RollbackReason};
+use crate::rollout::guard::GuardReport;
+
+/// Largest request body the admin API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Re-reads the config file and applies it (SIGHUP and `POST /reload`).
+#[derive(Clone)]
+pub struct Reloader {
+    path: Option<PathBuf>,
+    controller: Arc<Controller>,
+    analysis: Analysis,
+    metrics: Metrics,
+}
+
+impl Reloader {
+    pub fn new(path: Option<PathBuf>, controller: Arc<Controller>, analysis: Analysis, metrics: Metrics) -> Self {
+        Self {
+            path,
+            controller,
+            analysis,
+            metrics,
+        }
+    }
+
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let fail = |errors: ConfigErrors| {
+            self.metrics.config_reloads.with_label_values(&["rejected"]).inc();
+            for e in &errors.0 {
+                tracing::error!(error = %e, "reload rejected; the running config stays in force");
+            }
+            Err(errors)
+        };
+        let Some(path) = &self.path else {
+            return fail(ConfigErrors(vec![crate::config::ConfigError {
+                source: "<reload>".into(),
+                line: None,
+                path: String::new(),
+                message: "this gateway was not started from a config file".into(),
+            }]));
+        };
+        let config = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let report_config = config.clone();
+        if let Err(e) = self.controller.reload(config) {
+            return fail(ConfigErrors(vec![crate::config::ConfigError {
+                source: path.display().to_string(),
+                line: None,
+                path: String::new(),
+                message: e,
+            }]));
+        }
+        self.analysis
+            .collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reconfigure(&report_config);
+        self.metrics.config_reloads.with_label_values(&["applied"]).inc();
+        Ok(())
+    }
+}
+
+pub struct AdminState {
+    pub controller: Arc<Controller>,
+    pub metrics: Metrics,
+    pub analysis: Analysis,
+    pub guard: Arc<Mutex<GuardReport>>,
+    pub ready: Arc<AtomicBool>,
+    pub reloader: Reloader,
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(ProxyBody::full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<ProxyBody> {
+    json_response(status, &json!({ "error": message.into() }))
+}
+
+fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r
+}
+
+fn control_error(e: ControlError) -> Response<ProxyBody> {
+    let status = match &e {
+        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ControlError::Conflict(_) => StatusCode::CONFLICT,
+        ControlError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+/// Body of `PUT /rollout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPercent {
+    percent: f64,
+    #[serde(default)]
+    who: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Optional body of the other mutations.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Note {
+    #[serde(default)]
+    who: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Actor {
+    Actor::new(
+        who.filter(|w| !w.trim().is_empty()).unwrap_or_else(|| "admin".into()),
+        reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| default_why.into()),
+    )
+}
+
+fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    let Some(given) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.trim().as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<ProxyBody>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY} bytes"),
+        )),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"))),
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8], allow_empty: bool) -> Result<T, Response<ProxyBody>> {
+    if body.iter().all(u8::is_ascii_whitespace) && allow_empty {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+impl Default for SetPercent {
+    fn default() -> Self {
+        Self {
+            percent: f64::NAN,
+            who: None,
+            reason: None,
+        }
+    }
+}
+
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    q.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+    })
+}
+
+/// Serves one admin request.
+pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(route(&state, req).await)
+}
+
+async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mutation = matches!(method, Method::PUT | Method::POST);
+    if mutation {
+        let token = state.controller.snapshot().config.admin_token();
+        if !authorized(&req, token.as_deref()) {
+            let mut r = error(StatusCode::UNAUTHORIZED, "this call changes the rollout: send Authorization: Bearer <admin token>");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    let c = &state.controller;
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => typed(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/readyz") => {
+            if state.ready.load(Ordering::SeqCst) {
+                typed(StatusCode::OK, "text/plain", "ready\n")
+            } else {
+                typed(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
+            }
+        }
+        (&Method::GET, "/metrics") => typed(StatusCode::OK, crate::metrics::content_type(), state.metrics.render()),
+        (&Method::GET, "/status") => json_response(StatusCode::OK, &status(state)),
+        (&Method::PUT, "/rollout") => {
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let cmd: SetPercent = match parse(&body, false) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let why = format!("set to {}%", cmd.percent);
+            match c.set_percent(cmd.percent, &actor(cmd.who, cmd.reason, &why)) {
+                Ok(_) => json_response(StatusCode::OK, &status(state)),
+                Err(e) => control_error(e),
+            }
+        }
+        (&Method::POST, "/rollback" | "/pause" | "/resume" | "/promote" | "/step") => {
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let note: Note = match parse(&body, true) {
+                Ok(n) => n,
+                Err(r) => return r,
+            };
+            let verb = &path[1..];
+            let a = actor(note.who, note.reason, verb);
+            let result = match verb {
+                "rollback" => c.rollback(&a, RollbackReason::Manual),
+                "pause" => c.pause(&a),
+                "resume" => c.resume(&a),
+                "promote" => c.promote(&a),
+                _ => c.step(&a),
+            };
+            match result {
+                Ok(_) => json_response(StatusCode::OK, &status(state)),
+                Err(e) => control_error(e),
+            }
+        }
+        (&Method::POST, "/reload") => match state.reloader.reload() {
+            Ok(()) => json_response(StatusCode::OK, &json!({ "reloaded": true })),
+            Err(errors) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({
+                    "error": "the new config was rejected; the running one stays in force",
+                    "details": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                }),
+            ),
+        },
+        (&Method::GET, "/report") => {
+            let r = model::build(state);
+            typed(StatusCode::OK, "text/html; charset=utf-8", crate::report::html::render(&r))
+        }
+        (&Method::GET, "/report.json") => {
+            let r = model::build(state);
+            json_response(StatusCode::OK, &serde_json::to_value(&r).unwrap_or_default())
+        }
+        (&Method::GET, "/report.txt") => {
+            let r = model::build(state);
+            typed(StatusCode::OK, "text/plain; charset=utf-8", crate::report::text::render(&r))
+        }
+        (&Method::GET, "/diffs") => {
+            let limit = match query_param(&req, "limit").map(|l| l.parse::<usize>()) {
+                None => 20,
+                Some(Ok(n)) if (1..=1000).contains(&n) => n,
+                Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be a whole number from 1 to 1000"),
+            };
+            let samples = model::samples(
+                state,
+                query_param(&req, "endpoint").as_deref(),
+                query_param(&req, "field").as_deref(),
+                limit,
+            );
+            json_response(StatusCode::OK, &serde_json::to_value(samples).unwrap_or_default())
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/report" | "/report.json" | "/report.txt" | "/diffs") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} only answers GET"))
+        }
+        (_, "/rollout") => error(StatusCode::METHOD_NOT_ALLOWED, "/rollout only answers PUT with {\"percent\": N}"),
+        (_, "/rollback" | "/pause" | "/resume" | "/promote" | "/step" | "/reload") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} only answers POST"))
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {method} {path}")),
+    }
+}
+
+/// The body of `GET /status`.
+pub fn status(state: &AdminState) -> serde_json::Value {
+    let snap = state.controller.snapshot();
+    let r = &snap.rollout;
+    let guard = state.guard.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let routes: Vec<serde_json::Value> = snap
+        .routes
+        .all()
+        .map(|route| {
+            json!({
+                "name": &*route.name,
+                "percent": snap.percent_for(route),
+                "override": route.percent,
+                "shadow_percent": route.shadow.percent,
+            })
+        })
+        .collect();
+    json!({
+        "percent": r.percent,
+        "phase": r.phase,
+        "step": r.step,
+        "steps": snap.config.rollout.steps,
+        "step_every": snap.config.rollout.step_every.map(|d| d.to_string()),
+        "paused": r.phase == crate::rollout::state::Phase::Paused,
+        "last_change": r.last_change,
+        "guard": guard,
+        "routes": routes,
+        "backends": {
+            "old": snap.config.backends.old.url,
+            "new": snap.config.backends.new.url,
+            "old_twin": snap.config.backends.old_twin.as_ref().map(|b| b.url.clone()),
+        },
+        "state_file": snap.config.rollout.state_file,
+    })
+}

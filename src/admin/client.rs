@@ -1,0 +1,154 @@
+//! The CLI's client for the admin API: one request, a readable answer, and
+//! the server's own message on failure.
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0:?} is not an admin URL (expected e.g. http://127.0.0.1:9901)")]
+    BadUrl(String),
+    #[error("cannot reach the admin API at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{status}: {message}")]
+    Refused { status: StatusCode, message: String },
+}
+
+pub struct AdminClient {
+    base: String,
+    token: Option<String>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        base.parse::<http::Uri>()
+            .ok()
+            .filter(|u| u.scheme_str() == Some("http") && u.authority().is_some())
+            .ok_or_else(|| ClientError::BadUrl(base.clone()))?;
+        Ok(Self {
+            base,
+            token: token.filter(|t| !t.is_empty()),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Sends a request; returns the body of a 2xx answer.
+    pub async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<Bytes, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = Request::builder().method(method).uri(&url);
+        if let Some(t) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let payload = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(payload)).map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(30), self.client.request(req))
+            .await
+            .map_err(|_| ClientError::Unreachable {
+                url: url.clone(),
+                detail: "no answer within 30s".into(),
+            })?
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                detail: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?
+            .to_bytes();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                let main = v.get("error")?.as_str()?.to_string();
+                let details: Vec<String> = v
+                    .get("details")
+                    .and_then(|d| d.as_array())
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                Some(if details.is_empty() { main } else { format!("{main}\n  {}", details.join("\n  ")) })
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        Err(ClientError::Refused { status, message })
+    }
+}
+
+/// A one-screen summary of `/status`.
+pub fn format_status(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let num = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    let text = |x: Option<&serde_json::Value>| x.and_then(|x| x.as_str()).unwrap_or("-").to_string();
+    out.push_str(&format!("rollout   {}% of live traffic to new\n", num("percent")));
+    out.push_str(&format!("phase     {}\n", text(v.get("phase"))));
+    let steps: Vec<String> = v
+        .get("steps")
+        .and_then(|s| s.as_array())
+        .map(|a| a.iter().map(|x| format!("{}", x.as_f64().unwrap_or(0.0))).collect())
+        .unwrap_or_default();
+    let step = v.get("step").and_then(|s| s.as_u64());
+    out.push_str(&format!(
+        "plan      [{}]{}\n",
+        steps.join(", "),
+        step.map_or(String::new(), |s| format!(", at step {}", s + 1))
+    ));
+    if let Some(c) = v.get("last_change").filter(|c| !c.is_null()) {
+        let at = c.get("at_ms").and_then(|x| x.as_u64()).unwrap_or(0);
+        let ago = crate::rollout::state::now_ms().saturating_sub(at) / 1000;
+        out.push_str(&format!(
+            "changed   {}s ago by {}: {} ({}% → {}%)\n",
+            ago,
+            text(c.get("who")),
+            text(c.get("why")),
+            c.get("from_percent").and_then(|x| x.as_f64()).unwrap_or(0.0),
+            c.get("to_percent").and_then(|x| x.as_f64()).unwrap_or(0.0)
+        ));
+    }
+    if let Some(g) = v.get("guard") {
+        let enabled = g.get("enabled").and_then(|x| x.as_bool()).unwrap_or(false);
+        out.push_str(&format!(
+            "guard     {} (window: old {} / new {} requests)\n",
+            if enabled { "on" } else { "off" },
+            g.get("requests_old").and_then(|x| x.as_u64()).unwrap_or(0),
+            g.get("requests_new").and_then(|x| x.as_u64()).unwrap_or(0)
+        ));
+        for c in g.get("checks").and_then(|c| c.as_array()).into_iter().flatten() {
+            out.push_str(&format!(
+                "  {:<10} {:<8} {}\n",
+                text(c.get("name")),
+                text(c.get("state")),
+                text(c.get("detail"))
+            ));
+        }
+        if let Some(a) = g.get("last_action").and_then(|a| a.as_str()) {
+            out.push_str(&format!("  last action: {a}\n"));
+        }
+    }
+    for r in v.get("routes").and_then(|r| r.as_array()).into_iter().flatten() {
+        if r.get("override").is_some_and(|o| !o.is_null()) {
+            out.push_str(&format!(
+                "route     {} pinned at {}%\n",
+                text(r.get("name")),
+                r.get("percent").and_then(|x| x.as_f64()).unwrap_or(0.0)
+            ));
+        }
+    }
+    out
+}

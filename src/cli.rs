@@ -1,0 +1,406 @@
+//! Command-line interface: `serve`, `check`, `demo`, and the admin client
+//! commands an SRE types during a migration.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use http::Method;
+use serde_json::json;
+
+use switchyard::admin::client::{format_status, AdminClient};
+use switchyard::config::{self, Config};
+use switchyard::gateway::{Gateway, Options};
+
+const DEFAULT_CONFIG: &str = "config/switchyard.yaml";
+const DEFAULT_ADMIN: &str = "http://127.0.0.1:9901";
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Move live traffic from an old system to a new one: split, mirror, diff, roll forward or back.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Config file.
+    #[arg(short = 'c', long = "config", env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct AdminArgs {
+    /// Admin API URL (default: admin.listen of the config, else http://127.0.0.1:9901).
+    #[arg(long, global = true)]
+    admin: Option<String>,
+    /// Bearer token for mutations.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Config file to take the admin URL and token from.
+    #[arg(short = 'c', long = "config", env = "SWITCHYARD_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Why you are doing this (recorded in the rollout history).
+    #[arg(long, global = true)]
+    reason: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Ignore a saved rollout state file and start from the config's percent.
+        #[arg(long)]
+        reset_state: bool,
+    },
+    /// Validate config files; exit 1 with every error and its YAML path and line.
+    Check {
+        /// Config files (default: config/switchyard.yaml).
+        files: Vec<PathBuf>,
+        #[arg(short = 'c', long = "config", env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Built-in old/new/twin origins, the gateway and a traffic generator, on loopback.
+    Demo(switchyard::demo::DemoArgs),
+    /// Rollout status from a running gateway.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the rollout.
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutAction,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Emergency: send 0% to new, at once, persisted.
+    Rollback {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The diff report from a running gateway.
+    Report {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Re-read the running gateway's config file (like SIGHUP).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+enum RolloutAction {
+    /// Set the share of live traffic served by new (0–100, decimals allowed).
+    Set { percent: String },
+    /// Go to the next step of the plan.
+    Step,
+    /// Hold the plan where it is.
+    Pause,
+    /// Continue a paused plan.
+    Resume,
+    /// Send everything to new.
+    Promote,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Html,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, reset_state } => serve(config.config, reset_state),
+        Command::Check { files, config } => check(files, config),
+        Command::Demo(args) => demo(args),
+        Command::Status { admin, json } => client(&admin, |c| async move {
+            let body = c.call(Method::GET, "/status", None).await?;
+            if json {
+                Ok(String::from_utf8_lossy(&body).into_owned())
+            } else {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                Ok(format_status(&v))
+            }
+        }),
+        Command::Rollout { action, admin } => {
+            let reason = admin.reason.clone();
+            let who = who();
+            let note = json!({ "who": who, "reason": reason });
+            let (method, path, body) = match action {
+                RolloutAction::Set { percent } => {
+                    let Ok(p) = percent.trim().trim_end_matches('%').parse::<f64>() else {
+                        eprintln!("error: {percent:?} is not a percent; give a number from 0 to 100, e.g. 25 or 0.5");
+                        return ExitCode::from(2);
+                    };
+                    (Method::PUT, "/rollout", json!({ "percent": p, "who": who, "reason": reason }))
+                }
+                RolloutAction::Step => (Method::POST, "/step", note),
+                RolloutAction::Pause => (Method::POST, "/pause", note),
+                RolloutAction::Resume => (Method::POST, "/resume", note),
+                RolloutAction::Promote => (Method::POST, "/promote", note),
+            };
+            client(&admin, |c| async move {
+                let out = c.call(method, path, Some(body)).await?;
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+                Ok(format_status(&v))
+            })
+        }
+        Command::Rollback { admin } => {
+            let body = json!({ "who": who(), "reason": admin.reason.clone().unwrap_or_else(|| "switchyard rollback".into()) });
+            client(&admin, |c| async move {
+                let out = c.call(Method::POST, "/rollback", Some(body)).await?;
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+                Ok(format!("ROLLED BACK: new now serves 0% of live traffic.\n{}", format_status(&v)))
+            })
+        }
+        Command::Report { admin, format } => client(&admin, |c| async move {
+            let path = match format {
+                Format::Text => "/report.txt",
+                Format::Json => "/report.json",
+                Format::Html => "/report",
+            };
+            let out = c.call(Method::GET, path, None).await?;
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }),
+        Command::Reload { admin } => client(&admin, |c| async move {
+            c.call(Method::POST, "/reload", None).await?;
+            Ok("config reloaded\n".into())
+        }),
+    }
+}
+
+fn who() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "someone".into());
+    format!("{user} (cli)")
+}
+
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
+fn client<F, Fut>(args: &AdminArgs, f: F) -> ExitCode
+where
+    F: FnOnce(AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<String, switchyard::admin::client::ClientError>>,
+{
+    // The config is only a source of defaults here; a broken one is not fatal.
+    let path = config_path(args.config.clone());
+    let cfg = Config::load(&path).ok();
+    let admin = args.admin.clone().unwrap_or_else(|| {
+        cfg.as_ref()
+            .map(|c| format!("http://{}", c.admin.listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")))
+            .unwrap_or_else(|| DEFAULT_ADMIN.to_string())
+    });
+    let token = args.token.clone().or_else(|| cfg.as_ref().and_then(|c| c.admin_token()));
+    let c = match AdminClient::new(&admin, token) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f(c)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(mut files: Vec<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    if files.is_empty() {
+        files.push(config_path(config));
+    }
+    let mut ok = true;
+    for file in &files {
+        match Config::load(file) {
+            Ok(cfg) => print!("{}", summary(file, &cfg)),
+            Err(errors) => {
+                ok = false;
+                eprintln!("{}: {} error{}", file.display(), errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+                for e in &errors.0 {
+                    eprintln!("  {e}");
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn summary(file: &Path, c: &Config) -> String {
+    let mut s = format!("{}: OK\n", file.display());
+    s.push_str(&format!("  listen        {}  (admin {}{})\n", c.listen, c.admin.listen, if c.admin_token().is_some() { ", token set" } else { "" }));
+    s.push_str(&format!("  old           {}\n", c.backends.old.url));
+    s.push_str(&format!("  new           {}\n", c.backends.new.url));
+    if let Some(t) = &c.backends.old_twin {
+        s.push_str(&format!("  old_twin      {}  (noise baseline)\n", t.url));
+    }
+    s.push_str(&format!(
+        "  rollout       {}% by {}; steps {:?}{}\n",
+        c.rollout.percent,
+        c.rollout.sticky,
+        c.rollout.steps,
+        c.rollout.step_every.map_or(String::new(), |d| format!(" every {d}"))
+    ));
+    s.push_str(&format!(
+        "  state file    {}\n",
+        c.rollout.state_file.as_ref().map_or("none (a restart forgets rollout changes)".into(), |p| p.display().to_string())
+    ));
+    s.push_str(&format!("  shadow        {}% of {}\n", c.shadow.percent, c.shadow.methods.join(",")));
+    s.push_str(&format!(
+        "  guard         {}\n",
+        if c.rollout.guard.enabled {
+            format!("{:?} on failure, every {} over {}", c.rollout.guard.action, c.rollout.guard.interval, c.rollout.guard.window).to_lowercase()
+        } else {
+            "off".into()
+        }
+    ));
+    if !c.modules.is_empty() {
+        s.push_str(&format!("  modules       {}\n", module_names(&c.modules)));
+    }
+    for r in &c.routes {
+        let m = &r.matcher;
+        let mut when = Vec::new();
+        if let Some(h) = &m.host {
+            when.push(format!("host {h}"));
+        }
+        if let Some(p) = &m.path_prefix {
+            when.push(format!("path {p}*"));
+        }
+        if let Some(ms) = &m.methods {
+            when.push(ms.join(","));
+        }
+        s.push_str(&format!(
+            "  route {:<8} {} → {}{}\n",
+            r.name,
+            if when.is_empty() { "everything".into() } else { when.join(" ") },
+            r.rollout.percent.map_or("global percent".into(), |p| format!("{p}%")),
+            if r.modules.is_empty() { String::new() } else { format!("; modules {}", module_names(&r.modules)) }
+        ));
+    }
+    s
+}
+
+fn module_names(m: &[config::ModuleConfig]) -> String {
+    m.iter()
+        .map(|m| match m {
+            config::ModuleConfig::RateLimit(r) => format!("rate_limit({}/{} by {})", r.rate, r.per, r.key),
+            config::ModuleConfig::Rules(r) => format!("rules({})", r.len()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn serve(config: Option<PathBuf>, reset_state: bool) -> ExitCode {
+    let path = config_path(config);
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    switchyard::logging::init(&cfg.logging);
+    let gateway = match Gateway::start(
+        cfg,
+        Options {
+            reset_state,
+            config_path: Some(path),
+        },
+    ) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(wait_for_signals(&gateway));
+    gateway.shutdown();
+    tracing::info!("draining");
+    gateway.join();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Waits for SIGTERM/SIGINT; SIGHUP reloads the config.
+async fn wait_for_signals(gateway: &Gateway) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return; }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                if gateway.reload().is_ok() {
+                    tracing::info!("config reloaded");
+                }
+            }
+        }
+    }
+}
+
+fn demo(args: switchyard::demo::DemoArgs) -> ExitCode {
+    switchyard::logging::init(&config::LoggingConfig {
+        level: "warn".into(),
+        ..Default::default()
+    });
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(switchyard::demo::run(args, &mut |line| println!("{line}"))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+

@@ -1,0 +1,178 @@
+//! The analysis thread: takes mirrored pairs off the queue, compares them,
+//! and feeds the report, the metrics, the store and the guard. It runs on its
+//! own OS thread so that diffing never competes with the event loops for a
+//! turn, and the live path only ever does a non-blocking `try_send` to it.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::report::collector::{Collector, Verdict};
+use crate::report::store::{self, Record, Store};
+use crate::rollout::state::now_ms;
+use crate::shadow::Pair;
+
+const TALLY_EVERY: Duration = Duration::from_secs(5);
+const DIFF_WINDOW_CAP: usize = 200_000;
+
+/// Recent comparison verdicts, for the guard's diff-rate check.
+#[derive(Default)]
+pub struct DiffWindow {
+    events: Mutex<VecDeque<(Instant, bool)>>,
+}
+
+impl DiffWindow {
+    pub fn push(&self, real_diff: bool) {
+        let mut e = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if e.len() >= DIFF_WINDOW_CAP {
+            e.pop_front();
+        }
+        e.push_back((Instant::now(), real_diff));
+    }
+
+    /// (comparisons, real diffs) since `since`.
+    pub fn count_since(&self, since: Instant) -> (u64, u64) {
+        let mut e = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        while e.front().is_some_and(|(t, _)| *t < since) {
+            e.pop_front();
+        }
+        let n = e.len() as u64;
+        let d = e.iter().filter(|(_, d)| *d).count() as u64;
+        (n, d)
+    }
+
+    pub fn clear(&self) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Handles to what the analysis thread maintains.
+#[derive(Clone)]
+pub struct Analysis {
+    pub collector: Arc<Mutex<Collector>>,
+    pub diffs: Arc<DiffWindow>,
+}
+
+impl Analysis {
+    /// Builds the collector (restored from the store when there is one) and
+    /// starts the thread. The thread ends when every sender is gone.
+    pub fn start(config: &Config, metrics: Metrics, rx: Receiver<Pair>) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let mut collector = Collector::new(config);
+        let mut store = None;
+        if let Some(cfg) = &config.diff.store {
+            let replay = store::replay(cfg)?;
+            let restored = replay.tallies.len();
+            collector.restore(replay.tallies, replay.samples, replay.totals);
+            if restored > 0 || replay.skipped > 0 {
+                tracing::info!(path = %cfg.path.display(), endpoints = restored, skipped_lines = replay.skipped, "diff report restored from the store");
+            }
+            store = Some(Store::open(cfg)?);
+        }
+        let analysis = Self {
+            collector: Arc::new(Mutex::new(collector)),
+            diffs: Arc::new(DiffWindow::default()),
+        };
+        let worker = Worker {
+            analysis: analysis.clone(),
+            metrics,
+            store,
+            dirty: HashSet::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("switchyard-analysis".into())
+            .spawn(move || worker.run(rx))?;
+        Ok((analysis, handle))
+    }
+}
+
+struct Worker {
+    analysis: Analysis,
+    metrics: Metrics,
+    store: Option<Store>,
+    dirty: HashSet<String>,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Pair>) {
+        let mut last_tally = Instant::now();
+        loop {
+            match rx.recv_timeout(TALLY_EVERY) {
+                Ok(pair) => self.process(pair),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tally.elapsed() >= TALLY_EVERY {
+                self.write_tallies(false);
+                last_tally = Instant::now();
+            }
+        }
+        self.write_tallies(false);
+        if let Some(s) = &mut self.store {
+            let _ = s.sync();
+        }
+    }
+
+    fn process(&mut self, pair: Pair) {
+        let ingested = {
+            let mut c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+            c.ingest(&pair, now_ms())
+        };
+        self.metrics
+            .comparisons
+            .with_label_values(&[&pair.route, ingested.verdict.as_str()])
+            .inc();
+        self.analysis.diffs.push(ingested.verdict == Verdict::Diff);
+        if ingested.verdict == Verdict::Diff {
+            tracing::debug!(endpoint = %ingested.endpoint, request_id = %pair.request_id, fields = ingested.real.len(), "real difference");
+        }
+        self.dirty.insert(ingested.endpoint.clone());
+        let mut rotated = false;
+        if let Some(store) = &mut self.store {
+            for sample in ingested.real {
+                let rec = Record::Diff {
+                    endpoint: ingested.endpoint.clone(),
+                    field: sample.difference.field(),
+                    sample: Box::new(sample),
+                };
+                match store.append(&rec) {
+                    Ok(r) => rotated |= r,
+                    Err(e) => tracing::error!(error = %e, "cannot append to the diff store"),
+                }
+            }
+        }
+        if rotated {
+            self.write_tallies(true);
+        }
+    }
+
+    /// Writes the counts of changed endpoints (all of them after a rotation).
+    fn write_tallies(&mut self, all: bool) {
+        let Some(store) = &mut self.store else {
+            self.dirty.clear();
+            return;
+        };
+        if self.dirty.is_empty() && !all {
+            return;
+        }
+        let c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<String> = if all { c.endpoints.keys().cloned().collect() } else { self.dirty.drain().collect() };
+        for name in names {
+            if let Some(stats) = c.endpoints.get(&name) {
+                let rec = Record::Tally {
+                    endpoint: name,
+                    stats: Box::new(stats.clone()),
+                };
+                if let Err(e) = store.append(&rec) {
+                    tracing::error!(error = %e, "cannot append to the diff store");
+                }
+            }
+        }
+        let _ = store.append(&Record::Totals { results: c.totals.clone() });
+        let _ = store.sync();
+        self.dirty.clear();
+    }
+}

@@ -1,0 +1,138 @@
+//! Configuration: the YAML schema, its defaults, and validation with the YAML
+//! path and line of every problem.
+//!
+//! Loading is two passes. serde (through `serde_path_to_error`) turns the text
+//! into typed structs and stops at the first shape error (an unknown key, a
+//! string where a number belongs), which it reports with path and line. Then
+//! [`validate`] collects *every* semantic problem at once, and [`locate`]
+//! finds each one's line, so `switchyard check` shows them all in one go.
+
+pub mod duration;
+pub mod locate;
+pub mod schema;
+pub mod sticky;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::Path;
+
+pub use duration::HumanDuration;
+pub use schema::*;
+pub use sticky::StickyKey;
+
+/// One problem in a config file, with enough to find it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `<inline>`).
+    pub source: String,
+    pub line: Option<usize>,
+    /// YAML path, e.g. `routes[0].rollout.percent`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.path.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                source: source.clone(),
+                line: None,
+                path: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }])
+        })?;
+        Self::from_yaml(&text, &source)
+    }
+
+    /// Parses and validates config text; `source` names it in errors.
+    pub fn from_yaml(text: &str, source: &str) -> Result<Config, ConfigErrors> {
+        let config = parse(text, source)?;
+        let findings = validate::validate(&config);
+        if findings.is_empty() {
+            return Ok(config);
+        }
+        let index = locate::LineIndex::new(text);
+        Err(ConfigErrors(
+            findings
+                .into_iter()
+                .map(|f| ConfigError {
+                    source: source.to_string(),
+                    line: index.line_of(&f.path),
+                    path: f.path,
+                    message: f.message,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The admin bearer token, from `admin.token` or `admin.token_file`.
+    pub fn admin_token(&self) -> Option<String> {
+        if let Some(t) = &self.admin.token {
+            return Some(t.trim().to_string());
+        }
+        let path = self.admin.token_file.as_ref()?;
+        std::fs::read_to_string(path).ok().map(|t| t.trim().to_string())
+    }
+}
+
+fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, Config>(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let line = inner.location().map(|l| l.line());
+        let mut message = inner.to_string();
+        // serde_yaml appends " at line N column M" (the line is shown up
+        // front) and prefixes its own, shorter path (ours is shown instead).
+        if let Some(cut) = message.find(" at line ") {
+            message.truncate(cut);
+        }
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && !prefix.is_empty() {
+                message = rest.to_string();
+            }
+        }
+        let path = if path == "." { String::new() } else { path };
+        ConfigErrors(vec![ConfigError {
+            source: source.to_string(),
+            line,
+            path,
+            message,
+        }])
+    })
+}

@@ -1,0 +1,327 @@
+//! Every validation rule, with a bad file and the exact error it prints.
+
+use super::*;
+
+const BACKENDS: &str = "backends:\n  old: { url: \"http://127.0.0.1:8081\" }\n  new: { url: \"http://127.0.0.1:8082\" }\n";
+
+/// The errors of `yaml` as `switchyard check` prints them.
+fn errors(yaml: &str) -> Vec<String> {
+    match Config::from_yaml(yaml, "f.yaml") {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn with_backends(extra: &str) -> Vec<String> {
+    errors(&format!("{BACKENDS}{extra}"))
+}
+
+#[test]
+fn minimal_config_is_valid_with_defaults() {
+    let c = Config::from_yaml(BACKENDS, "f.yaml").unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080");
+    assert_eq!(c.admin.listen, "127.0.0.1:9901");
+    assert_eq!(c.rollout.percent, 0.0);
+    assert_eq!(c.rollout.steps, vec![1.0, 5.0, 25.0, 50.0, 100.0]);
+    assert_eq!(c.shadow.methods, vec!["GET", "HEAD", "OPTIONS"]);
+    assert_eq!(c.shadow.max_body_bytes, 1_048_576);
+    assert_eq!(c.diff.noise.relative_threshold, 0.2);
+    assert_eq!(c.diff.noise.absolute_threshold, 0.0003);
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchyard.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    if let Err(e) = Config::from_yaml(&text, path) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn unknown_key_is_an_error_with_path_and_line() {
+    assert_eq!(
+        with_backends("rollout:\n  precent: 5\n"),
+        vec!["f.yaml:5: rollout.precent: unknown field `precent`, expected one of `percent`, `sticky`, `salt`, `force_header`, `state_file`, `steps`, `step_every`, `guard`"]
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let e = with_backends("lisen: \"0.0.0.0:80\"\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("f.yaml:4: lisen: unknown field `lisen`, expected one of `listen`"), "{}", e[0]);
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    assert_eq!(
+        with_backends("shadow:\n  max_in_flight: lots\n"),
+        vec!["f.yaml:5: shadow.max_in_flight: invalid type: string \"lots\", expected usize"]
+    );
+}
+
+#[test]
+fn missing_backends() {
+    assert_eq!(errors("listen: \"127.0.0.1:1\"\n"), vec!["f.yaml:1: missing field `backends`"]);
+}
+
+#[test]
+fn bad_duration() {
+    assert_eq!(
+        with_backends("shadow:\n  timeout: 5\n"),
+        vec!["f.yaml:5: shadow.timeout: duration \"5\" has no unit (use e.g. \"250ms\", \"5s\", \"10m\")"]
+    );
+    assert_eq!(
+        with_backends("shadow:\n  timeout: \"5 parsecs\"\n"),
+        vec!["f.yaml:5: shadow.timeout: duration \"5 parsecs\" has unknown unit \" parsecs\" (use us, ms, s, m or h)"]
+    );
+}
+
+#[test]
+fn bad_listen_address() {
+    assert_eq!(
+        errors(&format!("listen: \"localhost\"\n{BACKENDS}")),
+        vec!["f.yaml:1: listen: \"localhost\" is not a listen address of the form host:port (e.g. 127.0.0.1:8080 or [::]:8080)"]
+    );
+}
+
+#[test]
+fn admin_and_proxy_on_the_same_port() {
+    assert_eq!(
+        errors(&format!("listen: \"127.0.0.1:9000\"\nadmin: {{ listen: \"127.0.0.1:9000\" }}\n{BACKENDS}")),
+        vec!["f.yaml:2: admin.listen: 127.0.0.1:9000 is also the proxy listener; give the admin API its own port"]
+    );
+}
+
+#[test]
+fn non_loopback_admin_needs_a_token() {
+    assert_eq!(
+        with_backends("admin:\n  listen: \"0.0.0.0:9901\"\n"),
+        vec!["f.yaml:5: admin.listen: 0.0.0.0:9901 is reachable from other hosts, so admin.token or admin.token_file is required"]
+    );
+    assert!(with_backends("admin:\n  listen: \"0.0.0.0:9901\"\n  token: \"s3cret-token\"\n").is_empty());
+}
+
+#[test]
+fn short_token_and_both_token_sources() {
+    assert_eq!(with_backends("admin:\n  token: \"abc\"\n"), vec!["f.yaml:5: admin.token: a token must be at least 8 characters"]);
+    let e = with_backends("admin:\n  token: \"abcdefghij\"\n  token_file: \"/nonexistent/token\"\n");
+    assert_eq!(
+        e,
+        vec![
+            "f.yaml:6: admin.token_file: set either admin.token or admin.token_file, not both",
+            "f.yaml:6: admin.token_file: cannot read /nonexistent/token: No such file or directory (os error 2)"
+        ]
+    );
+}
+
+#[test]
+fn backend_url_rules() {
+    let cases = [
+        ("ftp://x", "f.yaml:2: backends.old.url: \"ftp://x\" uses scheme \"ftp\"; backends are reached over plain http:// (terminate TLS in front of them)"),
+        ("127.0.0.1:8081", "f.yaml:2: backends.old.url: \"127.0.0.1:8081\" has no scheme; write it as http://host:port"),
+        ("http://h:1/?a=1", "f.yaml:2: backends.old.url: \"http://h:1/?a=1\" has a query string; a backend URL is scheme, host, port and an optional path prefix"),
+        ("http://", "f.yaml:2: backends.old.url: \"http://\" is not a URL: empty string"),
+    ];
+    for (url, want) in cases {
+        let yaml = format!("backends:\n  old: {{ url: \"{url}\" }}\n  new: {{ url: \"http://127.0.0.1:8082\" }}\n");
+        assert_eq!(errors(&yaml), vec![want.to_string()], "{url}");
+    }
+}
+
+#[test]
+fn zero_timeouts() {
+    let yaml = "backends:\n  old: { url: \"http://a:1\", timeout: \"0s\" }\n  new: { url: \"http://b:1\" }\n";
+    assert_eq!(errors(yaml), vec!["f.yaml:2: backends.old.timeout: must be longer than 0"]);
+}
+
+#[test]
+fn percent_out_of_range() {
+    assert_eq!(with_backends("rollout:\n  percent: 101\n"), vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got 101"]);
+    assert_eq!(with_backends("rollout:\n  percent: -1\n"), vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got -1"]);
+    assert_eq!(with_backends("rollout:\n  percent: .nan\n"), vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got NaN"]);
+    assert_eq!(with_backends("shadow:\n  percent: 200\n"), vec!["f.yaml:5: shadow.percent: percent must be between 0 and 100, got 200"]);
+}
+
+#[test]
+fn fractional_percent_is_fine() {
+    assert!(with_backends("rollout:\n  percent: 0.1\n").is_empty());
+}
+
+#[test]
+fn sticky_key_rules() {
+    assert_eq!(
+        with_backends("rollout:\n  sticky: \"ip\"\n"),
+        vec!["f.yaml:5: rollout.sticky: unknown key \"ip\": use header:NAME, cookie:NAME, query:NAME, client_ip or none"]
+    );
+    assert_eq!(
+        with_backends("rollout:\n  sticky: global\n"),
+        vec!["f.yaml:5: rollout.sticky: \"global\" is a rate-limit key; for the split use header:NAME, cookie:NAME, query:NAME, client_ip or none"]
+    );
+}
+
+#[test]
+fn bad_force_header() {
+    assert_eq!(
+        with_backends("rollout:\n  force_header: \"bad header\"\n"),
+        vec!["f.yaml:5: rollout.force_header: \"bad header\" is not a valid header name"]
+    );
+}
+
+#[test]
+fn steps_must_rise_within_range() {
+    assert_eq!(
+        with_backends("rollout:\n  steps: [5, 1, 150]\n"),
+        vec![
+            "f.yaml:5: rollout.steps[1]: steps must rise: 1 follows 5",
+            "f.yaml:5: rollout.steps[2]: a step must be above 0 and at most 100, got 150"
+        ]
+    );
+}
+
+#[test]
+fn guard_rules() {
+    let e = with_backends(
+        "rollout:\n  guard:\n    interval: \"10s\"\n    window: \"5s\"\n    max_error_rate_increase: 2\n    max_latency_ratio: 0.5\n    confidence: 1.5\n    min_requests: 0\n    max_diff_rate: -0.1\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "f.yaml:7: rollout.guard.window: window 5s is shorter than the interval 10s",
+            "f.yaml:8: rollout.guard.max_error_rate_increase: must be a fraction between 0 and 1, got 2",
+            "f.yaml:12: rollout.guard.max_diff_rate: must be a fraction between 0 and 1, got -0.1",
+            "f.yaml:9: rollout.guard.max_latency_ratio: must be at least 1.0 (new as fast as old), got 0.5",
+            "f.yaml:10: rollout.guard.confidence: must be above 0.5 and below 1, got 1.5",
+            "f.yaml:11: rollout.guard.min_requests: must be at least 1",
+        ]
+    );
+    assert_eq!(
+        with_backends("rollout:\n  guard:\n    action: explode\n"),
+        vec!["f.yaml:6: rollout.guard.action: unknown variant `explode`, expected `rollback` or `pause`"]
+    );
+}
+
+#[test]
+fn shadow_rules() {
+    assert_eq!(
+        with_backends("shadow:\n  methods: [GET, post]\n  max_in_flight: 0\n  queue: 0\n"),
+        vec![
+            "f.yaml:5: shadow.methods[1]: \"post\" is not an HTTP method (write it in capitals, e.g. GET)",
+            "f.yaml:6: shadow.max_in_flight: must be at least 1",
+            "f.yaml:7: shadow.queue: must be at least 1",
+        ]
+    );
+}
+
+#[test]
+fn diff_rules() {
+    let e = with_backends(
+        "diff:\n  ignore_fields: [\"meta/id\", \"/a~2\"]\n  ignore_headers: [\"bad header\"]\n  float_tolerance: -1\n  endpoints: [\"users/{id}\"]\n  samples_per_field: 0\n  max_endpoints: 0\n  store: { path: \"x.jsonl\", max_bytes: 10 }\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "f.yaml:6: diff.ignore_headers[0]: \"bad header\" is not a valid header name",
+            "f.yaml:5: diff.ignore_fields[0]: JSON Pointer \"meta/id\" must start with '/'",
+            "f.yaml:5: diff.ignore_fields[1]: JSON Pointer \"/a~2\" has a '~' not followed by 0 or 1",
+            "f.yaml:7: diff.float_tolerance: must be 0 or more, got -1",
+            "f.yaml:8: diff.endpoints[0]: endpoint template \"users/{id}\" must start with '/'",
+            "f.yaml:9: diff.samples_per_field: must be at least 1",
+            "f.yaml:10: diff.max_endpoints: must be at least 1",
+            "f.yaml:11: diff.store.max_bytes: must be at least 4096, got 10",
+        ]
+    );
+}
+
+#[test]
+fn route_rules() {
+    let e = with_backends(
+        "routes:\n  - name: pay\n    match: { path_prefix: \"api\" }\n    rollout: { percent: 150 }\n  - name: pay\n    match: { methods: [get] }\n  - name: \"bad name!\"\n  - name: default\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "f.yaml:6: routes[0].match.path_prefix: \"api\" must start with '/'",
+            "f.yaml:7: routes[0].rollout.percent: percent must be between 0 and 100, got 150",
+            "f.yaml:8: routes[1].name: route name \"pay\" is used twice",
+            "f.yaml:9: routes[1].match.methods[0]: \"get\" is not an HTTP method (write it in capitals, e.g. GET)",
+            "f.yaml:10: routes[2].name: route name \"bad name!\" must be 1–64 characters of letters, digits, '_' or '-' (it becomes a metric label)",
+            "f.yaml:11: routes[3].name: \"default\" is the name of requests no route matches; pick another",
+        ]
+    );
+}
+
+#[test]
+fn route_needs_a_name() {
+    assert_eq!(with_backends("routes:\n  - match: { path_prefix: /a }\n"), vec!["f.yaml:5: routes[0]: missing field `name`"]);
+}
+
+#[test]
+fn unknown_module_is_an_error_with_its_path() {
+    assert_eq!(
+        with_backends("modules:\n  - waf: {}\n"),
+        vec!["f.yaml:5: modules[0]: unknown variant `waf`, expected `rate_limit` or `rules`"]
+    );
+}
+
+#[test]
+fn module_option_rules() {
+    let e = with_backends(
+        "modules:\n  - rate_limit: { rate: 0, burst: 0.5, key: none, max_keys: 0 }\n  - rules:\n      - name: r1\n        match: {}\n      - name: r1\n        status: 200\n        match: { path_regex: \"(\", path_prefix: x }\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "f.yaml:5: modules[0].rate_limit.rate: must be greater than 0, got 0",
+            "f.yaml:5: modules[0].rate_limit.burst: must be at least 1, got 0.5",
+            "f.yaml:5: modules[0].rate_limit.max_keys: must be at least 1",
+            "f.yaml:5: modules[0].rate_limit.key: \"none\" gives no budget to spend; use global for one shared budget",
+            "f.yaml:8: modules[1].rules[0].match: a rule needs at least one condition",
+            "f.yaml:9: modules[1].rules[1].name: rule name \"r1\" is used twice in this list",
+            "f.yaml:10: modules[1].rules[1].status: a block status must be 400–599, got 200",
+            "f.yaml:11: modules[1].rules[1].match.path_prefix: \"x\" must start with '/'",
+            "f.yaml:11: modules[1].rules[1].match.path_regex: regex \"(\" does not compile: error: unclosed group",
+        ]
+    );
+}
+
+#[test]
+fn route_modules_are_validated_too() {
+    assert_eq!(
+        with_backends("routes:\n  - name: api\n    modules:\n      - rate_limit: { rate: -5 }\n"),
+        vec!["f.yaml:7: routes[0].modules[0].rate_limit.rate: must be greater than 0, got -5"]
+    );
+}
+
+#[test]
+fn bad_log_level() {
+    let e = with_backends("logging:\n  level: \"loud=??\"\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("f.yaml:5: logging.level: \"loud=??\" is not a log filter"), "{}", e[0]);
+}
+
+#[test]
+fn server_limits() {
+    assert_eq!(
+        with_backends("server:\n  max_header_bytes: 100\n  max_connections: 0\n  workers: 1000\n"),
+        vec![
+            "f.yaml:7: server.workers: 1000 workers is more than 256; use 0 for one per CPU",
+            "f.yaml:6: server.max_connections: must be at least 1",
+            "f.yaml:5: server.max_header_bytes: must be at least 8192, got 100",
+        ]
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let e = with_backends("rollout:\n  percent: 300\nshadow:\n  percent: 300\n");
+    assert_eq!(e.len(), 2);
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let e = errors("backends:\n  old: { url: \"http://a:1\"\n  new: x\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("f.yaml:"), "{}", e[0]);
+}

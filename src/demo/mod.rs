@@ -1,0 +1,241 @@
+//! `switchyard demo`: the whole idea on one machine in a minute. Three
+//! built-in origins (old, its twin, and new with planted differences), the
+//! gateway in front of them with mirroring and the twin on, and a traffic
+//! generator with many distinct users, all on loopback.
+
+pub mod origins;
+pub mod traffic;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::gateway::{Gateway, Options};
+use origins::Flavor;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// Port of the gateway's proxy listener (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Port of the admin API (0 picks a free one).
+    #[arg(long, default_value_t = 9901)]
+    pub admin_port: u16,
+    /// Stop after sending this many requests.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = crate::config::duration::parse)]
+    pub duration: Option<Duration>,
+    /// Requests per second.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u64,
+    /// Initial share of traffic served by new.
+    #[arg(long, default_value_t = 10.0)]
+    pub percent: f64,
+    /// Walk the step plan automatically (every 5 s) with the guard judging;
+    /// the planted differences make the guard roll back.
+    #[arg(long)]
+    pub rollout_steps: bool,
+    /// Keep the gateway and origins up after the traffic stops (with
+    /// --requests or --duration), until Ctrl-C.
+    #[arg(long)]
+    pub stay: bool,
+}
+
+impl Default for DemoArgs {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            admin_port: 0,
+            requests: Some(1000),
+            duration: None,
+            rate: 500,
+            percent: 10.0,
+            rollout_steps: false,
+            stay: false,
+        }
+    }
+}
+
+/// A running demo: origins and gateway.
+pub struct Demo {
+    pub gateway: Gateway,
+    pub origins: [SocketAddr; 3],
+    pub state_dir: PathBuf,
+    stop: CancellationToken,
+}
+
+/// The gateway config the demo runs with (also a worked example).
+pub fn config(args: &DemoArgs, old: SocketAddr, new: SocketAddr, twin: SocketAddr, dir: &std::path::Path) -> String {
+    let (step_every, max_diff_rate) = if args.rollout_steps { ("\"5s\"", 0.05) } else { ("null", 0.5) };
+    format!(
+        r#"listen: "127.0.0.1:{port}"
+server: {{ workers: 1, drain_timeout: "2s" }}
+admin: {{ listen: "127.0.0.1:{admin}" }}
+backends:
+  old:      {{ url: "http://{old}" }}
+  new:      {{ url: "http://{new}" }}
+  old_twin: {{ url: "http://{twin}" }}
+rollout:
+  percent: {percent}
+  sticky: "header:x-user-id"
+  state_file: "{dir}/rollout.json"
+  steps: [1, 5, 25, 50, 100]
+  step_every: {step_every}
+  guard:
+    interval: "2s"
+    window: "30s"
+    min_requests: 50
+    min_comparisons: 50
+    max_diff_rate: {max_diff_rate}
+shadow:
+  percent: 100
+diff:
+  unordered_arrays: ["/tags"]
+  store: {{ path: "{dir}/diffs.jsonl" }}
+logging: {{ level: "warn" }}
+"#,
+        port = args.port,
+        admin = args.admin_port,
+        percent = args.percent,
+        dir = dir.display(),
+    )
+}
+
+impl Demo {
+    pub async fn start(args: &DemoArgs) -> Result<Demo, String> {
+        let stop = CancellationToken::new();
+        let any: SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+        let old = origins::start(Flavor::Old, any, stop.clone()).await.map_err(|e| e.to_string())?;
+        let twin = origins::start(Flavor::Twin, any, stop.clone()).await.map_err(|e| e.to_string())?;
+        let new = origins::start(Flavor::New, any, stop.clone()).await.map_err(|e| e.to_string())?;
+        let state_dir = std::env::temp_dir().join(format!("switchyard-demo-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+        let yaml = config(args, old, new, twin, &state_dir);
+        let cfg = Config::from_yaml(&yaml, "<demo>").map_err(|e| e.to_string())?;
+        let gateway = Gateway::start(cfg, Options::default()).map_err(|e| match e {
+            crate::gateway::StartError::Bind { .. } => format!("{e} (try --port 0 --admin-port 0)"),
+            e => e.to_string(),
+        })?;
+        Ok(Demo {
+            gateway,
+            origins: [old, new, twin],
+            state_dir,
+            stop,
+        })
+    }
+
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.gateway.proxy_addr)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.gateway.admin_addr)
+    }
+
+    /// Waits (up to `timeout`) until every mirrored request has been compared.
+    pub async fn settle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = u64::MAX;
+        while Instant::now() < deadline {
+            let now = self.comparisons();
+            if now == last {
+                return;
+            }
+            last = now;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub fn comparisons(&self) -> u64 {
+        let c = self.gateway.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+        let t = &c.totals;
+        t.matched + t.diff + t.noise + t.ignored + t.error
+    }
+
+    pub fn real_diffs(&self) -> u64 {
+        self.gateway.analysis.collector.lock().unwrap_or_else(|p| p.into_inner()).totals.diff
+    }
+
+    pub fn stop(self) {
+        self.stop.cancel();
+        self.gateway.shutdown();
+        self.gateway.join();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+/// Runs the demo, reporting to `out` a line at a time.
+pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), String> {
+    let demo = Demo::start(&args).await?;
+    let (proxy, admin) = (demo.proxy_url(), demo.admin_url());
+    let admin_flag = if args.admin_port == 9901 { String::new() } else { format!(" --admin {admin}") };
+    out(format!("Switchyard demo: old, old_twin and new origins on loopback; {}% of users on new, every request mirrored.", args.percent));
+    out(format!("  proxy    {proxy}      (try: curl -H 'x-user-id: 42' {proxy}/users/42)"));
+    out(format!("  report   {admin}/report"));
+    out(format!("  metrics  {admin}/metrics"));
+    out(format!(
+        "  try      switchyard status{admin_flag} · switchyard rollout set 25{admin_flag} · switchyard rollback{admin_flag} · switchyard report{admin_flag}"
+    ));
+    if args.rollout_steps {
+        out("  the step plan advances every 5 s while the guard's checks pass; watch `switchyard status` for the guard's verdict".into());
+    }
+
+    let progress = Arc::new(traffic::Progress::default());
+    let plan = traffic::Plan {
+        proxy: proxy.clone(),
+        requests: args.requests,
+        deadline: args.duration.map(|d| Instant::now() + d),
+        rate: args.rate.max(1),
+        users: 5000,
+        workers: 16,
+    };
+    let endless = plan.requests.is_none() && plan.deadline.is_none();
+    let traffic = tokio::spawn(traffic::run(plan, progress.clone()));
+    let started = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.tick().await;
+    let mut traffic = Some(traffic);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = tick.tick() => {
+                let sent = progress.sent.load(Ordering::Relaxed);
+                let phase = demo.gateway.controller.state();
+                out(format!(
+                    "  {:>5.0}s  sent {sent:>7} ({:>4.0}/s) · served by new {:>6} · comparisons {:>7} · real diffs {:>6} · rollout {}% {}",
+                    started.elapsed().as_secs_f64(),
+                    sent as f64 / started.elapsed().as_secs_f64(),
+                    progress.served_new.load(Ordering::Relaxed),
+                    demo.comparisons(),
+                    demo.real_diffs(),
+                    phase.percent,
+                    phase.phase,
+                ));
+            }
+            _ = async { if let Some(t) = traffic.as_mut() { let _ = t.await; } }, if traffic.is_some() => {
+                traffic = None;
+                if !endless && !args.stay {
+                    break;
+                }
+            }
+        }
+    }
+    demo.settle(Duration::from_secs(10)).await;
+    let report = crate::report::text::render(&crate::report::model::build_from(&demo.gateway));
+    out(String::new());
+    out(report);
+    if let Some(t) = traffic {
+        t.abort();
+    }
+    demo.stop();
+    Ok(())
+}

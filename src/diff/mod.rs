@@ -1,0 +1,257 @@
+//! The diff engine: two exchanges in, a [`Comparison`] out. Pure: no I/O, no
+//! clocks, no shared state, so every rule is unit-tested on its own.
+//!
+//! Locations are `status`, `header:<name>` and `body` or `body:<JSON
+//! Pointer>`. Bodies are decoded first (gzip, deflate, br), so two sides that
+//! compress differently still match. JSON is compared structurally, text by
+//! lines, anything else by length and hash.
+
+pub mod decode;
+pub mod json;
+pub mod pointer;
+pub mod rules;
+pub mod text;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use rules::DiffRules;
+
+/// One side's answer to a request.
+#[derive(Clone, Debug, Default)]
+pub struct Exchange {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The body was longer than the capture cap; `body` is its start.
+    pub truncated: bool,
+    /// Time to the response head.
+    pub latency: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Same type, different value.
+    ValueChanged,
+    /// A string became a number, an object became an array…
+    TypeChanged,
+    /// Present in old, absent in new.
+    Missing,
+    /// Absent in old, present in new.
+    Extra,
+    /// Arrays of different length.
+    LengthChanged,
+    /// The same elements in a different order.
+    OrderChanged,
+    /// Text bodies differ (see the unified diff).
+    TextChanged,
+    /// Binary bodies differ (length and hash).
+    BinaryChanged,
+    /// A body was too large to compare whole.
+    Truncated,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::ValueChanged => "value_changed",
+            Kind::TypeChanged => "type_changed",
+            Kind::Missing => "missing",
+            Kind::Extra => "extra",
+            Kind::LengthChanged => "length_changed",
+            Kind::OrderChanged => "order_changed",
+            Kind::TextChanged => "text_changed",
+            Kind::BinaryChanged => "binary_changed",
+            Kind::Truncated => "truncated",
+        }
+    }
+}
+
+/// One difference between old (left) and new (right).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// `status`, `header:<name>`, `body`, or `body:<pointer>`.
+    pub location: String,
+    pub kind: Kind,
+    /// Old's value, as compact JSON or text (shortened).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub left: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub right: Option<String>,
+    /// A unified diff, a similarity ratio, a hash…
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    /// Matched an ignore rule: counted, never reported as a difference.
+    #[serde(default)]
+    pub ignored: bool,
+}
+
+impl Difference {
+    pub fn new(location: impl Into<String>, kind: Kind) -> Self {
+        Self {
+            location: location.into(),
+            kind,
+            left: None,
+            right: None,
+            detail: None,
+            ignored: false,
+        }
+    }
+
+    pub fn values(mut self, left: Option<String>, right: Option<String>) -> Self {
+        self.left = left.map(shorten);
+        self.right = right.map(shorten);
+        self
+    }
+
+    /// The location with array indices generalised (`body:/items/*/price`),
+    /// which is what counts and noise are kept by.
+    pub fn field(&self) -> String {
+        generalise(&self.location)
+    }
+}
+
+/// Replaces numeric pointer tokens by `*`.
+pub fn generalise(location: &str) -> String {
+    let Some(ptr) = location.strip_prefix("body:") else {
+        return location.to_string();
+    };
+    let mut out = String::with_capacity(location.len());
+    out.push_str("body:");
+    for tok in ptr.split('/').skip(1) {
+        out.push('/');
+        if !tok.is_empty() && tok.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('*');
+        } else {
+            out.push_str(tok);
+        }
+    }
+    out
+}
+
+const SNIPPET: usize = 200;
+
+fn shorten(mut s: String) -> String {
+    if s.len() > SNIPPET {
+        let mut cut = SNIPPET;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// The result of comparing two exchanges.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub differences: Vec<Difference>,
+}
+
+impl Comparison {
+    /// Differences that count (not ignored).
+    pub fn counted(&self) -> impl Iterator<Item = &Difference> {
+        self.differences.iter().filter(|d| !d.ignored)
+    }
+
+    pub fn is_match(&self) -> bool {
+        self.differences.is_empty()
+    }
+
+    /// Only ignored differences.
+    pub fn is_ignored_only(&self) -> bool {
+        !self.differences.is_empty() && self.differences.iter().all(|d| d.ignored)
+    }
+}
+
+/// Compares old (left) with new (right) under `rules`.
+pub fn compare(old: &Exchange, new: &Exchange, rules: &DiffRules) -> Comparison {
+    let mut out = Vec::new();
+    if old.status != new.status {
+        out.push(Difference::new("status", Kind::ValueChanged).values(Some(old.status.to_string()), Some(new.status.to_string())));
+    }
+    compare_headers(&old.headers, &new.headers, rules, &mut out);
+    compare_bodies(old, new, rules, &mut out);
+    Comparison { differences: out }
+}
+
+fn header_text(h: &HeaderMap, name: &http::HeaderName) -> Option<String> {
+    let mut vals = h.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let first = vals.next()?;
+    Some(vals.fold(first, |acc, v| acc + ", " + &v))
+}
+
+fn compare_headers(old: &HeaderMap, new: &HeaderMap, rules: &DiffRules, out: &mut Vec<Difference>) {
+    let mut names: Vec<&http::HeaderName> = old.keys().chain(new.keys()).collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    for name in names {
+        let (l, r) = (header_text(old, name), header_text(new, name));
+        if l == r {
+            continue;
+        }
+        let kind = match (&l, &r) {
+            (Some(_), None) => Kind::Missing,
+            (None, Some(_)) => Kind::Extra,
+            _ => Kind::ValueChanged,
+        };
+        let mut d = Difference::new(format!("header:{}", name.as_str()), kind).values(l, r);
+        d.ignored = rules.is_ignored_header(name.as_str());
+        out.push(d);
+    }
+}
+
+fn content_type(h: &HeaderMap) -> &str {
+    h.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut Vec<Difference>) {
+    if old.truncated || new.truncated {
+        let mut d = Difference::new("body", Kind::Truncated);
+        d.detail = Some("a body was longer than shadow.max_response_bytes; bodies were not compared".into());
+        d.ignored = true;
+        out.push(d);
+        return;
+    }
+    let l = decode::decoded(&old.headers, &old.body);
+    let r = decode::decoded(&new.headers, &new.body);
+    let (l, r) = match (l, r) {
+        (Ok(l), Ok(r)) => (l, r),
+        (l, r) => {
+            let mut d = Difference::new("body", Kind::BinaryChanged);
+            d.detail = Some(format!(
+                "could not decode: old {}, new {}",
+                l.err().unwrap_or_else(|| "ok".into()),
+                r.err().unwrap_or_else(|| "ok".into())
+            ));
+            out.push(d);
+            return;
+        }
+    };
+    if l == r {
+        return;
+    }
+    let json_l = json::parse_if_json(content_type(&old.headers), &l);
+    let json_r = json::parse_if_json(content_type(&new.headers), &r);
+    match (json_l, json_r) {
+        (Some(a), Some(b)) => json::compare(&a, &b, rules, out),
+        (a, b) if a.is_some() != b.is_some() && !(l.is_empty() || r.is_empty()) => {
+            out.push(
+                Difference::new("body", Kind::TypeChanged)
+                    .values(Some(text::preview(&l)), Some(text::preview(&r))),
+            );
+        }
+        _ => match (std::str::from_utf8(&l), std::str::from_utf8(&r)) {
+            (Ok(a), Ok(b)) => out.push(text::compare(a, b)),
+            _ => out.push(text::binary(&l, &r)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

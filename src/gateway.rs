@@ -1,0 +1,222 @@
+//! Assembles a running gateway: restores the rollout state, builds the first
+//! snapshot, binds every listener (so a bad address fails at once), and
+//! starts the worker event loops, the control loop (admin API and guard)
+//! and the analysis thread.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::api::{AdminState, Reloader};
+use crate::compare::Analysis;
+use crate::config::{Config, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::pipeline::{Shared, Worker};
+use crate::rollout::controller::Controller;
+use crate::rollout::guard::{Guard, GuardReport};
+use crate::rollout::persist;
+use crate::rollout::sink::LiveSink;
+use crate::rollout::state::RolloutState;
+use crate::shadow::Dispatcher;
+use crate::snapshot::Snapshot;
+
+/// Capacity of the queue of live samples for the guard.
+const LIVE_QUEUE: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    State(#[from] persist::PersistError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Setup(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Ignore a saved rollout state and start from the config's percent.
+    pub reset_state: bool,
+    /// Where the config came from, for reloads.
+    pub config_path: Option<PathBuf>,
+}
+
+pub struct Gateway {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub controller: Arc<Controller>,
+    pub analysis: Analysis,
+    pub metrics: Metrics,
+    pub reloader: Reloader,
+    shutdown: CancellationToken,
+    threads: Vec<JoinHandle<()>>,
+    analysis_thread: Option<JoinHandle<()>>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Setup(format!("cannot start an event loop: {e}")))
+}
+
+impl Gateway {
+    pub fn start(config: Config, opts: Options) -> Result<Gateway, StartError> {
+        let rollout = match (&config.rollout.state_file, opts.reset_state) {
+            (Some(path), false) => match persist::load(path)? {
+                Some(saved) => {
+                    tracing::info!(path = %path.display(), percent = saved.percent, phase = saved.phase.as_str(), "rollout state restored");
+                    saved
+                }
+                None => RolloutState::initial(config.rollout.percent),
+            },
+            _ => RolloutState::initial(config.rollout.percent),
+        };
+
+        let metrics = Metrics::new();
+        let config = Arc::new(config);
+        let snapshot = Snapshot::build(config.clone(), rollout, 0, &metrics).map_err(StartError::Setup)?;
+        let cell = Arc::new(ArcSwap::from_pointee(snapshot));
+        let controller = Arc::new(Controller::new(cell.clone(), metrics.clone()));
+
+        let (pair_tx, pair_rx) = std::sync::mpsc::sync_channel(config.shadow.queue);
+        let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx)
+            .map_err(|e| StartError::Setup(format!("cannot open the diff store: {e}")))?;
+        let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.samples_dropped.clone());
+        let shared = Arc::new(Shared {
+            snapshot: cell.clone(),
+            metrics: metrics.clone(),
+            live,
+            shadow: Dispatcher::new(config.shadow.max_in_flight, Some(pair_tx), metrics.clone()),
+        });
+
+        let workers = match config.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let proxy_addr: SocketAddr = config.listen.parse().map_err(|e| StartError::Setup(format!("listen: {e}")))?;
+        let admin_addr: SocketAddr = config.admin.listen.parse().map_err(|e| StartError::Setup(format!("admin.listen: {e}")))?;
+        let listeners = crate::server::bind_workers(proxy_addr, workers).map_err(|source| StartError::Bind {
+            what: "proxy",
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let proxy_addr = listeners[0].local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+        let admin_listener = crate::server::bind(admin_addr).map_err(|source| StartError::Bind {
+            what: "admin",
+            addr: config.admin.listen.clone(),
+            source,
+        })?;
+        let admin_addr = admin_listener.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+
+        let shutdown = CancellationToken::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let guard_report = Arc::new(Mutex::new(GuardReport::default()));
+        let reloader = Reloader::new(opts.config_path.clone(), controller.clone(), analysis.clone(), metrics.clone());
+        let limit = Arc::new(Semaphore::new(config.server.max_connections));
+        let mut threads = Vec::new();
+
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let worker = Arc::new(Worker::new(shared.clone()).map_err(StartError::Setup)?);
+            let rt = runtime()?;
+            let builder = crate::server::builder(&config.server);
+            let (limit, shutdown, drain, metrics) =
+                (limit.clone(), shutdown.clone(), config.server.drain_timeout.get(), metrics.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("switchyard-w{i}"))
+                .spawn(move || {
+                    rt.block_on(crate::server::serve(listener, builder, limit, shutdown, drain, Some(metrics), move |req, peer| {
+                        worker.clone().handle(req, peer)
+                    }))
+                })
+                .map_err(|e| StartError::Setup(format!("cannot start worker thread: {e}")))?;
+            threads.push(handle);
+        }
+        drop(shared);
+
+        let admin = Arc::new(AdminState {
+            controller: controller.clone(),
+            metrics: metrics.clone(),
+            analysis: analysis.clone(),
+            guard: guard_report.clone(),
+            ready: ready.clone(),
+            reloader: reloader.clone(),
+        });
+        let guard = Guard::new(controller.clone(), live_rx, Some(analysis.diffs.clone()), metrics.clone(), guard_report);
+        let rt = runtime()?;
+        let (shutdown_c, drain) = (shutdown.clone(), config.server.drain_timeout.get());
+        let admin_builder = crate::server::builder(&config.server);
+        let control = std::thread::Builder::new()
+            .name("switchyard-control".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    tokio::spawn(guard.run(shutdown_c.clone()));
+                    let limit = Arc::new(Semaphore::new(256));
+                    crate::server::serve(admin_listener, admin_builder, limit, shutdown_c, drain, None, move |req, _peer| {
+                        crate::admin::api::handle(admin.clone(), req)
+                    })
+                    .await;
+                })
+            })
+            .map_err(|e| StartError::Setup(format!("cannot start control thread: {e}")))?;
+        threads.push(control);
+
+        ready.store(true, Ordering::SeqCst);
+        let snap = controller.snapshot();
+        tracing::info!(
+            proxy = %proxy_addr,
+            admin = %admin_addr,
+            workers,
+            percent = snap.rollout.percent,
+            phase = snap.rollout.phase.as_str(),
+            "switchyard is serving"
+        );
+        Ok(Gateway {
+            proxy_addr,
+            admin_addr,
+            controller,
+            analysis,
+            metrics,
+            reloader,
+            shutdown,
+            threads,
+            analysis_thread: Some(analysis_thread),
+        })
+    }
+
+    /// Starts a graceful shutdown; returns at once.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Re-reads the config file and swaps it in.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        self.reloader.reload()
+    }
+
+    /// Waits for every thread to finish (after [`Gateway::shutdown`]).
+    pub fn join(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(t) = self.analysis_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,9 @@
+//! The `switchyard` binary: see `switchyard --help`.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

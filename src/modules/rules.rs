@@ -1,0 +1,367 @@
+//! Request rules, a small WAF: block (403) or tag requests by method, path
+//! (exact, prefix, regex), header presence or pattern, query parameter
+//! pattern, and body size. First matching rule wins; its name shows in the
+//! log and as the `decision` label.
+//!
+//! Regexes are compiled once, at load, into one `RegexSet` per thing they
+//! look at, so a request runs each set once whatever the number of rules;
+//! the rules then only test bits and compare strings.
+
+use std::sync::Arc;
+
+use http::{HeaderName, Method, StatusCode};
+use regex::RegexSet;
+
+use super::{Module, Outcome, RequestCtx, Verdict};
+use crate::config::{RuleAction, RuleConfig};
+use crate::proxy::error::plain;
+
+struct Rule {
+    name: Arc<str>,
+    action: RuleAction,
+    status: StatusCode,
+    methods: Option<Vec<Method>>,
+    path_exact: Option<String>,
+    path_prefix: Option<String>,
+    /// Index in `Rules::path_set`.
+    path_regex: Option<usize>,
+    header_present: Option<HeaderName>,
+    /// (group, index in the group's set)
+    header: Option<(usize, usize)>,
+    query: Option<(usize, usize)>,
+    body_larger_than: Option<u64>,
+}
+
+/// Patterns on one header or query parameter, as one set.
+struct Group<K> {
+    key: K,
+    set: RegexSet,
+}
+
+pub struct Rules {
+    rules: Vec<Rule>,
+    path_set: Option<RegexSet>,
+    header_groups: Vec<Group<HeaderName>>,
+    query_groups: Vec<Group<String>>,
+}
+
+/// Groups patterns by key, returning each pattern's (group, index).
+fn group<K: PartialEq + Clone>(items: &[Option<(K, String)>]) -> (Vec<(K, Vec<String>)>, Vec<Option<(usize, usize)>>) {
+    let mut groups: Vec<(K, Vec<String>)> = Vec::new();
+    let mut slots = Vec::with_capacity(items.len());
+    for item in items {
+        slots.push(item.as_ref().map(|(k, pattern)| {
+            let g = match groups.iter().position(|(gk, _)| gk == k) {
+                Some(g) => g,
+                None => {
+                    groups.push((k.clone(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[g].1.push(pattern.clone());
+            (g, groups[g].1.len() - 1)
+        }));
+    }
+    (groups, slots)
+}
+
+fn set(patterns: &[String]) -> Result<RegexSet, String> {
+    RegexSet::new(patterns).map_err(|e| format!("rule regexes do not compile: {e}"))
+}
+
+impl Rules {
+    pub fn new(cfg: &[RuleConfig]) -> Result<Self, String> {
+        let path_patterns: Vec<String> = cfg.iter().filter_map(|r| r.matcher.path_regex.clone()).collect();
+        let headers: Vec<Option<(HeaderName, String)>> = cfg
+            .iter()
+            .map(|r| {
+                r.matcher.header.as_ref().map(|h| {
+                    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| e.to_string())?;
+                    Ok::<_, String>((name, h.regex.clone()))
+                })
+            })
+            .map(Option::transpose)
+            .collect::<Result<_, _>>()?;
+        let queries: Vec<Option<(String, String)>> = cfg
+            .iter()
+            .map(|r| r.matcher.query.as_ref().map(|q| (q.name.clone(), q.regex.clone())))
+            .collect();
+        let (hgroups, hslots) = group(&headers);
+        let (qgroups, qslots) = group(&queries);
+
+        let mut next_path = 0;
+        let mut rules = Vec::with_capacity(cfg.len());
+        for (i, r) in cfg.iter().enumerate() {
+            let m = &r.matcher;
+            let path_regex = m.path_regex.as_ref().map(|_| {
+                next_path += 1;
+                next_path - 1
+            });
+            rules.push(Rule {
+                name: Arc::from(r.name.as_str()),
+                action: r.action,
+                status: StatusCode::from_u16(r.status.unwrap_or(403)).map_err(|e| e.to_string())?,
+                methods: m
+                    .methods
+                    .as_ref()
+                    .map(|ms| ms.iter().map(|s| Method::from_bytes(s.as_bytes())).collect::<Result<_, _>>())
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+                path_exact: m.path_exact.clone(),
+                path_prefix: m.path_prefix.clone(),
+                path_regex,
+                header_present: m
+                    .header_present
+                    .as_ref()
+                    .map(|h| HeaderName::from_bytes(h.as_bytes()))
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+                header: hslots[i],
+                query: qslots[i],
+                body_larger_than: m.body_larger_than,
+            });
+        }
+        Ok(Self {
+            rules,
+            path_set: if path_patterns.is_empty() { None } else { Some(set(&path_patterns)?) },
+            header_groups: hgroups
+                .into_iter()
+                .map(|(key, ps)| Ok(Group { key, set: set(&ps)? }))
+                .collect::<Result<_, String>>()?,
+            query_groups: qgroups
+                .into_iter()
+                .map(|(key, ps)| Ok(Group { key, set: set(&ps)? }))
+                .collect::<Result<_, String>>()?,
+        })
+    }
+
+    /// The first rule matching the request head, by index, and whether its
+    /// match depends on a body whose size is not declared.
+    pub fn first_match(&self, req: &http::request::Parts) -> Option<(usize, bool)> {
+        let path = req.uri.path();
+        let path_hits = self.path_set.as_ref().map(|s| s.matches(path));
+        let header_hits: Vec<Option<regex::SetMatches>> = self
+            .header_groups
+            .iter()
+            .map(|g| {
+                req.headers
+                    .get_all(&g.key)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(|v| g.set.matches(v))
+                    .find(|m| m.matched_any())
+            })
+            .collect();
+        let query_hits: Vec<Option<regex::SetMatches>> = self
+            .query_groups
+            .iter()
+            .map(|g| {
+                req.uri
+                    .query()
+                    .and_then(|q| crate::split::query_param(q, &g.key))
+                    .map(|v| g.set.matches(v))
+            })
+            .collect();
+        let declared_len: Option<u64> = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Some(ms) = &r.methods {
+                if !ms.contains(&req.method) {
+                    continue;
+                }
+            }
+            if r.path_exact.as_deref().is_some_and(|p| p != path) {
+                continue;
+            }
+            if r.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p)) {
+                continue;
+            }
+            if let (Some(idx), Some(hits)) = (r.path_regex, &path_hits) {
+                if !hits.matched(idx) {
+                    continue;
+                }
+            }
+            if r.header_present.as_ref().is_some_and(|h| !req.headers.contains_key(h)) {
+                continue;
+            }
+            if let Some((g, idx)) = r.header {
+                if !header_hits[g].as_ref().is_some_and(|m| m.matched(idx)) {
+                    continue;
+                }
+            }
+            if let Some((g, idx)) = r.query {
+                if !query_hits[g].as_ref().is_some_and(|m| m.matched(idx)) {
+                    continue;
+                }
+            }
+            let mut undeclared = false;
+            if let Some(limit) = r.body_larger_than {
+                match declared_len {
+                    Some(len) if len > limit => {}
+                    Some(_) => continue,
+                    None if req.headers.contains_key(http::header::TRANSFER_ENCODING) => undeclared = true,
+                    None => continue,
+                }
+            }
+            return Some((i, undeclared));
+        }
+        None
+    }
+}
+
+impl Module for Rules {
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+
+    fn decisions(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.rules.iter().map(|r| r.name.to_string()).collect();
+        d.push("pass".into());
+        d
+    }
+
+    fn on_request(&self, req: &mut http::request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
+        let pass = self.rules.len();
+        let Some((i, undeclared)) = self.first_match(req) else {
+            return Outcome::pass(pass);
+        };
+        let rule = &self.rules[i];
+        if undeclared {
+            // A chunked body: cannot know its size yet, so cut it off there.
+            let limit = rule.body_larger_than.unwrap_or(u64::MAX);
+            ctx.body_limit = Some(ctx.body_limit.map_or(limit, |l| l.min(limit)));
+            return Outcome::pass(pass);
+        }
+        match rule.action {
+            RuleAction::Tag => {
+                ctx.tags.push(rule.name.clone());
+                Outcome::pass(i)
+            }
+            RuleAction::Block => {
+                tracing::info!(rule = %rule.name, route = ctx.route, method = %req.method, path = req.uri.path(), "request blocked by rule");
+                let reason = rule.status.canonical_reason().unwrap_or("Blocked");
+                Outcome {
+                    verdict: Verdict::Respond(plain(rule.status, format!("{reason}: blocked by rule {}\n", rule.name))),
+                    decision: i,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{NamedPattern, RuleMatch};
+
+    fn rule(name: &str, action: RuleAction, m: RuleMatch) -> RuleConfig {
+        RuleConfig {
+            name: name.into(),
+            action,
+            status: None,
+            matcher: m,
+        }
+    }
+
+    fn req(b: http::request::Builder) -> http::request::Parts {
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn ctx() -> RequestCtx<'static> {
+        RequestCtx {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            route: "default",
+            tags: Vec::new(),
+            body_limit: None,
+        }
+    }
+
+    fn sample() -> Rules {
+        Rules::new(&[
+            rule("no-admin", RuleAction::Block, RuleMatch { path_prefix: Some("/admin".into()), ..Default::default() }),
+            rule("no-delete", RuleAction::Block, RuleMatch { methods: Some(vec!["DELETE".into()]), path_exact: Some("/api/items".into()), ..Default::default() }),
+            rule("php", RuleAction::Block, RuleMatch { path_regex: Some(r"\.php$".into()), ..Default::default() }),
+            rule("bot", RuleAction::Tag, RuleMatch { header: Some(NamedPattern { name: "user-agent".into(), regex: "(?i)bot".into() }), ..Default::default() }),
+            rule("debug", RuleAction::Block, RuleMatch { header_present: Some("x-debug".into()), ..Default::default() }),
+            rule("sqli", RuleAction::Block, RuleMatch { query: Some(NamedPattern { name: "q".into(), regex: "(?i)union\\s+select".into() }), ..Default::default() }),
+            rule("big", RuleAction::Block, RuleMatch { body_larger_than: Some(100), ..Default::default() }),
+        ])
+        .unwrap()
+    }
+
+    fn first(r: &Rules, b: http::request::Builder) -> Option<&str> {
+        r.first_match(&req(b)).map(|(i, _)| &*r.rules[i].name)
+    }
+
+    #[test]
+    fn each_condition_matches_and_misses() {
+        let r = sample();
+        assert_eq!(first(&r, http::Request::get("/admin/users")), Some("no-admin"));
+        assert_eq!(first(&r, http::Request::get("/s?q=1%20union%20select")), None, "patterns see raw values");
+        assert_eq!(first(&r, http::Request::delete("/api/items")), Some("no-delete"));
+        assert_eq!(first(&r, http::Request::get("/api/items")), None);
+        assert_eq!(first(&r, http::Request::get("/index.php")), Some("php"));
+        assert_eq!(first(&r, http::Request::get("/index.php5")), None);
+        assert_eq!(first(&r, http::Request::get("/").header("user-agent", "GoogleBot/2")), Some("bot"));
+        assert_eq!(first(&r, http::Request::get("/").header("x-debug", "1")), Some("debug"));
+        assert_eq!(first(&r, http::Request::post("/up").header("content-length", "101")), Some("big"));
+        assert_eq!(first(&r, http::Request::post("/up").header("content-length", "100")), None);
+    }
+
+    #[test]
+    fn query_regex_sees_the_raw_value() {
+        let r = Rules::new(&[rule("sqli", RuleAction::Block, RuleMatch { query: Some(NamedPattern { name: "q".into(), regex: "(?i)union(\\+|%20)select".into() }), ..Default::default() })]).unwrap();
+        assert_eq!(first(&r, http::Request::get("/s?a=1&q=1+UNION+SELECT")), Some("sqli"));
+        assert_eq!(first(&r, http::Request::get("/s?q=unions")), None);
+    }
+
+    #[test]
+    fn first_match_wins_in_order() {
+        let r = sample();
+        assert_eq!(first(&r, http::Request::get("/admin/x.php")), Some("no-admin"));
+    }
+
+    #[test]
+    fn block_answers_403_and_tag_lets_through() {
+        let r = sample();
+        let mut c = ctx();
+        let out = r.on_request(&mut req(http::Request::get("/admin")), &mut c);
+        match out.verdict {
+            Verdict::Respond(resp) => assert_eq!(resp.status(), 403),
+            _ => panic!("expected a block"),
+        }
+        assert_eq!(r.decisions()[out.decision], "no-admin");
+
+        let out = r.on_request(&mut req(http::Request::get("/").header("user-agent", "bot")), &mut c);
+        assert!(matches!(out.verdict, Verdict::Continue));
+        assert_eq!(r.decisions()[out.decision], "bot");
+        assert_eq!(&*c.tags[0], "bot");
+
+        let out = r.on_request(&mut req(http::Request::get("/ok")), &mut c);
+        assert_eq!(r.decisions()[out.decision], "pass");
+    }
+
+    #[test]
+    fn chunked_body_gets_a_limit_instead_of_a_verdict() {
+        let r = sample();
+        let mut c = ctx();
+        let out = r.on_request(&mut req(http::Request::post("/up").header("transfer-encoding", "chunked")), &mut c);
+        assert!(matches!(out.verdict, Verdict::Continue));
+        assert_eq!(c.body_limit, Some(100));
+    }
+
+    #[test]
+    fn custom_status_is_used() {
+        let mut cfg = rule("teapot", RuleAction::Block, RuleMatch { path_exact: Some("/tea".into()), ..Default::default() });
+        cfg.status = Some(418);
+        let r = Rules::new(&[cfg]).unwrap();
+        match r.on_request(&mut req(http::Request::get("/tea")), &mut ctx()).verdict {
+            Verdict::Respond(resp) => assert_eq!(resp.status(), 418),
+            _ => panic!("expected a block"),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The live path, as one list of named phases (after pingora's):
+//!
+//! 1. `route`            — pick the configured route (or `default`)
+//! 2. `request_filter`   — the route's modules: rate limit, rules… may answer early
+//! 3. `split`            — force header, else sticky bucket vs. the route's percent
+//! 4. `upstream_request` — request id, hop-by-hop stripping, forwarding headers
+//! 5. `mirror`           — sampled requests also go to the other side (and the twin)
+//! 6. `forward`          — stream the request to the serving side, await its head
+//! 7. `response_filter`  — hop-by-hop stripping, `served-by`, `Via`, modules
+//! 8. `logging`          — metrics, guard sample, access log
+//!
+//! Nothing here waits for a mirror, a comparison, a disk write or a lock
+//! held by them: the mirror runs on its own task and the comparison on the
+//! analysis thread.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::HOST;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use crate::metrics::Metrics;
+use crate::modules::RequestCtx;
+use crate::proxy::forward::Upstreams;
+use crate::proxy::headers::{self, X_REQUEST_ID, X_SERVED_BY};
+use crate::proxy::{ProxyBody, ProxyError};
+use crate::rollout::sink::{LiveSample, LiveSink};
+use crate::shadow::{self, Mirror};
+use crate::side::Side;
+use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::split::{self, SplitInput};
+
+/// What every worker shares.
+pub struct Shared {
+    pub snapshot: SnapshotCell,
+    pub metrics: Metrics,
+    pub live: LiveSink,
+    pub shadow: shadow::Dispatcher,
+}
+
+/// One event loop's view: the shared state and its own upstream pools.
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    upstreams: ArcSwap<Upstreams>,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>) -> Result<Self, String> {
+        let snap = shared.snapshot.load();
+        let ups = Upstreams::new(snap.generation, &snap.config.backends)?;
+        Ok(Self {
+            shared,
+            upstreams: ArcSwap::from_pointee(ups),
+        })
+    }
+
+    /// This worker's pools for the snapshot's backends, rebuilt after a
+    /// reload changed them.
+    fn upstreams(&self, snap: &Snapshot) -> Arc<Upstreams> {
+        let current = self.upstreams.load_full();
+        if current.generation == snap.generation {
+            return current;
+        }
+        match Upstreams::new(snap.generation, &snap.config.backends) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                self.upstreams.store(fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build backend pools for the new config; keeping the old ones");
+                current
+            }
+        }
+    }
+
+    /// Serves one request; never fails (errors become responses).
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<ProxyBody>, Infallible> {
+        let started = Instant::now();
+        let snap = self.shared.snapshot.load_full();
+        let (mut parts, body) = req.into_parts();
+        let method = parts.method.clone();
+        let log_path = snap.config.logging.access_log.then(|| parts.uri.path().to_string());
+
+        // 1. route
+        let route = snap.routes.select(&parts);
+
+        // 2. request_filter
+        let mut ctx = RequestCtx {
+            client_ip: peer.ip(),
+            route: &route.name,
+            tags: Vec::new(),
+            body_limit: None,
+        };
+        if !route.chain.is_empty() {
+            if let Some(resp) = route.chain.on_request(&mut parts, &mut ctx).await {
+                access_log(log_path.as_deref(), &method, &route.name, None, resp.status().as_u16(), started, &ctx);
+                return Ok(resp);
+            }
+        }
+
+        // 3. split
+        let percent = snap.percent_for(route);
+        let (side, _reason) = split::decide(
+            &SplitInput {
+                force_header: &snap.force_header,
+                sticky: &route.sticky,
+                seed: snap.seed,
+                percent,
+            },
+            &parts,
+            peer.ip(),
+        );
+
+        // 4. upstream_request
+        let request_id = ensure_request_id(&mut parts.headers);
+        let host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::add_forwarding(&mut parts.headers, peer.ip(), host.as_ref());
+        if snap.config.server.via {
+            headers::append_via(&mut parts.headers, parts.version);
+        }
+
+        // 5. mirror
+        let upstreams = self.upstreams(&snap);
+        let (body, mirror) = if route.shadow.allows(&method) && ctx.body_limit.is_none() {
+            shadow::prepare(&self.shared.shadow, &snap, route, &upstreams, side, &parts, body, &request_id).await
+        } else {
+            (ProxyBody::stream(body), Mirror::none())
+        };
+        let body = match (ctx.body_limit, body) {
+            (Some(limit), ProxyBody::Stream { inner }) => ProxyBody::limited(inner, limit),
+            (_, b) => b,
+        };
+
+        // 6. forward
+        let upstream = upstreams.get(side).unwrap_or(&upstreams.old);
+        upstream.aim(&mut parts);
+        let result = upstream.send(Request::from_parts(parts, body)).await;
+        let head_latency = started.elapsed();
+
+        // 7. response_filter
+        let side_metrics = route.metrics.side(side);
+        let resp = match result {
+            Ok(resp) => {
+                let (mut rp, rb) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut rp.headers);
+                if snap.config.server.served_by_header {
+                    rp.headers.insert(&X_SERVED_BY, side.header_value());
+                }
+                if snap.config.server.via {
+                    headers::append_via(&mut rp.headers, rp.version);
+                }
+                if !rp.headers.contains_key(&X_REQUEST_ID) {
+                    rp.headers.insert(&X_REQUEST_ID, request_id.clone());
+                }
+                route.chain.on_response(&mut rp, &ctx);
+                let body = mirror.attach(rb, &rp);
+                Response::from_parts(rp, body)
+            }
+            Err(e) => {
+                mirror.abandon();
+                self.record_error(side, &e);
+                let mut resp = e.into_response();
+                if snap.config.server.served_by_header {
+                    resp.headers_mut().insert(&X_SERVED_BY, side.header_value());
+                }
+                resp.headers_mut().insert(&X_REQUEST_ID, request_id);
+                resp
+            }
+        };
+
+        // 8. logging
+        let status = resp.status().as_u16();
+        side_metrics.count(status);
+        side_metrics.duration.observe(head_latency.as_secs_f64());
+        self.shared.live.record(LiveSample {
+            side,
+            latency: head_latency,
+            error: status >= 500,
+        });
+        access_log(log_path.as_deref(), &method, &route.name, Some(side), status, started, &ctx);
+        Ok(resp)
+    }
+
+    fn record_error(&self, side: Side, e: &ProxyError) {
+        if e.is_upstream() {
+            self.shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[side.as_str(), e.kind()])
+                .inc();
+        }
+        tracing::warn!(backend = side.as_str(), kind = e.kind(), error = %e, "upstream request failed");
+    }
+}
+
+/// Keeps the client's `x-request-id`, or makes one.
+fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        if !v.is_empty() {
+            return v.clone();
+        }
+    }
+    let id = HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>())).unwrap_or(HeaderValue::from_static("0"));
+    headers.insert(&X_REQUEST_ID, id.clone());
+    id
+}
+
+fn access_log(path: Option<&str>, method: &http::Method, route: &str, side: Option<Side>, status: u16, started: Instant, ctx: &RequestCtx<'_>) {
+    let Some(path) = path else { return };
+    let tags: Vec<&str> = ctx.tags.iter().map(|t| &**t).collect();
+    tracing::info!(
+        target: "switchyard::access",
+        method = %method,
+        path,
+        route,
+        side = side.map_or("none", Side::as_str),
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        tags = ?tags,
+        "request"
+    );
+}

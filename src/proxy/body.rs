@@ -1,0 +1,126 @@
+//! The body type the gateway sends in both directions: a client's or a
+//! backend's streaming body passed through untouched, a buffered one
+//! (mirrored request bodies, the gateway's own answers), or a stream whose
+//! first chunks were read ahead to decide whether it can be mirrored.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+
+use super::tee::Tee;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    #[project = Proj]
+    pub enum ProxyBody {
+        Empty,
+        Full { data: Option<Bytes> },
+        Stream { #[pin] inner: Incoming },
+        /// Chunks already read, then the rest of the stream.
+        Prefixed { prefix: VecDeque<Bytes>, #[pin] rest: Incoming },
+        Tee { #[pin] inner: Tee<Incoming> },
+        /// A stream cut off after `remaining` more bytes.
+        Limited { #[pin] inner: Incoming, remaining: u64, limit: u64 },
+    }
+}
+
+impl ProxyBody {
+    pub fn empty() -> Self {
+        ProxyBody::Empty
+    }
+
+    pub fn full(data: Bytes) -> Self {
+        if data.is_empty() {
+            ProxyBody::Empty
+        } else {
+            ProxyBody::Full { data: Some(data) }
+        }
+    }
+
+    pub fn stream(inner: Incoming) -> Self {
+        ProxyBody::Stream { inner }
+    }
+
+    pub fn limited(inner: Incoming, limit: u64) -> Self {
+        ProxyBody::Limited {
+            inner,
+            remaining: limit,
+            limit,
+        }
+    }
+}
+
+/// Raised by a [`ProxyBody::Limited`] stream that went past its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("body is larger than {0} bytes")]
+pub struct TooLarge(pub u64);
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            Proj::Empty => Poll::Ready(None),
+            Proj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Proj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            Proj::Prefixed { prefix, rest } => {
+                if let Some(chunk) = prefix.pop_front() {
+                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                }
+                rest.poll_frame(cx).map_err(Into::into)
+            }
+            Proj::Tee { inner } => inner.poll_frame(cx),
+            Proj::Limited { inner, remaining, limit } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        let n = data.len() as u64;
+                        if n > *remaining {
+                            return Poll::Ready(Some(Err(Box::new(TooLarge(*limit)))));
+                        }
+                        *remaining -= n;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                other => other.map_err(Into::into),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Full { data } => data.is_none(),
+            ProxyBody::Stream { inner } => inner.is_end_stream(),
+            ProxyBody::Prefixed { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
+            ProxyBody::Tee { inner } => inner.is_end_stream(),
+            ProxyBody::Limited { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ProxyBody::Stream { inner } => inner.size_hint(),
+            ProxyBody::Prefixed { prefix, rest } => {
+                let pre: u64 = prefix.iter().map(|b| b.len() as u64).sum();
+                let h = rest.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(h.lower() + pre);
+                if let Some(u) = h.upper() {
+                    out.set_upper(u + pre);
+                }
+                out
+            }
+            ProxyBody::Tee { inner } => inner.size_hint(),
+            ProxyBody::Limited { inner, .. } => inner.size_hint(),
+        }
+    }
+}

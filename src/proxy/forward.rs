@@ -1,0 +1,172 @@
+//! Sending a request to a backend: one pooled client per backend and worker
+//! (keep-alive, TCP_NODELAY, connect and response timeouts), the request
+//! rewritten for the backend (URI, version, `Host`), and failures classified.
+
+use std::time::Duration;
+
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use crate::config::{BackendConfig, HostHeader};
+use crate::side::Side;
+
+/// One backend, as seen from one worker.
+pub struct Upstream {
+    side: Side,
+    client: Client<HttpConnector, ProxyBody>,
+    scheme: Scheme,
+    authority: Authority,
+    authority_value: HeaderValue,
+    /// Path prefix from the backend URL, without a trailing slash.
+    prefix: Option<String>,
+    host: HostHeader,
+    timeout: Duration,
+    version: Version,
+}
+
+impl Upstream {
+    /// Builds the client; `cfg` has been validated.
+    pub fn new(side: Side, cfg: &BackendConfig) -> Result<Self, String> {
+        let uri = crate::config::validate::backend_url(&cfg.url)?;
+        let authority = uri.authority().cloned().ok_or("backend URL has no host")?;
+        let prefix = match uri.path().trim_end_matches('/') {
+            "" => None,
+            p => Some(p.to_string()),
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.set_reuse_address(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.idle_timeout.get())
+            .pool_max_idle_per_host(cfg.max_idle_connections)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(cfg.http2)
+            .build(connector);
+        Ok(Self {
+            side,
+            client,
+            scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
+            authority_value: HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?,
+            authority,
+            prefix,
+            host: cfg.host,
+            timeout: cfg.timeout.get(),
+            version: if cfg.http2 { Version::HTTP_2 } else { Version::HTTP_11 },
+        })
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The URI of `pq` on this backend.
+    pub fn uri_for(&self, pq: Option<&PathAndQuery>) -> Uri {
+        let pq = match (&self.prefix, pq) {
+            (None, Some(pq)) => pq.clone(),
+            (None, None) => PathAndQuery::from_static("/"),
+            (Some(prefix), pq) => {
+                let rest = pq.map_or("/", |p| p.as_str());
+                PathAndQuery::try_from(format!("{prefix}{rest}")).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).unwrap_or_default()
+    }
+
+    /// Points a request at this backend: absolute URI, the backend's HTTP
+    /// version, and `Host` kept from the client or rewritten.
+    pub fn aim(&self, parts: &mut http::request::Parts) {
+        let original_authority = parts.uri.authority().cloned();
+        parts.uri = self.uri_for(parts.uri.path_and_query());
+        parts.version = self.version;
+        match self.host {
+            HostHeader::Rewrite => {
+                parts.headers.insert(HOST, self.authority_value.clone());
+            }
+            HostHeader::Preserve => {
+                if !parts.headers.contains_key(HOST) {
+                    // HTTP/2 clients send :authority instead of Host.
+                    let value = original_authority
+                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                        .unwrap_or_else(|| self.authority_value.clone());
+                    parts.headers.insert(HOST, value);
+                }
+            }
+        }
+    }
+
+    /// Sends the request and waits for the response head, within the timeout.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        self.send_within(req, self.timeout).await
+    }
+
+    pub async fn send_within(&self, req: Request<ProxyBody>, timeout: Duration) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => Err(ProxyError::Timeout {
+                side: self.side,
+                timeout,
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(classify(self.side, &e)),
+        }
+    }
+}
+
+fn classify(side: Side, e: &hyper_util::client::legacy::Error) -> ProxyError {
+    if e.is_connect() {
+        return ProxyError::Connect { side };
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(tl) = s.downcast_ref::<super::body::TooLarge>() {
+            return ProxyError::BodyTooLarge { limit: tl.0 };
+        }
+        source = s.source();
+    }
+    let detail = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
+    ProxyError::Upstream { side, detail }
+}
+
+/// Every backend, for one worker. Rebuilt when a reload changes backends.
+pub struct Upstreams {
+    pub generation: u64,
+    pub old: Upstream,
+    pub new: Upstream,
+    pub old_twin: Option<Upstream>,
+}
+
+impl Upstreams {
+    pub fn new(generation: u64, backends: &crate::config::Backends) -> Result<Self, String> {
+        Ok(Self {
+            generation,
+            old: Upstream::new(Side::Old, &backends.old)?,
+            new: Upstream::new(Side::New, &backends.new)?,
+            old_twin: backends
+                .old_twin
+                .as_ref()
+                .map(|t| Upstream::new(Side::OldTwin, t))
+                .transpose()?,
+        })
+    }
+
+    pub fn get(&self, side: Side) -> Option<&Upstream> {
+        match side {
+            Side::Old => Some(&self.old),
+            Side::New => Some(&self.new),
+            Side::OldTwin => self.old_twin.as_ref(),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The proxy mechanics of the live path: headers, bodies, forwarding, errors.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod tee;
+
+pub use body::ProxyBody;
+pub use error::ProxyError;

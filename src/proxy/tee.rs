@@ -1,0 +1,185 @@
+//! Copies a streaming body, up to a cap, while it streams to the client.
+//!
+//! The live response is never held back: each frame is passed on as soon as
+//! it arrives, and the copy is only a list of reference-counted chunks. When
+//! the body ends the copy is handed to the comparison; if the client goes
+//! away first, the copy is dropped and the comparison learns it was cancelled.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::oneshot;
+
+use super::body::BoxError;
+
+/// What a tee saw of a body.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub body: Bytes,
+    /// The body was longer than the cap; `body` holds its start.
+    pub truncated: bool,
+    /// The stream failed before its end.
+    pub failed: bool,
+    /// When the last byte went through.
+    pub finished: Option<Instant>,
+}
+
+pin_project! {
+    pub struct Tee<B> {
+        #[pin]
+        inner: B,
+        chunks: Vec<Bytes>,
+        len: usize,
+        cap: usize,
+        truncated: bool,
+        done: Option<oneshot::Sender<Captured>>,
+    }
+}
+
+impl<B> Tee<B> {
+    pub fn new(inner: B, cap: usize) -> (Self, oneshot::Receiver<Captured>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                inner,
+                chunks: Vec::new(),
+                len: 0,
+                cap,
+                truncated: false,
+                done: Some(tx),
+            },
+            rx,
+        )
+    }
+}
+
+fn join(chunks: &mut Vec<Bytes>, len: usize) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(len);
+            for c in chunks.drain(..) {
+                buf.extend_from_slice(&c);
+            }
+            buf.freeze()
+        }
+    }
+}
+
+impl<B> Body for Tee<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if !*this.truncated {
+                        let room = *this.cap - *this.len;
+                        if data.len() <= room {
+                            this.chunks.push(data.clone());
+                            *this.len += data.len();
+                        } else {
+                            this.chunks.push(data.slice(..room));
+                            *this.len += room;
+                            *this.truncated = true;
+                        }
+                    }
+                }
+                // hyper stops polling once a body says it has ended, so the
+                // end is noticed here rather than by a final `None`.
+                if this.inner.is_end_stream() {
+                    if let Some(tx) = this.done.take() {
+                        let _ = tx.send(Captured {
+                            body: join(this.chunks, *this.len),
+                            truncated: *this.truncated,
+                            failed: false,
+                            finished: Some(Instant::now()),
+                        });
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(tx) = this.done.take() {
+                    let _ = tx.send(Captured {
+                        body: join(this.chunks, *this.len),
+                        truncated: *this.truncated,
+                        failed: true,
+                        finished: Some(Instant::now()),
+                    });
+                }
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                if let Some(tx) = this.done.take() {
+                    let _ = tx.send(Captured {
+                        body: join(this.chunks, *this.len),
+                        truncated: *this.truncated,
+                        failed: false,
+                        finished: Some(Instant::now()),
+                    });
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn chunks(parts: &[&'static str]) -> impl Body<Data = Bytes, Error = BoxError> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))).collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn passes_everything_and_keeps_a_copy() {
+        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 1024);
+        let out = tee.collect().await.unwrap().to_bytes();
+        assert_eq!(out, "hello world");
+        let c = rx.await.unwrap();
+        assert_eq!(c.body, "hello world");
+        assert!(!c.truncated && !c.failed);
+    }
+
+    #[tokio::test]
+    async fn copy_stops_at_the_cap_but_the_stream_does_not() {
+        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 8);
+        let out = tee.collect().await.unwrap().to_bytes();
+        assert_eq!(out, "hello world");
+        let c = rx.await.unwrap();
+        assert_eq!(c.body, "hello wo");
+        assert!(c.truncated);
+    }
+
+    #[tokio::test]
+    async fn dropped_early_means_cancelled() {
+        let (tee, rx) = Tee::new(chunks(&["a", "b"]), 8);
+        drop(tee);
+        assert!(rx.await.is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! The diff store: every real difference appended to a JSONL file (readable
+//! with `jq`), plus periodic tallies of the counts, rotated by size. On
+//! restart the report is rebuilt from it: the last tally of each endpoint
+//! gives the counts, the difference records give the samples.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::collector::{EndpointStats, Results, Sample};
+use crate::config::StoreConfig;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// A real difference, with its evidence.
+    Diff { endpoint: String, field: String, sample: Box<Sample> },
+    /// The counts of one endpoint at a moment.
+    Tally { endpoint: String, stats: Box<EndpointStats> },
+    /// Totals over every endpoint at a moment.
+    Totals { results: Results },
+}
+
+pub struct Store {
+    path: PathBuf,
+    max_bytes: u64,
+    max_files: usize,
+    file: File,
+    size: u64,
+}
+
+fn rotated(path: &Path, n: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+impl Store {
+    pub fn open(cfg: &StoreConfig) -> io::Result<Self> {
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&cfg.path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path: cfg.path.clone(),
+            max_bytes: cfg.max_bytes,
+            max_files: cfg.max_files,
+            file,
+            size,
+        })
+    }
+
+    /// Appends one record; returns true if the file was rotated first (the
+    /// caller then writes fresh tallies so the new file stands alone).
+    pub fn append(&mut self, record: &Record) -> io::Result<bool> {
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let rotated = self.size + line.len() as u64 > self.max_bytes && self.size > 0;
+        if rotated {
+            self.rotate()?;
+        }
+        self.file.write_all(&line)?;
+        self.size += line.len() as u64;
+        Ok(rotated)
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        if self.max_files == 0 {
+            fs::remove_file(&self.path)?;
+        } else {
+            let _ = fs::remove_file(rotated(&self.path, self.max_files));
+            for n in (1..self.max_files).rev() {
+                let from = rotated(&self.path, n);
+                if from.exists() {
+                    fs::rename(&from, rotated(&self.path, n + 1))?;
+                }
+            }
+            fs::rename(&self.path, rotated(&self.path, 1))?;
+        }
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// What a store held.
+#[derive(Default)]
+pub struct Replay {
+    pub tallies: HashMap<String, EndpointStats>,
+    pub totals: Option<Results>,
+    /// (endpoint, field, sample), oldest first.
+    pub samples: Vec<(String, String, Sample)>,
+    /// Lines that did not parse (a torn last line after a crash).
+    pub skipped: usize,
+}
+
+/// Reads every file of a store, oldest first.
+pub fn replay(cfg: &StoreConfig) -> io::Result<Replay> {
+    let mut out = Replay::default();
+    let mut files: Vec<PathBuf> = (1..=cfg.max_files).rev().map(|n| rotated(&cfg.path, n)).collect();
+    files.push(cfg.path.clone());
+    for f in files {
+        let file = match File::open(&f) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in BufReader::new(file).lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(&line) {
+                Ok(Record::Diff { endpoint, field, sample }) => out.samples.push((endpoint, field, *sample)),
+                Ok(Record::Tally { endpoint, stats }) => {
+                    out.tallies.insert(endpoint, *stats);
+                }
+                Ok(Record::Totals { results }) => out.totals = Some(results),
+                Err(_) => out.skipped += 1,
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{Difference, Kind};
+    use crate::report::collector::SideSample;
+
+    fn sample(i: usize) -> Sample {
+        let side = SideSample {
+            status: 200,
+            content_type: "application/json".into(),
+            body: format!("{{\"v\":{i}}}"),
+            latency_ms: 1.0,
+        };
+        Sample {
+            at_ms: i as u64,
+            request_id: format!("r{i}"),
+            route: "default".into(),
+            method: "GET".into(),
+            target: "/a".into(),
+            headers: vec![],
+            request_body: String::new(),
+            old: side.clone(),
+            new: side,
+            difference: Difference::new("body:/v", Kind::ValueChanged),
+        }
+    }
+
+    #[test]
+    fn rotates_by_size_and_replays_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            path: dir.path().join("diffs.jsonl"),
+            max_bytes: 4096,
+            max_files: 3,
+        };
+        let mut store = Store::open(&cfg).unwrap();
+        let mut rotations = 0;
+        for i in 0..60 {
+            let rec = Record::Diff {
+                endpoint: "GET /a".into(),
+                field: "body:/v".into(),
+                sample: Box::new(sample(i)),
+            };
+            if store.append(&rec).unwrap() {
+                rotations += 1;
+            }
+        }
+        assert!(rotations >= 2, "rotations {rotations}");
+        assert!(fs::metadata(&cfg.path).unwrap().len() <= 4096);
+        assert!(!rotated(&cfg.path, 4).exists(), "at most max_files rotated files");
+        let r = replay(&cfg).unwrap();
+        assert!(!r.samples.is_empty());
+        // Oldest first, newest last.
+        let ids: Vec<u64> = r.samples.iter().map(|(_, _, s)| s.at_ms).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(*ids.last().unwrap(), 59);
+    }
+
+    #[test]
+    fn last_tally_wins_and_torn_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            path: dir.path().join("d.jsonl"),
+            max_bytes: 1 << 20,
+            max_files: 2,
+        };
+        let mut store = Store::open(&cfg).unwrap();
+        for n in [1, 5] {
+            let stats = EndpointStats {
+                compared: n,
+                ..Default::default()
+            };
+            store
+                .append(&Record::Tally {
+                    endpoint: "GET /a".into(),
+                    stats: Box::new(stats),
+                })
+                .unwrap();
+        }
+        drop(store);
+        let mut f = OpenOptions::new().append(true).open(&cfg.path).unwrap();
+        f.write_all(b"{\"type\":\"diff\",\"endp").unwrap();
+        let r = replay(&cfg).unwrap();
+        assert_eq!(r.tallies["GET /a"].compared, 5);
+        assert_eq!(r.skipped, 1);
+    }
+}

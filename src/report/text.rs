@@ -1,0 +1,63 @@
+//! The report as a compact table for a terminal (`switchyard report`).
+
+use std::fmt::Write;
+
+use super::model::{FieldVerdict, Report};
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+fn ms(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+pub fn render(r: &Report) -> String {
+    let h = &r.headline;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rollout {}% ({}) · served old {} new {} · {} comparisons: {} real diff, {} noise, {} identical, {} errors",
+        h.percent, h.phase, h.served_old, h.served_new, h.comparisons, h.real_diffs, h.noise, h.matched, h.errors
+    );
+    if r.endpoints.is_empty() {
+        out.push_str("no comparisons yet\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<36} {:>7} {:>7} {:>7} {:>15} {:>7}",
+        "ENDPOINT", "COMPARED", "DIFF", "NOISE", "P50 OLD/NEW ms", "×P50"
+    );
+    for e in &r.endpoints {
+        let _ = writeln!(
+            out,
+            "{:<36} {:>8} {:>6.1}% {:>6.1}% {:>15} {:>7}",
+            cut(&e.endpoint, 36),
+            e.compared,
+            e.diff_rate * 100.0,
+            e.noise_rate * 100.0,
+            format!("{}/{}", ms(e.latency.old.p50_ms), ms(e.latency.new.p50_ms)),
+            e.latency.ratio_p50.map_or("-".into(), |x| format!("{x:.2}"))
+        );
+        for f in e.fields.iter().filter(|f| f.verdict != FieldVerdict::Ignored) {
+            let kinds: Vec<&str> = f.kinds.iter().map(|(k, _)| k.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  {:<5} {:<40} {:<18} {:>6.1}% (noise {:.1}%)",
+                if f.verdict == FieldVerdict::Real { "REAL" } else { "noise" },
+                cut(&f.field, 40),
+                cut(&kinds.join(","), 18),
+                f.rate * 100.0,
+                f.noise_rate * 100.0
+            );
+        }
+    }
+    out
+}
