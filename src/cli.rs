@@ -16,7 +16,11 @@ const DEFAULT_CONFIG: &str = "config/switchyard.yaml";
 const DEFAULT_ADMIN: &str = "http://127.0.0.1:9901";
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Move live traffic from an old system to a new one: split, mirror, diff, roll forward or back.")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Move live traffic from an old system to a new one: split, mirror, diff, roll forward or back."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -144,7 +148,11 @@ pub fn main() -> ExitCode {
                         eprintln!("error: {percent:?} is not a percent; give a number from 0 to 100, e.g. 25 or 0.5");
                         return ExitCode::from(2);
                     };
-                    (Method::PUT, "/rollout", json!({ "percent": p, "who": who, "reason": reason }))
+                    (
+                        Method::PUT,
+                        "/rollout",
+                        json!({ "percent": p, "who": who, "reason": reason }),
+                    )
                 }
                 RolloutAction::Step => (Method::POST, "/step", note),
                 RolloutAction::Pause => (Method::POST, "/pause", note),
@@ -158,11 +166,15 @@ pub fn main() -> ExitCode {
             })
         }
         Command::Rollback { admin } => {
-            let body = json!({ "who": who(), "reason": admin.reason.clone().unwrap_or_else(|| "switchyard rollback".into()) });
+            let body =
+                json!({ "who": who(), "reason": admin.reason.clone().unwrap_or_else(|| "switchyard rollback".into()) });
             client(&admin, |c| async move {
                 let out = c.call(Method::POST, "/rollback", Some(body)).await?;
                 let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
-                Ok(format!("ROLLED BACK: new now serves 0% of live traffic.\n{}", format_status(&v)))
+                Ok(format!(
+                    "ROLLED BACK: new now serves 0% of live traffic.\n{}",
+                    format_status(&v)
+                ))
             })
         }
         Command::Report { admin, format } => client(&admin, |c| async move {
@@ -182,7 +194,9 @@ pub fn main() -> ExitCode {
 }
 
 fn who() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "someone".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "someone".into());
     format!("{user} (cli)")
 }
 
@@ -200,10 +214,18 @@ where
     let cfg = Config::load(&path).ok();
     let admin = args.admin.clone().unwrap_or_else(|| {
         cfg.as_ref()
-            .map(|c| format!("http://{}", c.admin.listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")))
+            .map(|c| {
+                format!(
+                    "http://{}",
+                    c.admin.listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
+                )
+            })
             .unwrap_or_else(|| DEFAULT_ADMIN.to_string())
     });
-    let token = args.token.clone().or_else(|| cfg.as_ref().and_then(|c| c.admin_token()));
+    let token = args
+        .token
+        .clone()
+        .or_else(|| cfg.as_ref().and_then(|c| c.admin_token()));
     let c = match AdminClient::new(&admin, token) {
         Ok(c) => c,
         Err(e) => {
@@ -240,7 +262,12 @@ fn check(mut files: Vec<PathBuf>, config: Option<PathBuf>) -> ExitCode {
             Ok(cfg) => print!("{}", summary(file, &cfg)),
             Err(errors) => {
                 ok = false;
-                eprintln!("{}: {} error{}", file.display(), errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "{}: {} error{}",
+                    file.display(),
+                    errors.0.len(),
+                    if errors.0.len() == 1 { "" } else { "s" }
+                );
                 for e in &errors.0 {
                     eprintln!("  {e}");
                 }
@@ -256,7 +283,12 @@ fn check(mut files: Vec<PathBuf>, config: Option<PathBuf>) -> ExitCode {
 
 fn summary(file: &Path, c: &Config) -> String {
     let mut s = format!("{}: OK\n", file.display());
-    s.push_str(&format!("  listen        {}  (admin {}{})\n", c.listen, c.admin.listen, if c.admin_token().is_some() { ", token set" } else { "" }));
+    s.push_str(&format!(
+        "  listen        {}  (admin {}{})\n",
+        c.listen,
+        c.admin.listen,
+        if c.admin_token().is_some() { ", token set" } else { "" }
+    ));
     s.push_str(&format!("  old           {}\n", c.backends.old.url));
     s.push_str(&format!("  new           {}\n", c.backends.new.url));
     if let Some(t) = &c.backends.old_twin {
@@ -271,13 +303,26 @@ fn summary(file: &Path, c: &Config) -> String {
     ));
     s.push_str(&format!(
         "  state file    {}\n",
-        c.rollout.state_file.as_ref().map_or("none (a restart forgets rollout changes)".into(), |p| p.display().to_string())
+        c.rollout
+            .state_file
+            .as_ref()
+            .map_or("none (a restart forgets rollout changes)".into(), |p| p
+                .display()
+                .to_string())
     ));
-    s.push_str(&format!("  shadow        {}% of {}\n", c.shadow.percent, c.shadow.methods.join(",")));
+    s.push_str(&format!(
+        "  shadow        {}% of {}\n",
+        c.shadow.percent,
+        c.shadow.methods.join(",")
+    ));
     s.push_str(&format!(
         "  guard         {}\n",
         if c.rollout.guard.enabled {
-            format!("{:?} on failure, every {} over {}", c.rollout.guard.action, c.rollout.guard.interval, c.rollout.guard.window).to_lowercase()
+            format!(
+                "{:?} on failure, every {} over {}",
+                c.rollout.guard.action, c.rollout.guard.interval, c.rollout.guard.window
+            )
+            .to_lowercase()
         } else {
             "off".into()
         }
@@ -300,9 +345,17 @@ fn summary(file: &Path, c: &Config) -> String {
         s.push_str(&format!(
             "  route {:<8} {} → {}{}\n",
             r.name,
-            if when.is_empty() { "everything".into() } else { when.join(" ") },
+            if when.is_empty() {
+                "everything".into()
+            } else {
+                when.join(" ")
+            },
             r.rollout.percent.map_or("global percent".into(), |p| format!("{p}%")),
-            if r.modules.is_empty() { String::new() } else { format!("; modules {}", module_names(&r.modules)) }
+            if r.modules.is_empty() {
+                String::new()
+            } else {
+                format!("; modules {}", module_names(&r.modules))
+            }
         ));
     }
     s
@@ -311,7 +364,9 @@ fn summary(file: &Path, c: &Config) -> String {
 fn module_names(m: &[config::ModuleConfig]) -> String {
     m.iter()
         .map(|m| match m {
-            config::ModuleConfig::RateLimit(r) => format!("rate_limit({}/{} by {})", r.rate, r.per, r.key),
+            config::ModuleConfig::RateLimit(r) => {
+                format!("rate_limit({}/{} by {})", r.rate, r.per, r.key)
+            }
             config::ModuleConfig::Rules(r) => format!("rules({})", r.len()),
         })
         .collect::<Vec<_>>()
@@ -388,7 +443,11 @@ fn demo(args: switchyard::demo::DemoArgs) -> ExitCode {
         level: "warn".into(),
         ..Default::default()
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -403,4 +462,3 @@ fn demo(args: switchyard::demo::DemoArgs) -> ExitCode {
         }
     }
 }
-

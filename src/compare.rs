@@ -159,7 +159,11 @@ impl Worker {
             return;
         }
         let c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
-        let names: Vec<String> = if all { c.endpoints.keys().cloned().collect() } else { self.dirty.drain().collect() };
+        let names: Vec<String> = if all {
+            c.endpoints.keys().cloned().collect()
+        } else {
+            self.dirty.drain().collect()
+        };
         for name in names {
             if let Some(stats) = c.endpoints.get(&name) {
                 let rec = Record::Tally {
@@ -171,7 +175,9 @@ impl Worker {
                 }
             }
         }
-        let _ = store.append(&Record::Totals { results: c.totals.clone() });
+        let _ = store.append(&Record::Totals {
+            results: c.totals.clone(),
+        });
         let _ = store.sync();
         self.dirty.clear();
     }

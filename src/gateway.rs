@@ -34,7 +34,11 @@ pub enum StartError {
     #[error("{0}")]
     State(#[from] persist::PersistError),
     #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind { what: &'static str, addr: String, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Setup(String),
 }
@@ -100,25 +104,41 @@ impl Gateway {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let proxy_addr: SocketAddr = config.listen.parse().map_err(|e| StartError::Setup(format!("listen: {e}")))?;
-        let admin_addr: SocketAddr = config.admin.listen.parse().map_err(|e| StartError::Setup(format!("admin.listen: {e}")))?;
+        let proxy_addr: SocketAddr = config
+            .listen
+            .parse()
+            .map_err(|e| StartError::Setup(format!("listen: {e}")))?;
+        let admin_addr: SocketAddr = config
+            .admin
+            .listen
+            .parse()
+            .map_err(|e| StartError::Setup(format!("admin.listen: {e}")))?;
         let listeners = crate::server::bind_workers(proxy_addr, workers).map_err(|source| StartError::Bind {
             what: "proxy",
             addr: config.listen.clone(),
             source,
         })?;
-        let proxy_addr = listeners[0].local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+        let proxy_addr = listeners[0]
+            .local_addr()
+            .map_err(|e| StartError::Setup(e.to_string()))?;
         let admin_listener = crate::server::bind(admin_addr).map_err(|source| StartError::Bind {
             what: "admin",
             addr: config.admin.listen.clone(),
             source,
         })?;
-        let admin_addr = admin_listener.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|e| StartError::Setup(e.to_string()))?;
 
         let shutdown = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
         let guard_report = Arc::new(Mutex::new(GuardReport::default()));
-        let reloader = Reloader::new(opts.config_path.clone(), controller.clone(), analysis.clone(), metrics.clone());
+        let reloader = Reloader::new(
+            opts.config_path.clone(),
+            controller.clone(),
+            analysis.clone(),
+            metrics.clone(),
+        );
         let limit = Arc::new(Semaphore::new(config.server.max_connections));
         let mut threads = Vec::new();
 
@@ -126,14 +146,24 @@ impl Gateway {
             let worker = Arc::new(Worker::new(shared.clone()).map_err(StartError::Setup)?);
             let rt = runtime()?;
             let builder = crate::server::builder(&config.server);
-            let (limit, shutdown, drain, metrics) =
-                (limit.clone(), shutdown.clone(), config.server.drain_timeout.get(), metrics.clone());
+            let (limit, shutdown, drain, metrics) = (
+                limit.clone(),
+                shutdown.clone(),
+                config.server.drain_timeout.get(),
+                metrics.clone(),
+            );
             let handle = std::thread::Builder::new()
                 .name(format!("switchyard-w{i}"))
                 .spawn(move || {
-                    rt.block_on(crate::server::serve(listener, builder, limit, shutdown, drain, Some(metrics), move |req, peer| {
-                        worker.clone().handle(req, peer)
-                    }))
+                    rt.block_on(crate::server::serve(
+                        listener,
+                        builder,
+                        limit,
+                        shutdown,
+                        drain,
+                        Some(metrics),
+                        move |req, peer| worker.clone().handle(req, peer),
+                    ))
                 })
                 .map_err(|e| StartError::Setup(format!("cannot start worker thread: {e}")))?;
             threads.push(handle);
@@ -148,7 +178,13 @@ impl Gateway {
             ready: ready.clone(),
             reloader: reloader.clone(),
         });
-        let guard = Guard::new(controller.clone(), live_rx, Some(analysis.diffs.clone()), metrics.clone(), guard_report);
+        let guard = Guard::new(
+            controller.clone(),
+            live_rx,
+            Some(analysis.diffs.clone()),
+            metrics.clone(),
+            guard_report,
+        );
         let rt = runtime()?;
         let (shutdown_c, drain) = (shutdown.clone(), config.server.drain_timeout.get());
         let admin_builder = crate::server::builder(&config.server);
@@ -158,9 +194,15 @@ impl Gateway {
                 rt.block_on(async move {
                     tokio::spawn(guard.run(shutdown_c.clone()));
                     let limit = Arc::new(Semaphore::new(256));
-                    crate::server::serve(admin_listener, admin_builder, limit, shutdown_c, drain, None, move |req, _peer| {
-                        crate::admin::api::handle(admin.clone(), req)
-                    })
+                    crate::server::serve(
+                        admin_listener,
+                        admin_builder,
+                        limit,
+                        shutdown_c,
+                        drain,
+                        None,
+                        move |req, _peer| crate::admin::api::handle(admin.clone(), req),
+                    )
                     .await;
                 })
             })

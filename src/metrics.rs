@@ -67,21 +67,28 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        let rollout_percent = Gauge::new("switchyard_rollout_percent", "Share of live traffic served by new, in percent.")
-            .expect("metric definition");
-        r.register(Box::new(rollout_percent.clone())).expect("metric registered once");
-        let connections_active = IntGauge::new("switchyard_connections_active", "Client connections open now.")
-            .expect("metric definition");
-        r.register(Box::new(connections_active.clone())).expect("metric registered once");
-        let connections = IntCounter::new("switchyard_connections_total", "Client connections accepted.")
-            .expect("metric definition");
-        r.register(Box::new(connections.clone())).expect("metric registered once");
+        let rollout_percent = Gauge::new(
+            "switchyard_rollout_percent",
+            "Share of live traffic served by new, in percent.",
+        )
+        .expect("metric definition");
+        r.register(Box::new(rollout_percent.clone()))
+            .expect("metric registered once");
+        let connections_active =
+            IntGauge::new("switchyard_connections_active", "Client connections open now.").expect("metric definition");
+        r.register(Box::new(connections_active.clone()))
+            .expect("metric registered once");
+        let connections =
+            IntCounter::new("switchyard_connections_total", "Client connections accepted.").expect("metric definition");
+        r.register(Box::new(connections.clone()))
+            .expect("metric registered once");
         let samples_dropped = IntCounter::new(
             "switchyard_guard_samples_dropped_total",
             "Live request samples the guard could not take because its queue was full.",
         )
         .expect("metric definition");
-        r.register(Box::new(samples_dropped.clone())).expect("metric registered once");
+        r.register(Box::new(samples_dropped.clone()))
+            .expect("metric registered once");
 
         #[cfg(target_os = "linux")]
         {
@@ -90,18 +97,68 @@ impl Metrics {
         }
 
         let m = Self {
-            requests: counter(r, "switchyard_requests_total", "Live requests answered, by the side that served them.", &["backend", "route", "code_class"]),
-            request_duration: histogram(r, "switchyard_request_duration_seconds", "Live request latency through the gateway, by serving side.", &["backend", "route"]),
-            shadow_requests: counter(r, "switchyard_shadow_requests_total", "Mirrored requests, by target side and outcome.", &["backend", "route", "outcome"]),
-            comparisons: counter(r, "switchyard_comparisons_total", "Comparisons of old and new answers, by result.", &["route", "result"]),
-            pair_duration: histogram(r, "switchyard_pair_duration_seconds", "Latency of both sides of mirrored pairs.", &["backend", "route"]),
+            requests: counter(
+                r,
+                "switchyard_requests_total",
+                "Live requests answered, by the side that served them.",
+                &["backend", "route", "code_class"],
+            ),
+            request_duration: histogram(
+                r,
+                "switchyard_request_duration_seconds",
+                "Live request latency through the gateway, by serving side.",
+                &["backend", "route"],
+            ),
+            shadow_requests: counter(
+                r,
+                "switchyard_shadow_requests_total",
+                "Mirrored requests, by target side and outcome.",
+                &["backend", "route", "outcome"],
+            ),
+            comparisons: counter(
+                r,
+                "switchyard_comparisons_total",
+                "Comparisons of old and new answers, by result.",
+                &["route", "result"],
+            ),
+            pair_duration: histogram(
+                r,
+                "switchyard_pair_duration_seconds",
+                "Latency of both sides of mirrored pairs.",
+                &["backend", "route"],
+            ),
             rollout_phase: gauge_vec(r, "switchyard_rollout_phase", "Rollout phase, one-hot.", &["phase"]),
             rollbacks: counter(r, "switchyard_rollbacks_total", "Rollbacks, by reason.", &["reason"]),
-            upstream_errors: counter(r, "switchyard_upstream_errors_total", "Failures talking to a backend, by kind.", &["backend", "kind"]),
-            module_decisions: counter(r, "switchyard_module_decisions_total", "Decisions taken by request modules.", &["module", "route", "decision"]),
-            guard_value: gauge_vec(r, "switchyard_guard_check_value", "Latest value measured by each guard check.", &["check"]),
-            guard_threshold: gauge_vec(r, "switchyard_guard_check_threshold", "Threshold of each guard check.", &["check"]),
-            config_reloads: counter(r, "switchyard_config_reloads_total", "Config reloads, by result.", &["result"]),
+            upstream_errors: counter(
+                r,
+                "switchyard_upstream_errors_total",
+                "Failures talking to a backend, by kind.",
+                &["backend", "kind"],
+            ),
+            module_decisions: counter(
+                r,
+                "switchyard_module_decisions_total",
+                "Decisions taken by request modules.",
+                &["module", "route", "decision"],
+            ),
+            guard_value: gauge_vec(
+                r,
+                "switchyard_guard_check_value",
+                "Latest value measured by each guard check.",
+                &["check"],
+            ),
+            guard_threshold: gauge_vec(
+                r,
+                "switchyard_guard_check_threshold",
+                "Threshold of each guard check.",
+                &["check"],
+            ),
+            config_reloads: counter(
+                r,
+                "switchyard_config_reloads_total",
+                "Config reloads, by result.",
+                &["result"],
+            ),
             rollout_percent,
             connections_active,
             connections,
@@ -121,7 +178,9 @@ impl Metrics {
     pub fn set_rollout(&self, percent: f64, phase: &str) {
         self.rollout_percent.set(percent);
         for p in PHASES {
-            self.rollout_phase.with_label_values(&[p]).set(if *p == phase { 1.0 } else { 0.0 });
+            self.rollout_phase
+                .with_label_values(&[p])
+                .set(if *p == phase { 1.0 } else { 0.0 });
         }
     }
 

@@ -79,7 +79,11 @@ impl Worker {
     }
 
     /// Serves one request; never fails (errors become responses).
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let snap = self.shared.snapshot.load_full();
         let (mut parts, body) = req.into_parts();
@@ -98,7 +102,15 @@ impl Worker {
         };
         if !route.chain.is_empty() {
             if let Some(resp) = route.chain.on_request(&mut parts, &mut ctx).await {
-                access_log(log_path.as_deref(), &method, &route.name, None, resp.status().as_u16(), started, &ctx);
+                access_log(
+                    log_path.as_deref(),
+                    &method,
+                    &route.name,
+                    None,
+                    resp.status().as_u16(),
+                    started,
+                    &ctx,
+                );
                 return Ok(resp);
             }
         }
@@ -119,7 +131,10 @@ impl Worker {
         // 4. upstream_request
         let request_id = ensure_request_id(&mut parts.headers);
         let host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::add_forwarding(&mut parts.headers, peer.ip(), host.as_ref());
@@ -130,7 +145,17 @@ impl Worker {
         // 5. mirror
         let upstreams = self.upstreams(&snap);
         let (body, mirror) = if route.shadow.allows(&method) && ctx.body_limit.is_none() {
-            shadow::prepare(&self.shared.shadow, &snap, route, &upstreams, side, &parts, body, &request_id).await
+            shadow::prepare(
+                &self.shared.shadow,
+                &snap,
+                route,
+                &upstreams,
+                side,
+                &parts,
+                body,
+                &request_id,
+            )
+            .await
         } else {
             (ProxyBody::stream(body), Mirror::none())
         };
@@ -185,7 +210,15 @@ impl Worker {
             latency: head_latency,
             error: status >= 500,
         });
-        access_log(log_path.as_deref(), &method, &route.name, Some(side), status, started, &ctx);
+        access_log(
+            log_path.as_deref(),
+            &method,
+            &route.name,
+            Some(side),
+            status,
+            started,
+            &ctx,
+        );
         Ok(resp)
     }
 
@@ -208,12 +241,21 @@ fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>())).unwrap_or(HeaderValue::from_static("0"));
+    let id =
+        HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>())).unwrap_or(HeaderValue::from_static("0"));
     headers.insert(&X_REQUEST_ID, id.clone());
     id
 }
 
-fn access_log(path: Option<&str>, method: &http::Method, route: &str, side: Option<Side>, status: u16, started: Instant, ctx: &RequestCtx<'_>) {
+fn access_log(
+    path: Option<&str>,
+    method: &http::Method,
+    route: &str,
+    side: Option<Side>,
+    status: u16,
+    started: Instant,
+    ctx: &RequestCtx<'_>,
+) {
     let Some(path) = path else { return };
     let tags: Vec<&str> = ctx.tags.iter().map(|t| &**t).collect();
     tracing::info!(

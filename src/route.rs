@@ -46,7 +46,9 @@ pub struct Route {
 }
 
 fn methods(list: &[String]) -> Vec<Method> {
-    list.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect()
+    list.iter()
+        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+        .collect()
 }
 
 /// The host a request is for, without port, lowercased.
@@ -212,9 +214,18 @@ mod tests {
         );
         assert_eq!(pick(&t, http::Request::get("/api/payments/1")), "pay");
         assert_eq!(pick(&t, http::Request::get("/api/users")), "api");
-        assert_eq!(pick(&t, http::Request::get("/x").header("host", "eu.shop.example:8080")), "shop");
-        assert_eq!(pick(&t, http::Request::post("/x").header("host", "eu.shop.example")), "default");
-        assert_eq!(pick(&t, http::Request::get("/x").header("host", "shop.example")), "default");
+        assert_eq!(
+            pick(&t, http::Request::get("/x").header("host", "eu.shop.example:8080")),
+            "shop"
+        );
+        assert_eq!(
+            pick(&t, http::Request::post("/x").header("host", "eu.shop.example")),
+            "default"
+        );
+        assert_eq!(
+            pick(&t, http::Request::get("/x").header("host", "shop.example")),
+            "default"
+        );
         assert_eq!(pick(&t, http::Request::get("/")), "default");
     }
 

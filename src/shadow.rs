@@ -240,7 +240,10 @@ async fn read_ahead(mut body: Incoming, parts: &http::request::Parts, cap: usize
                     len += data.len();
                     chunks.push_back(data);
                     if len > cap {
-                        return ReadAhead::TooLarge(ProxyBody::Prefixed { prefix: chunks, rest: body });
+                        return ReadAhead::TooLarge(ProxyBody::Prefixed {
+                            prefix: chunks,
+                            rest: body,
+                        });
                     }
                 }
             }
@@ -294,7 +297,13 @@ impl Job {
             let resp = upstream
                 .send_within(self.request(upstream), self.timeout)
                 .await
-                .map_err(|e| if matches!(e, crate::proxy::ProxyError::Timeout { .. }) { "timeout" } else { "error" })?;
+                .map_err(|e| {
+                    if matches!(e, crate::proxy::ProxyError::Timeout { .. }) {
+                        "timeout"
+                    } else {
+                        "error"
+                    }
+                })?;
             let latency = started.elapsed();
             let (parts, body) = resp.into_parts();
             let (body, truncated) = read_capped(body, self.cap).await.map_err(|_| "error")?;
@@ -378,7 +387,11 @@ impl Job {
         m.pair_duration
             .with_label_values(&[target.as_str(), route])
             .observe(shadow.latency.as_secs_f64());
-        let (old, new) = if self.live == Side::New { (shadow, live) } else { (live, shadow) };
+        let (old, new) = if self.live == Side::New {
+            (shadow, live)
+        } else {
+            (live, shadow)
+        };
         let pair = Pair {
             route: self.route.clone(),
             rules: self.rules.clone(),

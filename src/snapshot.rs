@@ -24,7 +24,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(config: Arc<Config>, rollout: RolloutState, generation: u64, metrics: &Metrics) -> Result<Self, String> {
+    pub fn build(
+        config: Arc<Config>,
+        rollout: RolloutState,
+        generation: u64,
+        metrics: &Metrics,
+    ) -> Result<Self, String> {
         let routes = Arc::new(RouteTable::build(&config, metrics)?);
         Ok(Self {
             seed: crate::split::seed(&config.rollout.salt),

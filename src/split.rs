@@ -46,7 +46,11 @@ pub fn in_new(bucket: f64, percent: f64) -> bool {
 /// it (the caller then falls back to the client address).
 pub fn sticky_value<'a>(key: &StickyKey, parts: &'a Parts) -> Option<&'a [u8]> {
     match key {
-        StickyKey::Header(name) => parts.headers.get(name.as_str()).map(|v| v.as_bytes()).filter(|v| !v.is_empty()),
+        StickyKey::Header(name) => parts
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes())
+            .filter(|v| !v.is_empty()),
         StickyKey::Cookie(name) => cookie(&parts.headers, name).map(str::as_bytes),
         StickyKey::Query(name) => parts.uri.query().and_then(|q| query_param(q, name)).map(str::as_bytes),
         StickyKey::ClientIp | StickyKey::None | StickyKey::Global => None,
@@ -107,13 +111,23 @@ pub fn decide(input: &SplitInput<'_>, parts: &Parts, client_ip: IpAddr) -> (Side
     }
     if *input.sticky == StickyKey::None {
         let draw: f64 = rand::random::<f64>() * 100.0;
-        return (if in_new(draw, input.percent) { Side::New } else { Side::Old }, Reason::Random);
+        return (
+            if in_new(draw, input.percent) {
+                Side::New
+            } else {
+                Side::Old
+            },
+            Reason::Random,
+        );
     }
     let b = match sticky_value(input.sticky, parts) {
         Some(v) => bucket(input.seed, v),
         None => bucket(input.seed, ip_key(client_ip).as_ref()),
     };
-    (if in_new(b, input.percent) { Side::New } else { Side::Old }, Reason::Sticky)
+    (
+        if in_new(b, input.percent) { Side::New } else { Side::Old },
+        Reason::Sticky,
+    )
 }
 
 /// The client address as hash input; IPv4-mapped IPv6 hashes like IPv4.
@@ -164,7 +178,9 @@ mod tests {
     fn buckets_are_uniform_within_tolerance() {
         let s = seed("salt");
         let n = 100_000;
-        let hits = (0..n).filter(|i| in_new(bucket(s, format!("user-{i}").as_bytes()), 25.0)).count();
+        let hits = (0..n)
+            .filter(|i| in_new(bucket(s, format!("user-{i}").as_bytes()), 25.0))
+            .count();
         let share = hits as f64 / n as f64;
         // 5 sigma of a binomial(100k, 0.25) is ≈ 0.0069.
         assert!((share - 0.25).abs() < 0.007, "share {share}");
@@ -174,7 +190,9 @@ mod tests {
     fn fractional_percent_is_honoured() {
         let s = seed("salt");
         let n = 1_000_000;
-        let hits = (0..n).filter(|i| in_new(bucket(s, format!("u{i}").as_bytes()), 0.1)).count();
+        let hits = (0..n)
+            .filter(|i| in_new(bucket(s, format!("u{i}").as_bytes()), 0.1))
+            .count();
         // Expect 1000; 5 sigma ≈ 158.
         assert!((842..=1158).contains(&hits), "hits {hits}");
     }
@@ -211,7 +229,10 @@ mod tests {
         let p = parts(http::Request::get("/").header("x-switchyard-backend", "NEW"));
         assert_eq!(decide(&input(&h, &sticky, 0.0), &p, LOCAL), (Side::New, Reason::Forced));
         let p = parts(http::Request::get("/").header("x-switchyard-backend", "old"));
-        assert_eq!(decide(&input(&h, &sticky, 100.0), &p, LOCAL), (Side::Old, Reason::Forced));
+        assert_eq!(
+            decide(&input(&h, &sticky, 100.0), &p, LOCAL),
+            (Side::Old, Reason::Forced)
+        );
         let p = parts(http::Request::get("/").header("x-switchyard-backend", "bogus"));
         assert_eq!(decide(&input(&h, &sticky, 100.0), &p, LOCAL).0, Side::New);
     }
@@ -223,7 +244,10 @@ mod tests {
                 .header("cookie", "a=1; sid=s3cr3t")
                 .header("x-user-id", "u-7"),
         );
-        assert_eq!(sticky_value(&StickyKey::Header("x-user-id".into()), &p), Some(&b"u-7"[..]));
+        assert_eq!(
+            sticky_value(&StickyKey::Header("x-user-id".into()), &p),
+            Some(&b"u-7"[..])
+        );
         assert_eq!(sticky_value(&StickyKey::Cookie("sid".into()), &p), Some(&b"s3cr3t"[..]));
         assert_eq!(sticky_value(&StickyKey::Query("uid".into()), &p), Some(&b"abc"[..]));
         assert_eq!(sticky_value(&StickyKey::Query("y".into()), &p), None);

@@ -102,8 +102,10 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Prox
     body.push(b'\n');
     let mut r = Response::new(ProxyBody::full(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     r
 }
 
@@ -114,8 +116,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<ProxyBody> 
 fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-    r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     r
 }
 
@@ -152,7 +156,9 @@ struct Note {
 fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Actor {
     Actor::new(
         who.filter(|w| !w.trim().is_empty()).unwrap_or_else(|| "admin".into()),
-        reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| default_why.into()),
+        reason
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| default_why.into()),
     )
 }
 
@@ -169,22 +175,30 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
     given.trim().as_bytes().ct_eq(token.as_bytes()).into()
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<ProxyBody>> {
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Box<Response<ProxyBody>>> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
             format!("request body is larger than {MAX_BODY} bytes"),
-        )),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"))),
+        ))),
+        Err(e) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read request body: {e}"),
+        ))),
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8], allow_empty: bool) -> Result<T, Response<ProxyBody>> {
+/// Parses a JSON body; the error is the 400 to send back.
+fn parse<T: for<'de> Deserialize<'de> + Default>(
+    body: &[u8],
+    allow_empty: bool,
+) -> Result<T, Box<Response<ProxyBody>>> {
     if body.iter().all(u8::is_ascii_whitespace) && allow_empty {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))))
 }
 
 impl Default for SetPercent {
@@ -201,7 +215,11 @@ fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
     let q = req.uri().query()?;
     q.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
     })
 }
 
@@ -217,8 +235,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
     if mutation {
         let token = state.controller.snapshot().config.admin_token();
         if !authorized(&req, token.as_deref()) {
-            let mut r = error(StatusCode::UNAUTHORIZED, "this call changes the rollout: send Authorization: Bearer <admin token>");
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "this call changes the rollout: send Authorization: Bearer <admin token>",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
             return r;
         }
     }
@@ -237,11 +259,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
         (&Method::PUT, "/rollout") => {
             let body = match read_body(req).await {
                 Ok(b) => b,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let cmd: SetPercent = match parse(&body, false) {
                 Ok(c) => c,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let why = format!("set to {}%", cmd.percent);
             match c.set_percent(cmd.percent, &actor(cmd.who, cmd.reason, &why)) {
@@ -252,11 +274,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
         (&Method::POST, "/rollback" | "/pause" | "/resume" | "/promote" | "/step") => {
             let body = match read_body(req).await {
                 Ok(b) => b,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let note: Note = match parse(&body, true) {
                 Ok(n) => n,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let verb = &path[1..];
             let a = actor(note.who, note.reason, verb);
@@ -284,7 +306,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
         },
         (&Method::GET, "/report") => {
             let r = model::build(state);
-            typed(StatusCode::OK, "text/html; charset=utf-8", crate::report::html::render(&r))
+            typed(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                crate::report::html::render(&r),
+            )
         }
         (&Method::GET, "/report.json") => {
             let r = model::build(state);
@@ -292,7 +318,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
         }
         (&Method::GET, "/report.txt") => {
             let r = model::build(state);
-            typed(StatusCode::OK, "text/plain; charset=utf-8", crate::report::text::render(&r))
+            typed(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                crate::report::text::render(&r),
+            )
         }
         (&Method::GET, "/diffs") => {
             let limit = match query_param(&req, "limit").map(|l| l.parse::<usize>()) {
@@ -308,10 +338,14 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
             );
             json_response(StatusCode::OK, &serde_json::to_value(samples).unwrap_or_default())
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/report" | "/report.json" | "/report.txt" | "/diffs") => {
-            error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} only answers GET"))
-        }
-        (_, "/rollout") => error(StatusCode::METHOD_NOT_ALLOWED, "/rollout only answers PUT with {\"percent\": N}"),
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/status" | "/report" | "/report.json" | "/report.txt" | "/diffs",
+        ) => error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} only answers GET")),
+        (_, "/rollout") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "/rollout only answers PUT with {\"percent\": N}",
+        ),
         (_, "/rollback" | "/pause" | "/resume" | "/promote" | "/step" | "/reload") => {
             error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} only answers POST"))
         }

@@ -38,7 +38,12 @@ impl AdminClient {
     }
 
     /// Sends a request; returns the body of a 2xx answer.
-    pub async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<Bytes, ClientError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Bytes, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
@@ -51,7 +56,9 @@ impl AdminClient {
             }
             None => Bytes::new(),
         };
-        let req = req.body(Full::new(payload)).map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let req = req
+            .body(Full::new(payload))
+            .map_err(|_| ClientError::BadUrl(url.clone()))?;
         let resp = tokio::time::timeout(std::time::Duration::from_secs(30), self.client.request(req))
             .await
             .map_err(|_| ClientError::Unreachable {
@@ -84,7 +91,11 @@ impl AdminClient {
                     .and_then(|d| d.as_array())
                     .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
                     .unwrap_or_default();
-                Some(if details.is_empty() { main } else { format!("{main}\n  {}", details.join("\n  ")) })
+                Some(if details.is_empty() {
+                    main
+                } else {
+                    format!("{main}\n  {}", details.join("\n  "))
+                })
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
         Err(ClientError::Refused { status, message })

@@ -98,9 +98,7 @@ impl LineIndex {
         if parser.load(&mut builder, false).is_err() {
             return Self::default();
         }
-        Self {
-            lines: builder.lines,
-        }
+        Self { lines: builder.lines }
     }
 
     /// The line of `path`, or of its nearest ancestor that is in the file

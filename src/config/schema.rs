@@ -487,14 +487,18 @@ impl<'de> Deserialize<'de> for ModuleConfig {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ModuleConfig, A::Error> {
                 use serde::de::Error;
-                let name: String = map.next_key()?.ok_or_else(|| A::Error::custom("a module needs a name: `rate_limit` or `rules`"))?;
+                let name: String = map
+                    .next_key()?
+                    .ok_or_else(|| A::Error::custom("a module needs a name: `rate_limit` or `rules`"))?;
                 let module = match name.as_str() {
                     "rate_limit" => ModuleConfig::RateLimit(map.next_value()?),
                     "rules" => ModuleConfig::Rules(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, MODULE_NAMES)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
-                    return Err(A::Error::custom(format!("one module per list item: `{extra}` must be its own `- {extra}: ...` entry")));
+                    return Err(A::Error::custom(format!(
+                        "one module per list item: `{extra}` must be its own `- {extra}: ...` entry"
+                    )));
                 }
                 Ok(module)
             }
@@ -720,10 +724,27 @@ pub mod defaults {
         5
     }
     pub fn ignore_headers() -> Vec<String> {
-        ["date", "server", "x-request-id", "content-length", "connection", "keep-alive", "transfer-encoding", "content-encoding", "vary", "etag", "last-modified", "age", "expires", "set-cookie", "via", "x-switchyard-served-by"]
-            .into_iter()
-            .map(String::from)
-            .collect()
+        [
+            "date",
+            "server",
+            "x-request-id",
+            "content-length",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "content-encoding",
+            "vary",
+            "etag",
+            "last-modified",
+            "age",
+            "expires",
+            "set-cookie",
+            "via",
+            "x-switchyard-served-by",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
     }
     pub fn samples_per_field() -> usize {
         20

@@ -78,7 +78,14 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        for text in ["header:x-user-id", "cookie:sid", "query:uid", "client_ip", "none", "global"] {
+        for text in [
+            "header:x-user-id",
+            "cookie:sid",
+            "query:uid",
+            "client_ip",
+            "none",
+            "global",
+        ] {
             let key = StickyKey::try_from(text.to_string()).unwrap();
             assert_eq!(key.to_string(), text);
         }
@@ -90,8 +97,14 @@ mod tests {
 
     #[test]
     fn rejects_nameless_and_unknown() {
-        assert!(StickyKey::try_from("header:".to_string()).unwrap_err().contains("needs a name"));
-        assert!(StickyKey::try_from("ip".to_string()).unwrap_err().contains("unknown key"));
-        assert!(StickyKey::try_from("header:bad name".to_string()).unwrap_err().contains("not a valid header"));
+        assert!(StickyKey::try_from("header:".to_string())
+            .unwrap_err()
+            .contains("needs a name"));
+        assert!(StickyKey::try_from("ip".to_string())
+            .unwrap_err()
+            .contains("unknown key"));
+        assert!(StickyKey::try_from("header:bad name".to_string())
+            .unwrap_err()
+            .contains("not a valid header"));
     }
 }

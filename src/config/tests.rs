@@ -2,7 +2,8 @@
 
 use super::*;
 
-const BACKENDS: &str = "backends:\n  old: { url: \"http://127.0.0.1:8081\" }\n  new: { url: \"http://127.0.0.1:8082\" }\n";
+const BACKENDS: &str =
+    "backends:\n  old: { url: \"http://127.0.0.1:8081\" }\n  new: { url: \"http://127.0.0.1:8082\" }\n";
 
 /// The errors of `yaml` as `switchyard check` prints them.
 fn errors(yaml: &str) -> Vec<String> {
@@ -50,7 +51,11 @@ fn unknown_key_is_an_error_with_path_and_line() {
 fn unknown_top_level_key() {
     let e = with_backends("lisen: \"0.0.0.0:80\"\n");
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("f.yaml:4: lisen: unknown field `lisen`, expected one of `listen`"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("f.yaml:4: lisen: unknown field `lisen`, expected one of `listen`"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
@@ -63,7 +68,10 @@ fn wrong_type_names_the_key() {
 
 #[test]
 fn missing_backends() {
-    assert_eq!(errors("listen: \"127.0.0.1:1\"\n"), vec!["f.yaml:1: missing field `backends`"]);
+    assert_eq!(
+        errors("listen: \"127.0.0.1:1\"\n"),
+        vec!["f.yaml:1: missing field `backends`"]
+    );
 }
 
 #[test]
@@ -89,7 +97,9 @@ fn bad_listen_address() {
 #[test]
 fn admin_and_proxy_on_the_same_port() {
     assert_eq!(
-        errors(&format!("listen: \"127.0.0.1:9000\"\nadmin: {{ listen: \"127.0.0.1:9000\" }}\n{BACKENDS}")),
+        errors(&format!(
+            "listen: \"127.0.0.1:9000\"\nadmin: {{ listen: \"127.0.0.1:9000\" }}\n{BACKENDS}"
+        )),
         vec!["f.yaml:2: admin.listen: 127.0.0.1:9000 is also the proxy listener; give the admin API its own port"]
     );
 }
@@ -105,7 +115,10 @@ fn non_loopback_admin_needs_a_token() {
 
 #[test]
 fn short_token_and_both_token_sources() {
-    assert_eq!(with_backends("admin:\n  token: \"abc\"\n"), vec!["f.yaml:5: admin.token: a token must be at least 8 characters"]);
+    assert_eq!(
+        with_backends("admin:\n  token: \"abc\"\n"),
+        vec!["f.yaml:5: admin.token: a token must be at least 8 characters"]
+    );
     let e = with_backends("admin:\n  token: \"abcdefghij\"\n  token_file: \"/nonexistent/token\"\n");
     assert_eq!(
         e,
@@ -133,15 +146,30 @@ fn backend_url_rules() {
 #[test]
 fn zero_timeouts() {
     let yaml = "backends:\n  old: { url: \"http://a:1\", timeout: \"0s\" }\n  new: { url: \"http://b:1\" }\n";
-    assert_eq!(errors(yaml), vec!["f.yaml:2: backends.old.timeout: must be longer than 0"]);
+    assert_eq!(
+        errors(yaml),
+        vec!["f.yaml:2: backends.old.timeout: must be longer than 0"]
+    );
 }
 
 #[test]
 fn percent_out_of_range() {
-    assert_eq!(with_backends("rollout:\n  percent: 101\n"), vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got 101"]);
-    assert_eq!(with_backends("rollout:\n  percent: -1\n"), vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got -1"]);
-    assert_eq!(with_backends("rollout:\n  percent: .nan\n"), vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got NaN"]);
-    assert_eq!(with_backends("shadow:\n  percent: 200\n"), vec!["f.yaml:5: shadow.percent: percent must be between 0 and 100, got 200"]);
+    assert_eq!(
+        with_backends("rollout:\n  percent: 101\n"),
+        vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got 101"]
+    );
+    assert_eq!(
+        with_backends("rollout:\n  percent: -1\n"),
+        vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got -1"]
+    );
+    assert_eq!(
+        with_backends("rollout:\n  percent: .nan\n"),
+        vec!["f.yaml:5: rollout.percent: percent must be between 0 and 100, got NaN"]
+    );
+    assert_eq!(
+        with_backends("shadow:\n  percent: 200\n"),
+        vec!["f.yaml:5: shadow.percent: percent must be between 0 and 100, got 200"]
+    );
 }
 
 #[test]
@@ -153,7 +181,9 @@ fn fractional_percent_is_fine() {
 fn sticky_key_rules() {
     assert_eq!(
         with_backends("rollout:\n  sticky: \"ip\"\n"),
-        vec!["f.yaml:5: rollout.sticky: unknown key \"ip\": use header:NAME, cookie:NAME, query:NAME, client_ip or none"]
+        vec![
+            "f.yaml:5: rollout.sticky: unknown key \"ip\": use header:NAME, cookie:NAME, query:NAME, client_ip or none"
+        ]
     );
     assert_eq!(
         with_backends("rollout:\n  sticky: global\n"),
@@ -254,7 +284,10 @@ fn route_rules() {
 
 #[test]
 fn route_needs_a_name() {
-    assert_eq!(with_backends("routes:\n  - match: { path_prefix: /a }\n"), vec!["f.yaml:5: routes[0]: missing field `name`"]);
+    assert_eq!(
+        with_backends("routes:\n  - match: { path_prefix: /a }\n"),
+        vec!["f.yaml:5: routes[0]: missing field `name`"]
+    );
 }
 
 #[test]
@@ -298,7 +331,11 @@ fn route_modules_are_validated_too() {
 fn bad_log_level() {
     let e = with_backends("logging:\n  level: \"loud=??\"\n");
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("f.yaml:5: logging.level: \"loud=??\" is not a log filter"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("f.yaml:5: logging.level: \"loud=??\" is not a log filter"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]

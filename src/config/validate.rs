@@ -55,7 +55,10 @@ impl Findings {
     fn methods(&mut self, path: &str, methods: &[String]) {
         for (i, m) in methods.iter().enumerate() {
             if m.is_empty() || Method::from_bytes(m.as_bytes()).is_err() || m.to_ascii_uppercase() != *m {
-                self.add(format!("{path}[{i}]"), format!("{m:?} is not an HTTP method (write it in capitals, e.g. GET)"));
+                self.add(
+                    format!("{path}[{i}]"),
+                    format!("{m:?} is not an HTTP method (write it in capitals, e.g. GET)"),
+                );
             }
         }
     }
@@ -79,7 +82,9 @@ impl Findings {
     fn label(&mut self, path: impl Into<String>, name: &str, what: &str) {
         let ok = !name.is_empty()
             && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !ok {
             self.add(
                 path,
@@ -97,29 +102,28 @@ impl Findings {
 }
 
 pub fn listener(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>()
-        .map_err(|_| format!("{text:?} is not a listen address of the form host:port (e.g. 127.0.0.1:8080 or [::]:8080)"))
+    text.parse::<SocketAddr>().map_err(|_| {
+        format!("{text:?} is not a listen address of the form host:port (e.g. 127.0.0.1:8080 or [::]:8080)")
+    })
 }
 
 /// Parses a backend URL: plain `http://`, an authority, optional path prefix.
 pub fn backend_url(text: &str) -> Result<Uri, String> {
-    let uri: Uri = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let uri: Uri = text.parse().map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some(other) => {
-            return Err(format!(
-                "{text:?} uses scheme {other:?}; backends are reached over plain http:// (terminate TLS in front of them)"
-            ))
-        }
+        Some(other) => return Err(format!(
+            "{text:?} uses scheme {other:?}; backends are reached over plain http:// (terminate TLS in front of them)"
+        )),
         None => return Err(format!("{text:?} has no scheme; write it as http://host:port")),
     }
     if uri.authority().is_none() {
         return Err(format!("{text:?} has no host"));
     }
     if uri.query().is_some() {
-        return Err(format!("{text:?} has a query string; a backend URL is scheme, host, port and an optional path prefix"));
+        return Err(format!(
+            "{text:?} has a query string; a backend URL is scheme, host, port and an optional path prefix"
+        ));
     }
     Ok(uri)
 }
@@ -134,7 +138,10 @@ pub fn validate(config: &Config) -> Vec<Finding> {
         .ok();
     if let (Some(p), Some(a)) = (proxy_addr, admin_addr) {
         if p == a && p.port() != 0 {
-            f.add("admin.listen", format!("{a} is also the proxy listener; give the admin API its own port"));
+            f.add(
+                "admin.listen",
+                format!("{a} is also the proxy listener; give the admin API its own port"),
+            );
         }
     }
 
@@ -154,20 +161,29 @@ pub fn validate(config: &Config) -> Vec<Finding> {
     routes(&mut f, &config.routes);
 
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
-        f.add("logging.level", format!("{:?} is not a log filter: {e}", config.logging.level));
+        f.add(
+            "logging.level",
+            format!("{:?} is not a log filter: {e}", config.logging.level),
+        );
     }
     f.0
 }
 
 fn server(f: &mut Findings, s: &ServerConfig) {
     if s.workers > 256 {
-        f.add("server.workers", format!("{} workers is more than 256; use 0 for one per CPU", s.workers));
+        f.add(
+            "server.workers",
+            format!("{} workers is more than 256; use 0 for one per CPU", s.workers),
+        );
     }
     if s.max_connections == 0 {
         f.add("server.max_connections", "must be at least 1");
     }
     if s.max_header_bytes < 8192 {
-        f.add("server.max_header_bytes", format!("must be at least 8192, got {}", s.max_header_bytes));
+        f.add(
+            "server.max_header_bytes",
+            format!("must be at least 8192, got {}", s.max_header_bytes),
+        );
     }
     if s.max_headers == 0 {
         f.add("server.max_headers", "must be at least 1");
@@ -180,7 +196,10 @@ fn server(f: &mut Findings, s: &ServerConfig) {
 
 fn admin(f: &mut Findings, a: &AdminConfig, addr: Option<SocketAddr>) {
     if a.token.is_some() && a.token_file.is_some() {
-        f.add("admin.token_file", "set either admin.token or admin.token_file, not both");
+        f.add(
+            "admin.token_file",
+            "set either admin.token or admin.token_file, not both",
+        );
     }
     if let Some(t) = &a.token {
         if t.trim().len() < 8 {
@@ -190,7 +209,10 @@ fn admin(f: &mut Findings, a: &AdminConfig, addr: Option<SocketAddr>) {
     if let Some(path) = &a.token_file {
         match std::fs::read_to_string(path) {
             Ok(t) if t.trim().len() >= 8 => {}
-            Ok(_) => f.add("admin.token_file", format!("{} holds a token shorter than 8 characters", path.display())),
+            Ok(_) => f.add(
+                "admin.token_file",
+                format!("{} holds a token shorter than 8 characters", path.display()),
+            ),
             Err(e) => f.add("admin.token_file", format!("cannot read {}: {e}", path.display())),
         }
     }
@@ -215,10 +237,16 @@ fn backend(f: &mut Findings, path: &str, b: &BackendConfig) {
 fn rollout(f: &mut Findings, r: &RolloutConfig) {
     f.percent("rollout.percent", r.percent);
     if matches!(r.sticky, StickyKey::Global) {
-        f.add("rollout.sticky", "\"global\" is a rate-limit key; for the split use header:NAME, cookie:NAME, query:NAME, client_ip or none");
+        f.add(
+            "rollout.sticky",
+            "\"global\" is a rate-limit key; for the split use header:NAME, cookie:NAME, query:NAME, client_ip or none",
+        );
     }
     if HeaderName::from_bytes(r.force_header.as_bytes()).is_err() {
-        f.add("rollout.force_header", format!("{:?} is not a valid header name", r.force_header));
+        f.add(
+            "rollout.force_header",
+            format!("{:?} is not a valid header name", r.force_header),
+        );
     }
     let mut previous = 0.0;
     for (i, step) in r.steps.iter().enumerate() {
@@ -237,15 +265,24 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
     let g = &r.guard;
     f.nonzero_duration("rollout.guard.interval", g.interval);
     if g.window.get() < g.interval.get() {
-        f.add("rollout.guard.window", format!("window {} is shorter than the interval {}", g.window, g.interval));
+        f.add(
+            "rollout.guard.window",
+            format!("window {} is shorter than the interval {}", g.window, g.interval),
+        );
     }
     f.fraction("rollout.guard.max_error_rate_increase", g.max_error_rate_increase);
     f.fraction("rollout.guard.max_diff_rate", g.max_diff_rate);
     if !g.max_latency_ratio.is_finite() || g.max_latency_ratio < 1.0 {
-        f.add("rollout.guard.max_latency_ratio", format!("must be at least 1.0 (new as fast as old), got {}", g.max_latency_ratio));
+        f.add(
+            "rollout.guard.max_latency_ratio",
+            format!("must be at least 1.0 (new as fast as old), got {}", g.max_latency_ratio),
+        );
     }
     if !g.confidence.is_finite() || g.confidence <= 0.5 || g.confidence >= 1.0 {
-        f.add("rollout.guard.confidence", format!("must be above 0.5 and below 1, got {}", g.confidence));
+        f.add(
+            "rollout.guard.confidence",
+            format!("must be above 0.5 and below 1, got {}", g.confidence),
+        );
     }
     if g.min_requests == 0 {
         f.add("rollout.guard.min_requests", "must be at least 1");
@@ -270,7 +307,10 @@ fn diff(f: &mut Findings, d: &DiffConfig) {
     f.pointer_patterns("diff.ignore_fields", &d.ignore_fields);
     f.pointer_patterns("diff.unordered_arrays", &d.unordered_arrays);
     if !d.float_tolerance.is_finite() || d.float_tolerance < 0.0 {
-        f.add("diff.float_tolerance", format!("must be 0 or more, got {}", d.float_tolerance));
+        f.add(
+            "diff.float_tolerance",
+            format!("must be 0 or more, got {}", d.float_tolerance),
+        );
     }
     for (i, t) in d.endpoints.iter().enumerate() {
         if let Err(e) = crate::report::endpoint::Template::parse(t) {
@@ -278,7 +318,10 @@ fn diff(f: &mut Findings, d: &DiffConfig) {
         }
     }
     if !d.noise.relative_threshold.is_finite() || d.noise.relative_threshold < 0.0 {
-        f.add("diff.noise.relative_threshold", format!("must be 0 or more, got {}", d.noise.relative_threshold));
+        f.add(
+            "diff.noise.relative_threshold",
+            format!("must be 0 or more, got {}", d.noise.relative_threshold),
+        );
     }
     f.fraction("diff.noise.absolute_threshold", d.noise.absolute_threshold);
     f.percent("diff.noise.repeat_percent", d.noise.repeat_percent);
@@ -293,7 +336,10 @@ fn diff(f: &mut Findings, d: &DiffConfig) {
             f.add("diff.store.path", "must name a file");
         }
         if store.max_bytes < 4096 {
-            f.add("diff.store.max_bytes", format!("must be at least 4096, got {}", store.max_bytes));
+            f.add(
+                "diff.store.max_bytes",
+                format!("must be at least 4096, got {}", store.max_bytes),
+            );
         }
     }
 }
@@ -314,7 +360,10 @@ fn modules(f: &mut Findings, path: &str, list: &[ModuleConfig]) {
                     f.add(format!("{p}.max_keys"), "must be at least 1");
                 }
                 if r.key == StickyKey::None {
-                    f.add(format!("{p}.key"), "\"none\" gives no budget to spend; use global for one shared budget");
+                    f.add(
+                        format!("{p}.key"),
+                        "\"none\" gives no budget to spend; use global for one shared budget",
+                    );
                 }
             }
             ModuleConfig::Rules(rules) => {
@@ -323,11 +372,17 @@ fn modules(f: &mut Findings, path: &str, list: &[ModuleConfig]) {
                     let p = format!("{path}[{i}].rules[{j}]");
                     f.label(format!("{p}.name"), &rule.name, "rule name");
                     if !names.insert(rule.name.as_str()) {
-                        f.add(format!("{p}.name"), format!("rule name {:?} is used twice in this list", rule.name));
+                        f.add(
+                            format!("{p}.name"),
+                            format!("rule name {:?} is used twice in this list", rule.name),
+                        );
                     }
                     if let Some(s) = rule.status {
                         if !(400..=599).contains(&s) {
-                            f.add(format!("{p}.status"), format!("a block status must be 400–599, got {s}"));
+                            f.add(
+                                format!("{p}.status"),
+                                format!("a block status must be 400–599, got {s}"),
+                            );
                         }
                     }
                     let m = &rule.matcher;
@@ -362,7 +417,10 @@ fn modules(f: &mut Findings, path: &str, list: &[ModuleConfig]) {
                     }
                     if let Some(h) = &m.header {
                         if HeaderName::from_bytes(h.name.as_bytes()).is_err() {
-                            f.add(format!("{p}.match.header.name"), format!("{:?} is not a valid header name", h.name));
+                            f.add(
+                                format!("{p}.match.header.name"),
+                                format!("{:?} is not a valid header name", h.name),
+                            );
                         }
                         f.regex(format!("{p}.match.header.regex"), &h.regex);
                     }
@@ -381,14 +439,20 @@ fn routes(f: &mut Findings, routes: &[RouteConfig]) {
         let p = format!("routes[{i}]");
         f.label(format!("{p}.name"), &r.name, "route name");
         if r.name == "default" {
-            f.add(format!("{p}.name"), "\"default\" is the name of requests no route matches; pick another");
+            f.add(
+                format!("{p}.name"),
+                "\"default\" is the name of requests no route matches; pick another",
+            );
         }
         if !names.insert(r.name.as_str()) {
             f.add(format!("{p}.name"), format!("route name {:?} is used twice", r.name));
         }
         if let Some(prefix) = &r.matcher.path_prefix {
             if !prefix.starts_with('/') {
-                f.add(format!("{p}.match.path_prefix"), format!("{prefix:?} must start with '/'"));
+                f.add(
+                    format!("{p}.match.path_prefix"),
+                    format!("{prefix:?} must start with '/'"),
+                );
             }
         }
         if let Some(host) = &r.matcher.host {
@@ -403,7 +467,10 @@ fn routes(f: &mut Findings, routes: &[RouteConfig]) {
             f.percent(format!("{p}.rollout.percent"), pct);
         }
         if let Some(StickyKey::Global) = r.rollout.sticky {
-            f.add(format!("{p}.rollout.sticky"), "\"global\" is a rate-limit key, not a sticky key");
+            f.add(
+                format!("{p}.rollout.sticky"),
+                "\"global\" is a rate-limit key, not a sticky key",
+            );
         }
         if let Some(pct) = r.shadow.percent {
             f.percent(format!("{p}.shadow.percent"), pct);
@@ -416,7 +483,10 @@ fn routes(f: &mut Findings, routes: &[RouteConfig]) {
         f.pointer_patterns(&format!("{p}.diff.unordered_arrays"), &r.diff.unordered_arrays);
         if let Some(t) = r.diff.float_tolerance {
             if !t.is_finite() || t < 0.0 {
-                f.add(format!("{p}.diff.float_tolerance"), format!("must be 0 or more, got {t}"));
+                f.add(
+                    format!("{p}.diff.float_tolerance"),
+                    format!("must be 0 or more, got {t}"),
+                );
             }
         }
         modules(f, &format!("{p}.modules"), &r.modules);

@@ -73,7 +73,11 @@ pub struct Demo {
 
 /// The gateway config the demo runs with (also a worked example).
 pub fn config(args: &DemoArgs, old: SocketAddr, new: SocketAddr, twin: SocketAddr, dir: &std::path::Path) -> String {
-    let (step_every, max_diff_rate) = if args.rollout_steps { ("\"5s\"", 0.05) } else { ("null", 0.5) };
+    let (step_every, max_diff_rate) = if args.rollout_steps {
+        ("\"5s\"", 0.05)
+    } else {
+        ("null", 0.5)
+    };
     format!(
         r#"listen: "127.0.0.1:{port}"
 server: {{ workers: 1, drain_timeout: "2s" }}
@@ -112,10 +116,20 @@ impl Demo {
     pub async fn start(args: &DemoArgs) -> Result<Demo, String> {
         let stop = CancellationToken::new();
         let any: SocketAddr = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
-        let old = origins::start(Flavor::Old, any, stop.clone()).await.map_err(|e| e.to_string())?;
-        let twin = origins::start(Flavor::Twin, any, stop.clone()).await.map_err(|e| e.to_string())?;
-        let new = origins::start(Flavor::New, any, stop.clone()).await.map_err(|e| e.to_string())?;
-        let state_dir = std::env::temp_dir().join(format!("switchyard-demo-{}-{}", std::process::id(), rand::random::<u32>()));
+        let old = origins::start(Flavor::Old, any, stop.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let twin = origins::start(Flavor::Twin, any, stop.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let new = origins::start(Flavor::New, any, stop.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let state_dir = std::env::temp_dir().join(format!(
+            "switchyard-demo-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
         let yaml = config(args, old, new, twin, &state_dir);
         let cfg = Config::from_yaml(&yaml, "<demo>").map_err(|e| e.to_string())?;
@@ -154,13 +168,24 @@ impl Demo {
     }
 
     pub fn comparisons(&self) -> u64 {
-        let c = self.gateway.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self
+            .gateway
+            .analysis
+            .collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let t = &c.totals;
         t.matched + t.diff + t.noise + t.ignored + t.error
     }
 
     pub fn real_diffs(&self) -> u64 {
-        self.gateway.analysis.collector.lock().unwrap_or_else(|p| p.into_inner()).totals.diff
+        self.gateway
+            .analysis
+            .collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .totals
+            .diff
     }
 
     pub fn stop(self) {
@@ -175,9 +200,18 @@ impl Demo {
 pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), String> {
     let demo = Demo::start(&args).await?;
     let (proxy, admin) = (demo.proxy_url(), demo.admin_url());
-    let admin_flag = if args.admin_port == 9901 { String::new() } else { format!(" --admin {admin}") };
-    out(format!("Switchyard demo: old, old_twin and new origins on loopback; {}% of users on new, every request mirrored.", args.percent));
-    out(format!("  proxy    {proxy}      (try: curl -H 'x-user-id: 42' {proxy}/users/42)"));
+    let admin_flag = if args.admin_port == 9901 {
+        String::new()
+    } else {
+        format!(" --admin {admin}")
+    };
+    out(format!(
+        "Switchyard demo: old, old_twin and new origins on loopback; {}% of users on new, every request mirrored.",
+        args.percent
+    ));
+    out(format!(
+        "  proxy    {proxy}      (try: curl -H 'x-user-id: 42' {proxy}/users/42)"
+    ));
     out(format!("  report   {admin}/report"));
     out(format!("  metrics  {admin}/metrics"));
     out(format!(

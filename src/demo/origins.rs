@@ -32,7 +32,9 @@ pub enum Flavor {
     New,
 }
 
-const NAMES: &[&str] = &["ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "radia", "edsger", "frances"];
+const NAMES: &[&str] = &[
+    "ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "radia", "edsger", "frances",
+];
 const PRODUCTS: &[&str] = &["kettle", "lamp", "chair", "desk", "mug", "plant", "clock", "rug"];
 
 /// Base latency of a search, in microseconds; new adds 30 %.
@@ -82,7 +84,10 @@ fn orders_of(user: u64, flavor: Flavor) -> Value {
 
 fn order(id: u64, flavor: Flavor) -> (StatusCode, Value) {
     if flavor == Flavor::New && id % 10 == 0 {
-        return (StatusCode::NOT_FOUND, json!({ "error": "order not found", "meta": meta() }));
+        return (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "order not found", "meta": meta() }),
+        );
     }
     let items: Vec<Value> = (0..(id % 4 + 1))
         .map(|i| json!({ "sku": PRODUCTS[((id + i) % PRODUCTS.len() as u64) as usize], "qty": i + 1 }))
@@ -118,29 +123,48 @@ async fn answer(req: Request<Incoming>, flavor: Flavor) -> Result<Response<Full<
         ["health"] => (StatusCode::OK, json!({ "status": "ok", "meta": meta() })),
         ["users", id] => match id_from(Some(id)) {
             Some(id) => (StatusCode::OK, user(id, flavor)),
-            None => (StatusCode::BAD_REQUEST, json!({ "error": "bad user id", "meta": meta() })),
+            None => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "bad user id", "meta": meta() }),
+            ),
         },
         ["users", id, "orders"] => match id_from(Some(id)) {
             Some(id) => (StatusCode::OK, orders_of(id, flavor)),
-            None => (StatusCode::BAD_REQUEST, json!({ "error": "bad user id", "meta": meta() })),
+            None => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "bad user id", "meta": meta() }),
+            ),
         },
         ["orders", id] => match id_from(Some(id)) {
             Some(id) => order(id, flavor),
-            None => (StatusCode::BAD_REQUEST, json!({ "error": "bad order id", "meta": meta() })),
+            None => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "bad order id", "meta": meta() }),
+            ),
         },
         ["search"] => {
             let q = crate::split::query_param(&query, "q").unwrap_or("").to_string();
-            let us = if flavor == Flavor::New { SEARCH_LATENCY_US * 13 / 10 } else { SEARCH_LATENCY_US };
+            let us = if flavor == Flavor::New {
+                SEARCH_LATENCY_US * 13 / 10
+            } else {
+                SEARCH_LATENCY_US
+            };
             // Jitter of ±10 % so the distributions are distributions.
             let jitter = rand::random::<f64>() * 0.2 + 0.9;
             tokio::time::sleep(Duration::from_micros((us as f64 * jitter) as u64)).await;
             (StatusCode::OK, search(&q, flavor))
         }
-        _ => (StatusCode::NOT_FOUND, json!({ "error": "no such endpoint", "meta": meta() })),
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "no such endpoint", "meta": meta() }),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 

@@ -46,7 +46,9 @@ fn pick_target(n: u64) -> String {
 
 /// Runs the plan to its end.
 pub async fn run(plan: Plan, progress: Arc<Progress>) {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
     let counter = Arc::new(AtomicU64::new(0));
     let per_worker = Duration::from_secs_f64(plan.workers as f64 / plan.rate.max(1) as f64);
     let mut tasks = Vec::new();

@@ -89,8 +89,14 @@ mod tests {
         let text = b"{\"a\":1}";
         assert_eq!(decoded(&headers("gzip"), &Bytes::from(gzip(text))).unwrap(), &text[..]);
         assert_eq!(decoded(&headers("br"), &Bytes::from(br(text))).unwrap(), &text[..]);
-        assert_eq!(decoded(&headers("deflate"), &Bytes::from(deflate(text))).unwrap(), &text[..]);
-        assert_eq!(decoded(&HeaderMap::new(), &Bytes::from_static(text)).unwrap(), &text[..]);
+        assert_eq!(
+            decoded(&headers("deflate"), &Bytes::from(deflate(text))).unwrap(),
+            &text[..]
+        );
+        assert_eq!(
+            decoded(&HeaderMap::new(), &Bytes::from_static(text)).unwrap(),
+            &text[..]
+        );
     }
 
     #[test]
@@ -102,7 +108,11 @@ mod tests {
 
     #[test]
     fn reports_garbage_and_unknown_encodings() {
-        assert!(decoded(&headers("gzip"), &Bytes::from_static(b"nope")).unwrap_err().contains("gzip body does not decode"));
-        assert!(decoded(&headers("zstd"), &Bytes::from_static(b"x")).unwrap_err().contains("unsupported"));
+        assert!(decoded(&headers("gzip"), &Bytes::from_static(b"nope"))
+            .unwrap_err()
+            .contains("gzip body does not decode"));
+        assert!(decoded(&headers("zstd"), &Bytes::from_static(b"x"))
+            .unwrap_err()
+            .contains("unsupported"));
     }
 }

@@ -176,10 +176,20 @@ impl Walk<'_> {
             if same_elements(a, b) {
                 return;
             }
-            let kind = if a.len() != b.len() { Kind::LengthChanged } else { Kind::ValueChanged };
-            let mut d = Difference::new(self.location(), kind)
-                .values(Some(compact(&Value::Array(a.to_vec()))), Some(compact(&Value::Array(b.to_vec()))));
-            d.detail = Some(format!("unordered array: {} of {} elements have no equal on the other side", unmatched(a, b), a.len().max(b.len())));
+            let kind = if a.len() != b.len() {
+                Kind::LengthChanged
+            } else {
+                Kind::ValueChanged
+            };
+            let mut d = Difference::new(self.location(), kind).values(
+                Some(compact(&Value::Array(a.to_vec()))),
+                Some(compact(&Value::Array(b.to_vec()))),
+            );
+            d.detail = Some(format!(
+                "unordered array: {} of {} elements have no equal on the other side",
+                unmatched(a, b),
+                a.len().max(b.len())
+            ));
             self.out.push(d);
             return;
         }

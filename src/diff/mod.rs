@@ -173,7 +173,10 @@ impl Comparison {
 pub fn compare(old: &Exchange, new: &Exchange, rules: &DiffRules) -> Comparison {
     let mut out = Vec::new();
     if old.status != new.status {
-        out.push(Difference::new("status", Kind::ValueChanged).values(Some(old.status.to_string()), Some(new.status.to_string())));
+        out.push(
+            Difference::new("status", Kind::ValueChanged)
+                .values(Some(old.status.to_string()), Some(new.status.to_string())),
+        );
     }
     compare_headers(&old.headers, &new.headers, rules, &mut out);
     compare_bodies(old, new, rules, &mut out);
@@ -181,7 +184,10 @@ pub fn compare(old: &Exchange, new: &Exchange, rules: &DiffRules) -> Comparison 
 }
 
 fn header_text(h: &HeaderMap, name: &http::HeaderName) -> Option<String> {
-    let mut vals = h.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let mut vals = h
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let first = vals.next()?;
     Some(vals.fold(first, |acc, v| acc + ", " + &v))
 }
@@ -207,7 +213,9 @@ fn compare_headers(old: &HeaderMap, new: &HeaderMap, rules: &DiffRules, out: &mu
 }
 
 fn content_type(h: &HeaderMap) -> &str {
-    h.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+    h.get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut Vec<Difference>) {
@@ -242,8 +250,7 @@ fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut V
         (Some(a), Some(b)) => json::compare(&a, &b, rules, out),
         (a, b) if a.is_some() != b.is_some() && !(l.is_empty() || r.is_empty()) => {
             out.push(
-                Difference::new("body", Kind::TypeChanged)
-                    .values(Some(text::preview(&l)), Some(text::preview(&r))),
+                Difference::new("body", Kind::TypeChanged).values(Some(text::preview(&l)), Some(text::preview(&r))),
             );
         }
         _ => match (std::str::from_utf8(&l), std::str::from_utf8(&r)) {

@@ -75,7 +75,12 @@ impl PointerBuf {
 
     /// Tokens of the current pointer, unescaped.
     pub fn tokens(&self) -> impl Iterator<Item = &str> + Clone + '_ {
-        let ends = self.marks.iter().skip(1).copied().chain(std::iter::once(self.text.len()));
+        let ends = self
+            .marks
+            .iter()
+            .skip(1)
+            .copied()
+            .chain(std::iter::once(self.text.len()));
         self.marks.iter().zip(ends).map(move |(s, e)| &self.text[s + 1..e])
     }
 }

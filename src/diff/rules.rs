@@ -107,7 +107,11 @@ impl DiffRules {
         unordered_arrays: &[String],
         float_tolerance: f64,
     ) -> Result<Self, String> {
-        let parse_all = |list: &[String]| list.iter().map(|p| PointerPattern::parse(p)).collect::<Result<Vec<_>, _>>();
+        let parse_all = |list: &[String]| {
+            list.iter()
+                .map(|p| PointerPattern::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+        };
         Ok(Self {
             ignore_headers: ignore_headers.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
             ignore_fields: parse_all(ignore_fields)?,

@@ -43,10 +43,22 @@ fn identical_documents_match() {
 
 #[test]
 fn every_json_difference_type() {
-    assert_eq!(plain(json!({"a": 1}), json!({"a": 2})), vec![("body:/a".into(), Kind::ValueChanged)]);
-    assert_eq!(plain(json!({"a": 1}), json!({"a": "1"})), vec![("body:/a".into(), Kind::TypeChanged)]);
-    assert_eq!(plain(json!({"a": 1, "b": 2}), json!({"a": 1})), vec![("body:/b".into(), Kind::Missing)]);
-    assert_eq!(plain(json!({"a": 1}), json!({"a": 1, "z": 0})), vec![("body:/z".into(), Kind::Extra)]);
+    assert_eq!(
+        plain(json!({"a": 1}), json!({"a": 2})),
+        vec![("body:/a".into(), Kind::ValueChanged)]
+    );
+    assert_eq!(
+        plain(json!({"a": 1}), json!({"a": "1"})),
+        vec![("body:/a".into(), Kind::TypeChanged)]
+    );
+    assert_eq!(
+        plain(json!({"a": 1, "b": 2}), json!({"a": 1})),
+        vec![("body:/b".into(), Kind::Missing)]
+    );
+    assert_eq!(
+        plain(json!({"a": 1}), json!({"a": 1, "z": 0})),
+        vec![("body:/z".into(), Kind::Extra)]
+    );
     assert_eq!(
         plain(json!({"l": [1, 2, 3]}), json!({"l": [1, 2]})),
         vec![("body:/l".into(), Kind::LengthChanged)]
@@ -55,21 +67,30 @@ fn every_json_difference_type() {
         plain(json!({"l": [1, 2, 3]}), json!({"l": [3, 1, 2]})),
         vec![("body:/l".into(), Kind::OrderChanged)]
     );
-    assert_eq!(plain(json!({"a": true}), json!({"a": null})), vec![("body:/a".into(), Kind::TypeChanged)]);
+    assert_eq!(
+        plain(json!({"a": true}), json!({"a": null})),
+        vec![("body:/a".into(), Kind::TypeChanged)]
+    );
 }
 
 #[test]
 fn renamed_field_is_one_missing_and_one_extra() {
     assert_eq!(
         plain(json!({"user_name": "ann"}), json!({"username": "ann"})),
-        vec![("body:/user_name".into(), Kind::Missing), ("body:/username".into(), Kind::Extra)]
+        vec![
+            ("body:/user_name".into(), Kind::Missing),
+            ("body:/username".into(), Kind::Extra)
+        ]
     );
 }
 
 #[test]
 fn nested_arrays_point_at_the_leaf() {
     assert_eq!(
-        plain(json!({"m": [[1, 2], [3, {"x": 4}]]}), json!({"m": [[1, 2], [3, {"x": 5}]]})),
+        plain(
+            json!({"m": [[1, 2], [3, {"x": 4}]]}),
+            json!({"m": [[1, 2], [3, {"x": 5}]]})
+        ),
         vec![("body:/m/1/1/x".into(), Kind::ValueChanged)]
     );
 }
@@ -84,7 +105,13 @@ fn pointer_tokens_are_escaped() {
 
 #[test]
 fn unordered_arrays_ignore_order_only() {
-    let r = DiffRules::new(Vec::<String>::new(), &[], &["/tags".into(), "/items/*/sizes".into()], 0.0).unwrap();
+    let r = DiffRules::new(
+        Vec::<String>::new(),
+        &[],
+        &["/tags".into(), "/items/*/sizes".into()],
+        0.0,
+    )
+    .unwrap();
     assert!(diff_json(json!({"tags": ["a", "b", "c"]}), json!({"tags": ["c", "a", "b"]}), &r).is_empty());
     assert!(diff_json(
         json!({"items": [{"sizes": [1, 2]}]}),
@@ -124,7 +151,11 @@ fn ignore_rules_with_globs_count_as_ignored() {
             ("body:/meta/request_id".into(), Kind::ValueChanged, true),
         ]
     );
-    let c = compare(&ex(r#"{"meta":{"request_id":"a"}}"#), &ex(r#"{"meta":{"request_id":"b"}}"#), &r);
+    let c = compare(
+        &ex(r#"{"meta":{"request_id":"a"}}"#),
+        &ex(r#"{"meta":{"request_id":"b"}}"#),
+        &r,
+    );
     assert!(c.is_ignored_only());
     assert_eq!(c.counted().count(), 0);
 }
@@ -151,8 +182,11 @@ fn status_and_headers() {
     a.headers.insert("date", "Mon".parse().unwrap());
     b.headers.insert("date", "Tue".parse().unwrap());
     let r = DiffRules::new(vec!["date".to_string()], &[], &[], 0.0).unwrap();
-    let got: Vec<(String, Kind, bool)> =
-        compare(&a, &b, &r).differences.into_iter().map(|d| (d.location, d.kind, d.ignored)).collect();
+    let got: Vec<(String, Kind, bool)> = compare(&a, &b, &r)
+        .differences
+        .into_iter()
+        .map(|d| (d.location, d.kind, d.ignored))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -216,7 +250,11 @@ fn gzip_and_identity_bodies_match() {
     let mut b = ex("");
     b.body = Bytes::from(gz.finish().unwrap());
     b.headers.insert("content-encoding", "gzip".parse().unwrap());
-    let c = compare(&ex(doc), &b, &DiffRules::new(vec!["content-encoding".to_string()], &[], &[], 0.0).unwrap());
+    let c = compare(
+        &ex(doc),
+        &b,
+        &DiffRules::new(vec!["content-encoding".to_string()], &[], &[], 0.0).unwrap(),
+    );
     assert!(c.is_ignored_only(), "{c:?}");
 }
 

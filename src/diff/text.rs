@@ -25,15 +25,17 @@ pub fn compare(old: &str, new: &str) -> Difference {
     if cut {
         snippet.push_str("\n… (diff shortened)");
     }
-    let mut d = Difference::new("body", Kind::TextChanged)
-        .values(Some(preview(old.as_bytes())), Some(preview(new.as_bytes())));
+    let mut d =
+        Difference::new("body", Kind::TextChanged).values(Some(preview(old.as_bytes())), Some(preview(new.as_bytes())));
     d.detail = Some(format!("similarity {:.3}\n{snippet}", ratio));
     d
 }
 
 pub fn binary(old: &[u8], new: &[u8]) -> Difference {
-    let mut d = Difference::new("body", Kind::BinaryChanged)
-        .values(Some(format!("{} bytes", old.len())), Some(format!("{} bytes", new.len())));
+    let mut d = Difference::new("body", Kind::BinaryChanged).values(
+        Some(format!("{} bytes", old.len())),
+        Some(format!("{} bytes", new.len())),
+    );
     d.detail = Some(format!("xxh3 {:016x} vs {:016x}", xxh3_64(old), xxh3_64(new)));
     d
 }

@@ -45,8 +45,11 @@ pub struct Rules {
     query_groups: Vec<Group<String>>,
 }
 
+/// Patterns gathered per key, and where each rule's pattern landed.
+type Grouped<K> = (Vec<(K, Vec<String>)>, Vec<Option<(usize, usize)>>);
+
 /// Groups patterns by key, returning each pattern's (group, index).
-fn group<K: PartialEq + Clone>(items: &[Option<(K, String)>]) -> (Vec<(K, Vec<String>)>, Vec<Option<(usize, usize)>>) {
+fn group<K: PartialEq + Clone>(items: &[Option<(K, String)>]) -> Grouped<K> {
     let mut groups: Vec<(K, Vec<String>)> = Vec::new();
     let mut slots = Vec::with_capacity(items.len());
     for item in items {
@@ -104,7 +107,11 @@ impl Rules {
                 methods: m
                     .methods
                     .as_ref()
-                    .map(|ms| ms.iter().map(|s| Method::from_bytes(s.as_bytes())).collect::<Result<_, _>>())
+                    .map(|ms| {
+                        ms.iter()
+                            .map(|s| Method::from_bytes(s.as_bytes()))
+                            .collect::<Result<_, _>>()
+                    })
                     .transpose()
                     .map_err(|e| e.to_string())?,
                 path_exact: m.path_exact.clone(),
@@ -123,7 +130,11 @@ impl Rules {
         }
         Ok(Self {
             rules,
-            path_set: if path_patterns.is_empty() { None } else { Some(set(&path_patterns)?) },
+            path_set: if path_patterns.is_empty() {
+                None
+            } else {
+                Some(set(&path_patterns)?)
+            },
             header_groups: hgroups
                 .into_iter()
                 .map(|(key, ps)| Ok(Group { key, set: set(&ps)? }))
@@ -282,13 +293,69 @@ mod tests {
 
     fn sample() -> Rules {
         Rules::new(&[
-            rule("no-admin", RuleAction::Block, RuleMatch { path_prefix: Some("/admin".into()), ..Default::default() }),
-            rule("no-delete", RuleAction::Block, RuleMatch { methods: Some(vec!["DELETE".into()]), path_exact: Some("/api/items".into()), ..Default::default() }),
-            rule("php", RuleAction::Block, RuleMatch { path_regex: Some(r"\.php$".into()), ..Default::default() }),
-            rule("bot", RuleAction::Tag, RuleMatch { header: Some(NamedPattern { name: "user-agent".into(), regex: "(?i)bot".into() }), ..Default::default() }),
-            rule("debug", RuleAction::Block, RuleMatch { header_present: Some("x-debug".into()), ..Default::default() }),
-            rule("sqli", RuleAction::Block, RuleMatch { query: Some(NamedPattern { name: "q".into(), regex: "(?i)union\\s+select".into() }), ..Default::default() }),
-            rule("big", RuleAction::Block, RuleMatch { body_larger_than: Some(100), ..Default::default() }),
+            rule(
+                "no-admin",
+                RuleAction::Block,
+                RuleMatch {
+                    path_prefix: Some("/admin".into()),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "no-delete",
+                RuleAction::Block,
+                RuleMatch {
+                    methods: Some(vec!["DELETE".into()]),
+                    path_exact: Some("/api/items".into()),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "php",
+                RuleAction::Block,
+                RuleMatch {
+                    path_regex: Some(r"\.php$".into()),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "bot",
+                RuleAction::Tag,
+                RuleMatch {
+                    header: Some(NamedPattern {
+                        name: "user-agent".into(),
+                        regex: "(?i)bot".into(),
+                    }),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "debug",
+                RuleAction::Block,
+                RuleMatch {
+                    header_present: Some("x-debug".into()),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "sqli",
+                RuleAction::Block,
+                RuleMatch {
+                    query: Some(NamedPattern {
+                        name: "q".into(),
+                        regex: "(?i)union\\s+select".into(),
+                    }),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "big",
+                RuleAction::Block,
+                RuleMatch {
+                    body_larger_than: Some(100),
+                    ..Default::default()
+                },
+            ),
         ])
         .unwrap()
     }
@@ -301,20 +368,44 @@ mod tests {
     fn each_condition_matches_and_misses() {
         let r = sample();
         assert_eq!(first(&r, http::Request::get("/admin/users")), Some("no-admin"));
-        assert_eq!(first(&r, http::Request::get("/s?q=1%20union%20select")), None, "patterns see raw values");
+        assert_eq!(
+            first(&r, http::Request::get("/s?q=1%20union%20select")),
+            None,
+            "patterns see raw values"
+        );
         assert_eq!(first(&r, http::Request::delete("/api/items")), Some("no-delete"));
         assert_eq!(first(&r, http::Request::get("/api/items")), None);
         assert_eq!(first(&r, http::Request::get("/index.php")), Some("php"));
         assert_eq!(first(&r, http::Request::get("/index.php5")), None);
-        assert_eq!(first(&r, http::Request::get("/").header("user-agent", "GoogleBot/2")), Some("bot"));
+        assert_eq!(
+            first(&r, http::Request::get("/").header("user-agent", "GoogleBot/2")),
+            Some("bot")
+        );
         assert_eq!(first(&r, http::Request::get("/").header("x-debug", "1")), Some("debug"));
-        assert_eq!(first(&r, http::Request::post("/up").header("content-length", "101")), Some("big"));
-        assert_eq!(first(&r, http::Request::post("/up").header("content-length", "100")), None);
+        assert_eq!(
+            first(&r, http::Request::post("/up").header("content-length", "101")),
+            Some("big")
+        );
+        assert_eq!(
+            first(&r, http::Request::post("/up").header("content-length", "100")),
+            None
+        );
     }
 
     #[test]
     fn query_regex_sees_the_raw_value() {
-        let r = Rules::new(&[rule("sqli", RuleAction::Block, RuleMatch { query: Some(NamedPattern { name: "q".into(), regex: "(?i)union(\\+|%20)select".into() }), ..Default::default() })]).unwrap();
+        let r = Rules::new(&[rule(
+            "sqli",
+            RuleAction::Block,
+            RuleMatch {
+                query: Some(NamedPattern {
+                    name: "q".into(),
+                    regex: "(?i)union(\\+|%20)select".into(),
+                }),
+                ..Default::default()
+            },
+        )])
+        .unwrap();
         assert_eq!(first(&r, http::Request::get("/s?a=1&q=1+UNION+SELECT")), Some("sqli"));
         assert_eq!(first(&r, http::Request::get("/s?q=unions")), None);
     }
@@ -349,14 +440,24 @@ mod tests {
     fn chunked_body_gets_a_limit_instead_of_a_verdict() {
         let r = sample();
         let mut c = ctx();
-        let out = r.on_request(&mut req(http::Request::post("/up").header("transfer-encoding", "chunked")), &mut c);
+        let out = r.on_request(
+            &mut req(http::Request::post("/up").header("transfer-encoding", "chunked")),
+            &mut c,
+        );
         assert!(matches!(out.verdict, Verdict::Continue));
         assert_eq!(c.body_limit, Some(100));
     }
 
     #[test]
     fn custom_status_is_used() {
-        let mut cfg = rule("teapot", RuleAction::Block, RuleMatch { path_exact: Some("/tea".into()), ..Default::default() });
+        let mut cfg = rule(
+            "teapot",
+            RuleAction::Block,
+            RuleMatch {
+                path_exact: Some("/tea".into()),
+                ..Default::default()
+            },
+        );
         cfg.status = Some(418);
         let r = Rules::new(&[cfg]).unwrap();
         match r.on_request(&mut req(http::Request::get("/tea")), &mut ctx()).verdict {

@@ -77,7 +77,11 @@ impl Body for ProxyBody {
                 rest.poll_frame(cx).map_err(Into::into)
             }
             Proj::Tee { inner } => inner.poll_frame(cx),
-            Proj::Limited { inner, remaining, limit } => match inner.poll_frame(cx) {
+            Proj::Limited {
+                inner,
+                remaining,
+                limit,
+            } => match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         let n = data.len() as u64;

@@ -113,7 +113,11 @@ impl Upstream {
         self.send_within(req, self.timeout).await
     }
 
-    pub async fn send_within(&self, req: Request<ProxyBody>, timeout: Duration) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send_within(
+        &self,
+        req: Request<ProxyBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, ProxyError> {
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => Err(ProxyError::Timeout {
                 side: self.side,

@@ -112,7 +112,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         m
     }
@@ -143,7 +146,11 @@ mod tests {
     #[test]
     fn forwarding_appends_to_an_existing_chain() {
         let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]);
-        add_forwarding(&mut h, "10.0.0.1".parse().unwrap(), Some(&HeaderValue::from_static("shop.example")));
+        add_forwarding(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            Some(&HeaderValue::from_static("shop.example")),
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "shop.example");

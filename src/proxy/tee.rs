@@ -151,8 +151,10 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
 
     fn chunks(parts: &[&'static str]) -> impl Body<Data = Bytes, Error = BoxError> {
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))).collect();
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))
+            .collect();
         StreamBody::new(futures_util::stream::iter(frames))
     }
 

@@ -133,15 +133,27 @@ impl NoiseModel {
             return false;
         }
         let raw_rate = raw as f64 / compared as f64;
-        let noise_rate = if baseline == 0 { 0.0 } else { noise as f64 / baseline as f64 };
+        let noise_rate = if baseline == 0 {
+            0.0
+        } else {
+            noise as f64 / baseline as f64
+        };
         raw_rate > noise_rate * (1.0 + self.relative) && raw_rate - noise_rate > self.absolute
     }
 }
 
 impl EndpointStats {
     pub fn rates(&self, f: &FieldStats) -> (f64, f64) {
-        let raw = if self.compared == 0 { 0.0 } else { f.raw as f64 / self.compared as f64 };
-        let noise = if self.baseline == 0 { 0.0 } else { f.noise as f64 / self.baseline as f64 };
+        let raw = if self.compared == 0 {
+            0.0
+        } else {
+            f.raw as f64 / self.compared as f64
+        };
+        let noise = if self.baseline == 0 {
+            0.0
+        } else {
+            f.noise as f64 / self.baseline as f64
+        };
         (raw, noise)
     }
 }
@@ -235,7 +247,10 @@ impl Collector {
     /// Compares a pair and records everything about it.
     pub fn ingest(&mut self, pair: &Pair, now_ms: u64) -> Ingested {
         let raw = crate::diff::compare(&pair.old, &pair.new, &pair.rules);
-        let baseline = pair.twin.as_ref().map(|t| crate::diff::compare(&pair.old, t, &pair.rules));
+        let baseline = pair
+            .twin
+            .as_ref()
+            .map(|t| crate::diff::compare(&pair.old, t, &pair.rules));
         let key = self.endpoint_key(pair.method.as_str(), &pair.target);
         let model = self.model;
         let cap = self.samples_per_field;
@@ -275,7 +290,9 @@ impl Collector {
             any_counted = true;
             let field = d.field();
             let (compared, base) = (e.compared, e.baseline);
-            let Some(f) = e.fields.get_mut(&field) else { continue };
+            let Some(f) = e.fields.get_mut(&field) else {
+                continue;
+            };
             let is_real = model.is_real(f.raw, compared, f.noise, base);
             if !judged.insert(field) {
                 continue;
@@ -361,7 +378,12 @@ impl Collector {
     }
 
     /// Puts back counts and samples read from the store after a restart.
-    pub fn restore(&mut self, tallies: HashMap<String, EndpointStats>, samples: Vec<(String, String, Sample)>, totals: Option<Results>) {
+    pub fn restore(
+        &mut self,
+        tallies: HashMap<String, EndpointStats>,
+        samples: Vec<(String, String, Sample)>,
+        totals: Option<Results>,
+    ) {
         for (k, stats) in tallies {
             self.endpoints.insert(k, stats);
         }
@@ -404,7 +426,7 @@ fn snippet(bytes: &[u8]) -> String {
     let cut = bytes.len().min(BODY_SNIPPET);
     let mut s = String::from_utf8_lossy(&bytes[..cut]).into_owned();
     if bytes.len() > BODY_SNIPPET {
-        s.push_str("…");
+        s.push('…');
     }
     s
 }
@@ -433,7 +455,9 @@ mod tests {
 
     fn config(extra: &str) -> Config {
         Config::from_yaml(
-            &format!("backends: {{ old: {{ url: 'http://127.0.0.1:1' }}, new: {{ url: 'http://127.0.0.1:2' }} }}\n{extra}"),
+            &format!(
+                "backends: {{ old: {{ url: 'http://127.0.0.1:1' }}, new: {{ url: 'http://127.0.0.1:2' }} }}\n{extra}"
+            ),
             "t",
         )
         .unwrap()
@@ -493,10 +517,26 @@ mod tests {
     #[test]
     fn a_pair_with_only_noise_is_counted_as_noise() {
         let mut c = Collector::new(&config(""));
-        let got = c.ingest(&pair("/x", r#"{"ts":1}"#.into(), r#"{"ts":2}"#.into(), Some(r#"{"ts":3}"#.into())), 0);
+        let got = c.ingest(
+            &pair(
+                "/x",
+                r#"{"ts":1}"#.into(),
+                r#"{"ts":2}"#.into(),
+                Some(r#"{"ts":3}"#.into()),
+            ),
+            0,
+        );
         assert_eq!(got.verdict, Verdict::Noise);
         assert!(got.real.is_empty());
-        let got = c.ingest(&pair("/x", r#"{"a":1}"#.into(), r#"{"a":1}"#.into(), Some(r#"{"a":1}"#.into())), 0);
+        let got = c.ingest(
+            &pair(
+                "/x",
+                r#"{"a":1}"#.into(),
+                r#"{"a":1}"#.into(),
+                Some(r#"{"a":1}"#.into()),
+            ),
+            0,
+        );
         assert_eq!(got.verdict, Verdict::Match);
     }
 
@@ -527,7 +567,10 @@ mod tests {
     fn samples_are_bounded_and_redacted() {
         let mut c = Collector::new(&config("diff: { samples_per_field: 3 }"));
         for i in 0..10 {
-            c.ingest(&pair("/a", format!(r#"{{"v":{i}}}"#), format!(r#"{{"v":{}}}"#, i + 1), None), 0);
+            c.ingest(
+                &pair("/a", format!(r#"{{"v":{i}}}"#), format!(r#"{{"v":{}}}"#, i + 1), None),
+                0,
+            );
         }
         let f = &c.endpoints["GET /a"].fields["body:/v"];
         assert_eq!(f.samples.len(), 3);

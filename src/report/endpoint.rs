@@ -24,11 +24,15 @@ impl Template {
                     .strip_suffix('}')
                     .ok_or_else(|| format!("endpoint template {text:?} has an unclosed '{{' in {seg:?}"))?;
                 if name.is_empty() || name.contains(['{', '}']) {
-                    return Err(format!("endpoint template {text:?} has an empty or nested parameter in {seg:?}"));
+                    return Err(format!(
+                        "endpoint template {text:?} has an empty or nested parameter in {seg:?}"
+                    ));
                 }
                 segments.push(None);
             } else if seg.contains(['{', '}']) {
-                return Err(format!("endpoint template {text:?}: a parameter must be a whole segment, as in /users/{{id}}"));
+                return Err(format!(
+                    "endpoint template {text:?}: a parameter must be a whole segment, as in /users/{{id}}"
+                ));
             } else {
                 segments.push(Some(seg.to_string()));
             }
@@ -121,7 +125,10 @@ mod tests {
             n.name("GET", "/orders/3f2504e0-4f89-11d3-9a0c-0305e82c3301/items"),
             "GET /orders/{id}/items"
         );
-        assert_eq!(n.name("GET", "/blobs/9f86d081884c7d659a2feaa0c55ad015"), "GET /blobs/{id}");
+        assert_eq!(
+            n.name("GET", "/blobs/9f86d081884c7d659a2feaa0c55ad015"),
+            "GET /blobs/{id}"
+        );
         assert_eq!(n.name("GET", "/search"), "GET /search");
         assert_eq!(n.name("GET", "/"), "GET /");
         assert_eq!(n.name("GET", "/v2/users"), "GET /v2/users");
@@ -136,7 +143,9 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused() {
-        assert!(Template::parse("users/{id}").unwrap_err().contains("must start with '/'"));
+        assert!(Template::parse("users/{id}")
+            .unwrap_err()
+            .contains("must start with '/'"));
         assert!(Template::parse("/users/{id").unwrap_err().contains("unclosed"));
         assert!(Template::parse("/users/{}").unwrap_err().contains("empty"));
         assert!(Template::parse("/users/x{id}").unwrap_err().contains("whole segment"));

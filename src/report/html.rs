@@ -35,7 +35,13 @@ fn pct(x: f64) -> String {
 }
 
 fn ms(x: Option<f64>) -> String {
-    x.map_or("–".into(), |v| if v < 10.0 { format!("{v:.2}") } else { format!("{v:.0}") })
+    x.map_or("–".into(), |v| {
+        if v < 10.0 {
+            format!("{v:.2}")
+        } else {
+            format!("{v:.0}")
+        }
+    })
 }
 
 fn ratio(x: Option<f64>) -> String {
@@ -88,16 +94,29 @@ pub fn render(r: &Report) -> String {
         escape(&hl.phase)
     );
     let card = |h: &mut String, class: &str, value: String, label: &str| {
-        let _ = write!(h, "<div class=\"card {class}\"><b>{value}</b><span>{label}</span></div>");
+        let _ = write!(
+            h,
+            "<div class=\"card {class}\"><b>{value}</b><span>{label}</span></div>"
+        );
     };
     h.push_str("<div class=\"cards\" id=\"headline\">");
     card(&mut h, "", hl.served_old.to_string(), "served by old");
     card(&mut h, "", hl.served_new.to_string(), "served by new");
     card(&mut h, "", hl.comparisons.to_string(), "comparisons");
-    card(&mut h, if hl.real_diffs > 0 { "bad" } else { "good" }, hl.real_diffs.to_string(), "real diffs");
+    card(
+        &mut h,
+        if hl.real_diffs > 0 { "bad" } else { "good" },
+        hl.real_diffs.to_string(),
+        "real diffs",
+    );
     card(&mut h, "", hl.noise.to_string(), "noise only");
     card(&mut h, "", hl.matched.to_string(), "identical");
-    card(&mut h, if hl.errors > 0 { "warn" } else { "" }, hl.errors.to_string(), "errors");
+    card(
+        &mut h,
+        if hl.errors > 0 { "warn" } else { "" },
+        hl.errors.to_string(),
+        "errors",
+    );
     card(&mut h, "", format!("{}%", hl.percent), "rollout");
     card(&mut h, "", escape(&hl.phase), "phase");
     h.push_str("</div>");
@@ -214,7 +233,9 @@ fn sample(h: &mut String, sv: &SampleView) {
         escape(&s.request_id),
         escape(d.kind.as_str()),
         escape(&d.location),
-        d.detail.as_ref().map_or(String::new(), |x| format!("<pre>{}</pre>", escape(x)))
+        d.detail
+            .as_ref()
+            .map_or(String::new(), |x| format!("<pre>{}</pre>", escape(x)))
     );
     let (old, new) = (pretty(&s.old.body), pretty(&s.new.body));
     let diff = TextDiff::from_lines(&old, &new);
@@ -255,13 +276,29 @@ fn latency_svg(e: &EndpointReport) -> String {
         "<figure><svg class=\"latency\" width=\"{w}\" height=\"{hgt}\" viewBox=\"0 0 {w} {hgt}\" role=\"img\" aria-label=\"latency distribution of old and new\">"
     );
     let n = l.bins_ms.len();
-    let max = l.old_counts.iter().chain(&l.new_counts).copied().max().unwrap_or(0).max(1) as f64;
-    let _ = write!(s, "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#98a2b3\"/>", hgt - pad, w - 8.0, hgt - pad);
+    let max = l
+        .old_counts
+        .iter()
+        .chain(&l.new_counts)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let _ = write!(
+        s,
+        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#98a2b3\"/>",
+        hgt - pad,
+        w - 8.0,
+        hgt - pad
+    );
     if n > 0 {
         let slot = (w - pad - 8.0) / n as f64;
         for i in 0..n {
             let x = pad + i as f64 * slot;
-            for (k, (counts, color)) in [(&l.old_counts, "#5b8def"), (&l.new_counts, "#f79009")].into_iter().enumerate() {
+            for (k, (counts, color)) in [(&l.old_counts, "#5b8def"), (&l.new_counts, "#f79009")]
+                .into_iter()
+                .enumerate()
+            {
                 let v = counts.get(i).copied().unwrap_or(0) as f64;
                 let bh = (hgt - pad - 10.0) * v / max;
                 let _ = write!(
@@ -276,7 +313,12 @@ fn latency_svg(e: &EndpointReport) -> String {
                 );
             }
         }
-        let _ = write!(s, "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\">{:.2} ms</text>", hgt - 12.0, l.bins_ms[0]);
+        let _ = write!(
+            s,
+            "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\">{:.2} ms</text>",
+            hgt - 12.0,
+            l.bins_ms[0]
+        );
         let _ = write!(
             s,
             "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\" text-anchor=\"end\">{:.2} ms</text>",
@@ -285,7 +327,11 @@ fn latency_svg(e: &EndpointReport) -> String {
             l.bins_ms[n - 1]
         );
     } else {
-        let _ = write!(s, "<text x=\"{pad}\" y=\"{}\" font-size=\"12\" fill=\"#5b6577\">no latency samples</text>", hgt / 2.0);
+        let _ = write!(
+            s,
+            "<text x=\"{pad}\" y=\"{}\" font-size=\"12\" fill=\"#5b6577\">no latency samples</text>",
+            hgt / 2.0
+        );
     }
     s.push_str("</svg><figcaption class=\"legend\">latency<i style=\"background:#5b8def\"></i>old<i style=\"background:#f79009\"></i>new</figcaption></figure>");
     s
@@ -297,20 +343,53 @@ fn timeline_svg(points: &[Point]) -> String {
     let mut s = format!(
         "<svg class=\"timeline\" width=\"{w}\" height=\"{hgt}\" viewBox=\"0 0 {w} {hgt}\" role=\"img\" aria-label=\"real difference rate per minute\">"
     );
-    let _ = write!(s, "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#98a2b3\"/>", hgt - pad, w - 8.0, hgt - pad);
-    let _ = write!(s, "<line x1=\"{pad}\" y1=\"8\" x2=\"{pad}\" y2=\"{}\" stroke=\"#98a2b3\"/>", hgt - pad);
+    let _ = write!(
+        s,
+        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#98a2b3\"/>",
+        hgt - pad,
+        w - 8.0,
+        hgt - pad
+    );
+    let _ = write!(
+        s,
+        "<line x1=\"{pad}\" y1=\"8\" x2=\"{pad}\" y2=\"{}\" stroke=\"#98a2b3\"/>",
+        hgt - pad
+    );
     let max = points.iter().map(|p| p.diff_rate).fold(0.0_f64, f64::max).max(0.01);
-    let _ = write!(s, "<text x=\"2\" y=\"14\" font-size=\"10\" fill=\"#5b6577\">{}</text>", pct(max));
+    let _ = write!(
+        s,
+        "<text x=\"2\" y=\"14\" font-size=\"10\" fill=\"#5b6577\">{}</text>",
+        pct(max)
+    );
     if points.is_empty() {
-        let _ = write!(s, "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#5b6577\">no comparisons yet</text>", pad + 10.0, hgt / 2.0);
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#5b6577\">no comparisons yet</text>",
+            pad + 10.0,
+            hgt / 2.0
+        );
     } else {
-        let step = if points.len() > 1 { (w - pad - 8.0) / (points.len() - 1) as f64 } else { 0.0 };
+        let step = if points.len() > 1 {
+            (w - pad - 8.0) / (points.len() - 1) as f64
+        } else {
+            0.0
+        };
         let coords: Vec<String> = points
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", pad + i as f64 * step, hgt - pad - (hgt - pad - 12.0) * p.diff_rate / max))
+            .map(|(i, p)| {
+                format!(
+                    "{:.1},{:.1}",
+                    pad + i as f64 * step,
+                    hgt - pad - (hgt - pad - 12.0) * p.diff_rate / max
+                )
+            })
             .collect();
-        let _ = write!(s, "<polyline fill=\"none\" stroke=\"#b42318\" stroke-width=\"2\" points=\"{}\"/>", coords.join(" "));
+        let _ = write!(
+            s,
+            "<polyline fill=\"none\" stroke=\"#b42318\" stroke-width=\"2\" points=\"{}\"/>",
+            coords.join(" ")
+        );
         for (i, p) in points.iter().enumerate() {
             let _ = write!(
                 s,
@@ -321,8 +400,18 @@ fn timeline_svg(points: &[Point]) -> String {
                 p.compared
             );
         }
-        let _ = write!(s, "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\">{} min ago</text>", hgt - 12.0, points.len().saturating_sub(1));
-        let _ = write!(s, "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\" text-anchor=\"end\">now</text>", w - 8.0, hgt - 12.0);
+        let _ = write!(
+            s,
+            "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\">{} min ago</text>",
+            hgt - 12.0,
+            points.len().saturating_sub(1)
+        );
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\" text-anchor=\"end\">now</text>",
+            w - 8.0,
+            hgt - 12.0
+        );
     }
     s.push_str("</svg>");
     s
@@ -334,6 +423,9 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(escape("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+        assert_eq!(
+            escape("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
     }
 }

@@ -137,10 +137,22 @@ fn shell_quote(s: &str) -> String {
 
 /// A `curl` command that sends the sample's request to `base`.
 pub fn curl(sample: &Sample, base: &str, redacted: &dyn Fn(&str) -> bool) -> String {
-    let mut cmd = format!("curl -sS -i -X {} {}", sample.method, shell_quote(&format!("{}{}", base.trim_end_matches('/'), sample.target)));
+    let mut cmd = format!(
+        "curl -sS -i -X {} {}",
+        sample.method,
+        shell_quote(&format!("{}{}", base.trim_end_matches('/'), sample.target))
+    );
     for (k, v) in &sample.headers {
         let skip = redacted(k)
-            || matches!(k.as_str(), "content-length" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "via" | "x-switchyard-shadow");
+            || matches!(
+                k.as_str(),
+                "content-length"
+                    | "x-forwarded-for"
+                    | "x-forwarded-proto"
+                    | "x-forwarded-host"
+                    | "via"
+                    | "x-switchyard-shadow"
+            );
         if !skip {
             cmd.push_str(" -H ");
             cmd.push_str(&shell_quote(&format!("{k}: {v}")));
@@ -203,7 +215,11 @@ pub fn build_from(g: &crate::gateway::Gateway) -> Report {
     build_parts(&g.controller, &g.metrics, &g.analysis)
 }
 
-fn build_parts(controller: &crate::rollout::controller::Controller, metrics: &crate::metrics::Metrics, analysis: &crate::compare::Analysis) -> Report {
+fn build_parts(
+    controller: &crate::rollout::controller::Controller,
+    metrics: &crate::metrics::Metrics,
+    analysis: &crate::compare::Analysis,
+) -> Report {
     let snap = controller.snapshot();
     let backends = Backends {
         old: snap.config.backends.old.url.clone(),
@@ -228,11 +244,20 @@ fn build_parts(controller: &crate::rollout::controller::Controller, metrics: &cr
                     FieldVerdict::Noise => 1,
                     FieldVerdict::Ignored => 2,
                 };
-                rank(a.verdict).cmp(&rank(b.verdict)).then(b.rate.total_cmp(&a.rate)).then(a.field.cmp(&b.field))
+                rank(a.verdict)
+                    .cmp(&rank(b.verdict))
+                    .then(b.rate.total_cmp(&a.rate))
+                    .then(a.field.cmp(&b.field))
             });
             let (bins_ms, old_counts, new_counts) = Latency::shared_bins(&e.latency_old, &e.latency_new, 24);
             let (old, new) = (quantiles(&e.latency_old), quantiles(&e.latency_new));
-            let per = |n: u64| if e.compared == 0 { 0.0 } else { n as f64 / e.compared as f64 };
+            let per = |n: u64| {
+                if e.compared == 0 {
+                    0.0
+                } else {
+                    n as f64 / e.compared as f64
+                }
+            };
             EndpointReport {
                 endpoint: name.clone(),
                 route: e.route.clone(),
@@ -285,7 +310,11 @@ fn build_parts(controller: &crate::rollout::controller::Controller, metrics: &cr
                 start_ms: m.start_ms,
                 compared: m.compared,
                 diff: m.diff,
-                diff_rate: if m.compared == 0 { 0.0 } else { m.diff as f64 / m.compared as f64 },
+                diff_rate: if m.compared == 0 {
+                    0.0
+                } else {
+                    m.diff as f64 / m.compared as f64
+                },
             })
             .collect(),
     }
@@ -300,7 +329,11 @@ fn served(metrics: &crate::metrics::Metrics) -> (u64, u64) {
             continue;
         }
         for m in family.get_metric() {
-            let backend = m.get_label().iter().find(|l| l.get_name() == "backend").map(|l| l.get_value().to_string());
+            let backend = m
+                .get_label()
+                .iter()
+                .find(|l| l.get_name() == "backend")
+                .map(|l| l.get_value().to_string());
             let v = m.get_counter().get_value() as u64;
             match backend.as_deref() {
                 Some("old") => old += v,
@@ -313,7 +346,12 @@ fn served(metrics: &crate::metrics::Metrics) -> (u64, u64) {
 }
 
 /// Stored samples, newest first, optionally for one endpoint and field.
-pub fn samples(state: &AdminState, endpoint: Option<&str>, field: Option<&str>, limit: usize) -> Vec<serde_json::Value> {
+pub fn samples(
+    state: &AdminState,
+    endpoint: Option<&str>,
+    field: Option<&str>,
+    limit: usize,
+) -> Vec<serde_json::Value> {
     let snap = state.controller.snapshot();
     let c = state.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
     let redacted = |h: &str| c.is_redacted(h);
@@ -341,6 +379,6 @@ pub fn samples(state: &AdminState, endpoint: Option<&str>, field: Option<&str>, 
             }
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|s| std::cmp::Reverse(s.0));
     out.into_iter().take(limit).map(|(_, v)| v).collect()
 }

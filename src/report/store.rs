@@ -17,9 +17,16 @@ use crate::config::StoreConfig;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     /// A real difference, with its evidence.
-    Diff { endpoint: String, field: String, sample: Box<Sample> },
+    Diff {
+        endpoint: String,
+        field: String,
+        sample: Box<Sample>,
+    },
     /// The counts of one endpoint at a moment.
-    Tally { endpoint: String, stats: Box<EndpointStats> },
+    Tally {
+        endpoint: String,
+        stats: Box<EndpointStats>,
+    },
     /// Totals over every endpoint at a moment.
     Totals { results: Results },
 }
@@ -120,7 +127,11 @@ pub fn replay(cfg: &StoreConfig) -> io::Result<Replay> {
                 continue;
             }
             match serde_json::from_str::<Record>(&line) {
-                Ok(Record::Diff { endpoint, field, sample }) => out.samples.push((endpoint, field, *sample)),
+                Ok(Record::Diff {
+                    endpoint,
+                    field,
+                    sample,
+                }) => out.samples.push((endpoint, field, *sample)),
                 Ok(Record::Tally { endpoint, stats }) => {
                     out.tallies.insert(endpoint, *stats);
                 }

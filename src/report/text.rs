@@ -51,7 +51,11 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "  {:<5} {:<40} {:<18} {:>6.1}% (noise {:.1}%)",
-                if f.verdict == FieldVerdict::Real { "REAL" } else { "noise" },
+                if f.verdict == FieldVerdict::Real {
+                    "REAL"
+                } else {
+                    "noise"
+                },
                 cut(&f.field, 40),
                 cut(&kinds.join(","), 18),
                 f.rate * 100.0,

@@ -69,7 +69,9 @@ pub struct Controller {
 
 fn validate_percent(p: f64) -> Result<(), ControlError> {
     if !p.is_finite() || !(0.0..=100.0).contains(&p) {
-        return Err(ControlError::Invalid(format!("percent must be a number from 0 to 100, got {p}")));
+        return Err(ControlError::Invalid(format!(
+            "percent must be a number from 0 to 100, got {p}"
+        )));
     }
     Ok(())
 }
@@ -181,16 +183,26 @@ impl Controller {
         self.commit(actor, false, |prev, cfg| {
             let steps = &cfg.rollout.steps;
             if steps.is_empty() {
-                return Err(ControlError::Conflict("rollout.steps is empty; set a percent instead".into()));
+                return Err(ControlError::Conflict(
+                    "rollout.steps is empty; set a percent instead".into(),
+                ));
             }
-            let current = if prev.phase == Phase::RolledBack { 0.0 } else { prev.percent };
+            let current = if prev.phase == Phase::RolledBack {
+                0.0
+            } else {
+                prev.percent
+            };
             let Some(idx) = steps.iter().position(|s| *s > current) else {
                 return Err(ControlError::Conflict(format!("already at the last step ({current}%)")));
             };
             let percent = steps[idx];
             Ok(RolloutState {
                 percent,
-                phase: if percent >= 100.0 { Phase::Promoted } else { Phase::Progressing },
+                phase: if percent >= 100.0 {
+                    Phase::Promoted
+                } else {
+                    Phase::Progressing
+                },
                 step: Some(idx),
                 ..prev.clone()
             })
@@ -210,10 +222,16 @@ impl Controller {
     pub fn resume(&self, actor: &Actor) -> Result<RolloutState, ControlError> {
         self.commit(actor, false, |prev, _| match prev.phase {
             Phase::Paused => Ok(RolloutState {
-                phase: if prev.percent >= 100.0 { Phase::Promoted } else { Phase::Progressing },
+                phase: if prev.percent >= 100.0 {
+                    Phase::Promoted
+                } else {
+                    Phase::Progressing
+                },
                 ..prev.clone()
             }),
-            other => Err(ControlError::Conflict(format!("cannot resume while {other}; only a paused rollout resumes"))),
+            other => Err(ControlError::Conflict(format!(
+                "cannot resume while {other}; only a paused rollout resumes"
+            ))),
         })
     }
 
@@ -249,7 +267,8 @@ impl Controller {
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let snap = self.cell.load_full();
-        let backends_changed = serde_json::to_string(&config.backends).ok() != serde_json::to_string(&snap.config.backends).ok();
+        let backends_changed =
+            serde_json::to_string(&config.backends).ok() != serde_json::to_string(&snap.config.backends).ok();
         let generation = if backends_changed {
             self.generation.fetch_add(1, Ordering::SeqCst) + 1
         } else {
@@ -313,10 +332,15 @@ mod tests {
     fn rollback_records_and_persists() {
         let (c, d) = controller("");
         c.set_percent(25.0, &sre()).unwrap();
-        let s = c.rollback(&Actor::new("pager", "5xx spike"), RollbackReason::Manual).unwrap();
+        let s = c
+            .rollback(&Actor::new("pager", "5xx spike"), RollbackReason::Manual)
+            .unwrap();
         assert_eq!((s.percent, s.phase), (0.0, Phase::RolledBack));
         let change = s.last_change.unwrap();
-        assert_eq!((change.who.as_str(), change.why.as_str(), change.from_percent), ("pager", "5xx spike", 25.0));
+        assert_eq!(
+            (change.who.as_str(), change.why.as_str(), change.from_percent),
+            ("pager", "5xx spike", 25.0)
+        );
         let saved = persist::load(&d.path().join("s.json")).unwrap().unwrap();
         assert_eq!(saved.phase, Phase::RolledBack);
         assert_eq!(c.metrics.rollbacks.with_label_values(&["manual"]).get(), 1);
@@ -353,11 +377,20 @@ mod tests {
         let (c, d) = controller("");
         c.set_percent(5.0, &sre()).unwrap();
         // Make the state directory unwritable by replacing it with a file.
-        let blocker = d.path().join("s.json.tmp.".to_string() + &std::process::id().to_string());
+        let blocker = d
+            .path()
+            .join("s.json.tmp.".to_string() + &std::process::id().to_string());
         std::fs::create_dir_all(&blocker).unwrap();
         assert!(matches!(c.set_percent(50.0, &sre()), Err(ControlError::Persist(_))));
         assert_eq!(c.state().percent, 5.0);
-        assert!(matches!(c.rollback(&sre(), RollbackReason::Manual), Err(ControlError::Persist(_))));
-        assert_eq!(c.state().phase, Phase::RolledBack, "traffic leaves new even when the disk fails");
+        assert!(matches!(
+            c.rollback(&sre(), RollbackReason::Manual),
+            Err(ControlError::Persist(_))
+        ));
+        assert_eq!(
+            c.state().phase,
+            Phase::RolledBack,
+            "traffic leaves new even when the disk fails"
+        );
     }
 }

@@ -93,7 +93,10 @@ pub fn judge(cfg: &GuardConfig, window: &Window, diffs: Option<(u64, u64)>) -> V
         state: CheckState::Pending,
         value: None,
         threshold,
-        detail: format!("waiting for {} requests on each side (old {n_old}, new {n_new})", cfg.min_requests),
+        detail: format!(
+            "waiting for {} requests on each side (old {n_old}, new {n_new})",
+            cfg.min_requests
+        ),
     };
     let mut checks = Vec::with_capacity(3);
 
@@ -102,7 +105,11 @@ pub fn judge(cfg: &GuardConfig, window: &Window, diffs: Option<(u64, u64)>) -> V
         let increase = en - eo;
         checks.push(Check {
             name: "error_rate",
-            state: if increase > cfg.max_error_rate_increase { CheckState::Fail } else { CheckState::Pass },
+            state: if increase > cfg.max_error_rate_increase {
+                CheckState::Fail
+            } else {
+                CheckState::Pass
+            },
             value: Some(increase),
             threshold: cfg.max_error_rate_increase,
             detail: format!("new {:.2}% vs old {:.2}% 5xx", en * 100.0, eo * 100.0),
@@ -164,7 +171,11 @@ pub fn judge(cfg: &GuardConfig, window: &Window, diffs: Option<(u64, u64)>) -> V
             let rate = d as f64 / n as f64;
             Check {
                 name: "diff_rate",
-                state: if rate > cfg.max_diff_rate { CheckState::Fail } else { CheckState::Pass },
+                state: if rate > cfg.max_diff_rate {
+                    CheckState::Fail
+                } else {
+                    CheckState::Pass
+                },
                 value: Some(rate),
                 threshold: cfg.max_diff_rate,
                 detail: format!("{d} real differences in {n} comparisons"),
@@ -230,14 +241,18 @@ impl Guard {
             }
         }
 
-        let mirroring = snap.config.shadow.percent > 0.0 || snap.config.routes.iter().any(|r| r.shadow.percent.unwrap_or(0.0) > 0.0);
+        let mirroring = snap.config.shadow.percent > 0.0
+            || snap.config.routes.iter().any(|r| r.shadow.percent.unwrap_or(0.0) > 0.0);
         let diffs = match (&self.diffs, mirroring) {
             (Some(d), true) => Some(d.count_since(now.checked_sub(cfg.window.get()).unwrap_or(now))),
             _ => None,
         };
         let checks = judge(cfg, &self.window, diffs);
         for c in &checks {
-            self.metrics.guard_threshold.with_label_values(&[c.name]).set(c.threshold);
+            self.metrics
+                .guard_threshold
+                .with_label_values(&[c.name])
+                .set(c.threshold);
             if let Some(v) = c.value {
                 self.metrics.guard_value.with_label_values(&[c.name]).set(v);
             }
@@ -263,9 +278,14 @@ impl Guard {
                     .rollout
                     .step_since_ms
                     .is_some_and(|since| now_ms().saturating_sub(since) >= every.get().as_millis() as u64);
-                let all_good = checks.iter().all(|c| matches!(c.state, CheckState::Pass | CheckState::Skipped));
+                let all_good = checks
+                    .iter()
+                    .all(|c| matches!(c.state, CheckState::Pass | CheckState::Skipped));
                 if held && all_good {
-                    match self.controller.step(&Actor::new("guard", format!("checks passed for {every}"))) {
+                    match self
+                        .controller
+                        .step(&Actor::new("guard", format!("checks passed for {every}")))
+                    {
                         Ok(s) => action = Some(format!("advanced to {}%", s.percent)),
                         Err(e) => tracing::debug!(error = %e, "no further step"),
                     }
@@ -294,10 +314,24 @@ mod tests {
         let mut w = Window::new(Duration::from_secs(60));
         let at = Instant::now();
         for (l, e) in old {
-            w.push(Side::Old, Observation { at, latency_s: *l, error: *e });
+            w.push(
+                Side::Old,
+                Observation {
+                    at,
+                    latency_s: *l,
+                    error: *e,
+                },
+            );
         }
         for (l, e) in new {
-            w.push(Side::New, Observation { at, latency_s: *l, error: *e });
+            w.push(
+                Side::New,
+                Observation {
+                    at,
+                    latency_s: *l,
+                    error: *e,
+                },
+            );
         }
         w
     }
@@ -310,7 +344,14 @@ mod tests {
     }
 
     fn spread(n: usize, base: f64, err_every: usize) -> Vec<(f64, bool)> {
-        (0..n).map(|i| (base * (1.0 + (i % 10) as f64 / 20.0), err_every > 0 && i % err_every == 0)).collect()
+        (0..n)
+            .map(|i| {
+                (
+                    base * (1.0 + (i % 10) as f64 / 20.0),
+                    err_every > 0 && i % err_every == 0,
+                )
+            })
+            .collect()
     }
 
     fn state(checks: &[Check], name: &str) -> CheckState {
@@ -344,13 +385,23 @@ mod tests {
         let w = window(&spread(500, 0.01, 0), &spread(500, 0.013, 0));
         assert_eq!(state(&judge(&cfg(), &w, None), "latency"), CheckState::Fail);
         let w = window(&spread(500, 0.01, 0), &spread(500, 0.0105, 0));
-        assert_eq!(state(&judge(&cfg(), &w, None), "latency"), CheckState::Pass, "under the effect-size floor");
+        assert_eq!(
+            state(&judge(&cfg(), &w, None), "latency"),
+            CheckState::Pass,
+            "under the effect-size floor"
+        );
     }
 
     #[test]
     fn diff_rate_fails_above_threshold() {
         let w = window(&spread(500, 0.01, 0), &spread(500, 0.01, 0));
-        assert_eq!(state(&judge(&cfg(), &w, Some((100, 20))), "diff_rate"), CheckState::Fail);
-        assert_eq!(state(&judge(&cfg(), &w, Some((10, 10))), "diff_rate"), CheckState::Pending);
+        assert_eq!(
+            state(&judge(&cfg(), &w, Some((100, 20))), "diff_rate"),
+            CheckState::Fail
+        );
+        assert_eq!(
+            state(&judge(&cfg(), &w, Some((10, 10))), "diff_rate"),
+            CheckState::Pending
+        );
     }
 }

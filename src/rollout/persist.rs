@@ -49,7 +49,10 @@ pub fn save(path: &Path, state: &RolloutState) -> Result<(), PersistError> {
         path: path.display().to_string(),
         source,
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
     tmp_name.push(format!(".tmp.{}", std::process::id()));
@@ -83,7 +86,10 @@ mod tests {
         s.phase = Phase::RolledBack;
         save(&path, &s).unwrap();
         assert_eq!(load(&path).unwrap(), Some(s));
-        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 

@@ -24,7 +24,10 @@ pub struct LiveSink {
 impl LiveSink {
     /// A sink that keeps nothing (no guard).
     pub fn off() -> Self {
-        Self { tx: None, dropped: None }
+        Self {
+            tx: None,
+            dropped: None,
+        }
     }
 
     pub fn new(capacity: usize, dropped: IntCounter) -> (Self, Receiver<LiveSample>) {

@@ -17,7 +17,8 @@ fn erfc(x: f64) -> f64 {
                     + t * (0.096_784_18
                         + t * (-0.186_288_06
                             + t * (0.278_868_07
-                                + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
             .exp();
     if x >= 0.0 {
         r
@@ -44,7 +45,11 @@ pub fn mann_whitney_greater(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
-    let mut all: Vec<(f64, bool)> = a.iter().map(|v| (*v, false)).chain(b.iter().map(|v| (*v, true))).collect();
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|v| (*v, false))
+        .chain(b.iter().map(|v| (*v, true)))
+        .collect();
     all.sort_by(|x, y| x.0.total_cmp(&y.0));
     let n = all.len();
     let mut rank_sum_b = 0.0;
@@ -66,7 +71,11 @@ pub fn mann_whitney_greater(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
     let nn = n1 + n2;
     let var = n1 * n2 / 12.0 * ((nn + 1.0) - tie_term / (nn * (nn - 1.0)));
     if var <= 0.0 {
-        return Some(MannWhitney { u, z: 0.0, p_value: 1.0 });
+        return Some(MannWhitney {
+            u,
+            z: 0.0,
+            p_value: 1.0,
+        });
     }
     // Continuity correction towards the mean.
     let z = (u - mean - 0.5) / var.sqrt();
