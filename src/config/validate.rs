@@ -112,9 +112,11 @@ pub fn backend_url(text: &str) -> Result<Uri, String> {
     let uri: Uri = text.parse().map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some(other) => return Err(format!(
+        Some(other) => {
+            return Err(format!(
             "{text:?} uses scheme {other:?}; backends are reached over plain http:// (terminate TLS in front of them)"
-        )),
+        ))
+        }
         None => return Err(format!("{text:?} has no scheme; write it as http://host:port")),
     }
     if uri.authority().is_none() {

@@ -1,0 +1,307 @@
+//! Test harness: real HTTP origins on loopback (port 0) that record what
+//! reached them, a gateway started in-process from YAML, and small clients.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use switchyard::config::Config;
+use switchyard::gateway::{Gateway, Options};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+pub type Handler = Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
+
+/// What an origin saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub version: http::Version,
+}
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: CancellationToken,
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+pub fn json_response(status: u16, value: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(value.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+impl Origin {
+    pub async fn start(handler: Handler) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                };
+                let (handler, seen, stop) = (handler.clone(), seen2.clone(), stop2.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        seen.lock().unwrap().push(Seen {
+                            method: req.method().clone(),
+                            path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                            headers: req.headers().clone(),
+                            version: req.version(),
+                        });
+                        let fut = handler(req);
+                        async move { Ok::<_, Infallible>(fut.await) }
+                    });
+                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
+                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                });
+            }
+        });
+        Origin { addr, seen, stop }
+    }
+
+    /// Answers JSON naming itself, the path, and the request id it got.
+    pub async fn named(name: &'static str) -> Origin {
+        Origin::start(Arc::new(move |req: Request<Incoming>| {
+            Box::pin(async move {
+                let rid = req
+                    .headers()
+                    .get("x-request-id")
+                    .map(|v| v.to_str().unwrap_or("").to_string());
+                json_response(
+                    200,
+                    serde_json::json!({ "backend": name, "path": req.uri().path(), "request_id": rid }),
+                )
+            })
+        }))
+        .await
+    }
+
+    /// Same answer whoever asks (the same body on every side: no diffs).
+    pub async fn constant(body: &'static str) -> Origin {
+        Origin::start(Arc::new(move |_req| {
+            Box::pin(async move { json_response(200, serde_json::from_str(body).unwrap()) })
+        }))
+        .await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An address nothing listens on.
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Starts a gateway in-process; listeners on port 0.
+pub fn gateway(yaml: &str) -> Gateway {
+    let base = "listen: \"127.0.0.1:0\"\nadmin: { listen: \"127.0.0.1:0\" }\n";
+    let yaml = if yaml.contains("listen:") {
+        yaml.to_string()
+    } else {
+        format!("{base}{yaml}")
+    };
+    let cfg = Config::from_yaml(&yaml, "<test>").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    Gateway::start(cfg, Options::default()).unwrap()
+}
+
+pub fn backends(old: &Origin, new: &Origin) -> String {
+    format!(
+        "backends:\n  old: {{ url: \"{}\" }}\n  new: {{ url: \"{}\" }}\n",
+        old.url(),
+        new.url()
+    )
+}
+
+pub fn backends_with_twin(old: &Origin, new: &Origin, twin: &Origin) -> String {
+    format!(
+        "backends:\n  old: {{ url: \"{}\" }}\n  new: {{ url: \"{}\" }}\n  old_twin: {{ url: \"{}\" }}\n",
+        old.url(),
+        new.url(),
+        twin.url()
+    )
+}
+
+pub fn proxy(g: &Gateway) -> String {
+    format!("http://{}", g.proxy_addr)
+}
+
+pub fn admin(g: &Gateway) -> String {
+    format!("http://{}", g.admin_addr)
+}
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(32)
+        .build_http()
+}
+
+pub fn h2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn send(
+    c: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = c
+        .request(b.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+    let (parts, body) = resp.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn get(c: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Answer {
+    send(c, Method::GET, url, headers, Bytes::new()).await
+}
+
+/// Waits for `cond` to hold, polling, up to `within`; panics with `what`.
+pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut cond: F) {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of one series of the gateway's metrics (0 when absent).
+pub fn metric(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for family in g.metrics.registry.gather() {
+        if family.get_name() != name {
+            continue;
+        }
+        for m in family.get_metric() {
+            let ok = labels
+                .iter()
+                .all(|(k, v)| m.get_label().iter().any(|l| l.get_name() == *k && l.get_value() == *v));
+            if ok {
+                return if m.has_counter() {
+                    m.get_counter().get_value()
+                } else if m.has_gauge() {
+                    m.get_gauge().get_value()
+                } else {
+                    m.get_histogram().get_sample_count() as f64
+                };
+            }
+        }
+    }
+    0.0
+}
+
+/// Sum of a metric over every series matching `labels`.
+pub fn metric_sum(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for family in g.metrics.registry.gather() {
+        if family.get_name() != name {
+            continue;
+        }
+        for m in family.get_metric() {
+            let ok = labels
+                .iter()
+                .all(|(k, v)| m.get_label().iter().any(|l| l.get_name() == *k && l.get_value() == *v));
+            if ok {
+                sum += if m.has_counter() {
+                    m.get_counter().get_value()
+                } else {
+                    m.get_gauge().get_value()
+                };
+            }
+        }
+    }
+    sum
+}
+
+/// Stops a gateway and waits for its threads, off the async runtime.
+pub async fn stop(g: Gateway) {
+    g.shutdown();
+    tokio::task::spawn_blocking(move || g.join()).await.unwrap();
+}
