@@ -64,10 +64,10 @@ impl Dispatcher {
         }
     }
 
-    fn count(&self, target: Side, route: &str, outcome: &str) {
+    fn count(&self, backend: &str, route: &str, outcome: &str) {
         self.metrics
             .shadow_requests
-            .with_label_values(&[target.as_str(), route, outcome])
+            .with_label_values(&[backend, route, outcome])
             .inc();
     }
 
@@ -151,11 +151,11 @@ pub async fn prepare(
         return (ProxyBody::stream(body), Mirror::none());
     }
     let target = live.other();
-    let twin = upstreams.old_twin.is_some();
+    let baseline = choose_baseline(snap, upstreams, &parts.method);
     let skip = |outcome: &str| {
-        dispatcher.count(target, &route.name, outcome);
-        if twin {
-            dispatcher.count(Side::OldTwin, &route.name, outcome);
+        dispatcher.count(target.as_str(), &route.name, outcome);
+        if let Some(b) = baseline {
+            dispatcher.count(b.label, &route.name, outcome);
         }
     };
 
@@ -191,6 +191,7 @@ pub async fn prepare(
         uri: parts.uri.clone(),
         version: parts.version,
         body: shadow_body,
+        baseline,
         request_id: request_id.to_str().unwrap_or("").to_string(),
         timeout: cfg.timeout.get(),
         cap: cfg.max_response_bytes,
@@ -207,6 +208,31 @@ pub async fn prepare(
             cap: cfg.max_response_bytes,
         },
     )
+}
+
+/// Where the noise baseline of a mirrored request comes from.
+#[derive(Clone, Copy, Debug)]
+struct Baseline {
+    side: Side,
+    /// The `backend` label its outcomes are counted under.
+    label: &'static str,
+}
+
+/// The twin when there is one; otherwise, for a sample of safe requests,
+/// `old` asked a second time (what old disagrees with itself on is noise).
+fn choose_baseline(snap: &Snapshot, upstreams: &Upstreams, method: &Method) -> Option<Baseline> {
+    if upstreams.old_twin.is_some() {
+        return Some(Baseline {
+            side: Side::OldTwin,
+            label: "old_twin",
+        });
+    }
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let pct = snap.config.diff.noise.repeat_percent;
+    (safe && pct > 0.0 && rand::random::<f64>() * 100.0 < pct).then_some(Baseline {
+        side: Side::Old,
+        label: "old_repeat",
+    })
 }
 
 enum ReadAhead {
@@ -269,6 +295,7 @@ struct Job {
     uri: http::Uri,
     version: http::Version,
     body: Bytes,
+    baseline: Option<Baseline>,
     request_id: String,
     timeout: Duration,
     cap: usize,
@@ -323,13 +350,12 @@ impl Job {
 
     async fn run(self, live_rx: oneshot::Receiver<LiveOutcome>) {
         let target = self.live.other();
-        let twin = self.upstreams.old_twin.is_some();
+        let baseline = self.baseline;
         let shadow = self.exchange(target);
         let twin_fut = async {
-            if twin {
-                Some(self.exchange(Side::OldTwin).await)
-            } else {
-                None
+            match baseline {
+                Some(b) => Some(self.exchange(b.side).await),
+                None => None,
             }
         };
         let live = async {
@@ -357,9 +383,9 @@ impl Job {
 
         let Some(live) = live else {
             // The client went away: no comparison for a half-seen answer.
-            self.dispatcher.count(target, &self.route, "cancelled");
-            if twin {
-                self.dispatcher.count(Side::OldTwin, &self.route, "cancelled");
+            self.dispatcher.count(target.as_str(), &self.route, "cancelled");
+            if let Some(b) = baseline {
+                self.dispatcher.count(b.label, &self.route, "cancelled");
             }
             return;
         };
@@ -368,9 +394,9 @@ impl Job {
             Ok(_) => "completed",
             Err(o) => o,
         };
-        self.dispatcher.count(target, route, outcome(&shadow));
-        if let Some(t) = &twin_res {
-            self.dispatcher.count(Side::OldTwin, route, outcome(t));
+        self.dispatcher.count(target.as_str(), route, outcome(&shadow));
+        if let (Some(t), Some(b)) = (&twin_res, baseline) {
+            self.dispatcher.count(b.label, route, outcome(t));
         }
         let m = &self.dispatcher.metrics;
         let Ok(live) = live else {

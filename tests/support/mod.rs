@@ -253,8 +253,10 @@ pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut co
     }
 }
 
-/// The value of one series of the gateway's metrics (0 when absent).
+/// The value of a metric summed over every series matching `labels`
+/// (histograms: their sample count).
 pub fn metric(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
     for family in g.metrics.registry.gather() {
         if family.get_name() != name {
             continue;
@@ -264,7 +266,7 @@ pub fn metric(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .iter()
                 .all(|(k, v)| m.get_label().iter().any(|l| l.get_name() == *k && l.get_value() == *v));
             if ok {
-                return if m.has_counter() {
+                sum += if m.has_counter() {
                     m.get_counter().get_value()
                 } else if m.has_gauge() {
                     m.get_gauge().get_value()
@@ -274,7 +276,7 @@ pub fn metric(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
             }
         }
     }
-    0.0
+    sum
 }
 
 /// Sum of a metric over every series matching `labels`.

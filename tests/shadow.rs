@@ -1,0 +1,448 @@
+//! Mirroring and comparison on loopback: real old, new and twin servers.
+
+mod support;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use support::*;
+
+fn field<'a>(report: &'a serde_json::Value, endpoint: &str, field: &str) -> Option<&'a serde_json::Value> {
+    report["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["endpoint"] == endpoint)?["fields"]
+        .as_array()?
+        .iter()
+        .find(|f| f["field"] == field)
+}
+
+async fn report(g: &switchyard::gateway::Gateway) -> serde_json::Value {
+    get(&client(), &format!("{}/report.json", admin(g)), &[]).await.json()
+}
+
+fn comparisons(g: &switchyard::gateway::Gateway) -> f64 {
+    metric_sum(g, "switchyard_comparisons_total", &[])
+}
+
+/// An origin answering a user document; `name` differs per flavor, `ts`
+/// and `rid` on every response.
+fn user_origin(name: &'static str, extra: bool) -> Handler {
+    Arc::new(move |req: Request<Incoming>| {
+        Box::pin(async move {
+            let id: u64 = req
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let mut v = serde_json::json!({
+                "id": id,
+                "name": name,
+                "tags": ["a", "b"],
+                "ts": rand::random::<u64>(),
+                "rid": format!("{:x}", rand::random::<u64>()),
+            });
+            if extra {
+                v["beta"] = serde_json::json!(true);
+            }
+            json_response(200, v)
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_to_the_other_side_with_the_same_request_id() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100 }}\ndiff: {{ noise: {{ repeat_percent: 0 }} }}\n",
+        backends(&old, &new)
+    ));
+    let c = client();
+    for i in 0..5 {
+        let a = get(&c, &format!("{}/m/{i}", proxy(&g)), &[]).await;
+        assert_eq!(a.json()["backend"], "old");
+    }
+    eventually(Duration::from_secs(5), "5 mirrored requests", || new.count() == 5).await;
+    for (live, mirror) in old.seen().iter().zip(new.seen()) {
+        assert!(!live.headers.contains_key("x-switchyard-shadow"));
+        assert_eq!(mirror.headers["x-switchyard-shadow"], "1");
+        let same: Vec<_> = old
+            .seen()
+            .iter()
+            .filter(|s| s.headers["x-request-id"] == mirror.headers["x-request-id"])
+            .map(|s| s.path.clone())
+            .collect();
+        assert_eq!(same, vec![mirror.path.clone()], "mirror carries the live request's id");
+        let _ = live;
+    }
+    eventually(Duration::from_secs(5), "5 comparisons", || comparisons(&g) == 5.0).await;
+    assert_eq!(
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "completed")]
+        ),
+        5.0
+    );
+    // Old served live, new answered the mirror: both sides' pair latencies are recorded.
+    assert_eq!(
+        metric(&g, "switchyard_pair_duration_seconds", &[("backend", "old")]),
+        5.0
+    );
+    assert_eq!(
+        metric(&g, "switchyard_pair_duration_seconds", &[("backend", "new")]),
+        5.0
+    );
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_mirrored_only_when_a_route_opts_in() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100 }}\nroutes:\n  - name: search\n    match: {{ path_prefix: /search }}\n    shadow: {{ methods: [POST] }}\n",
+        backends(&old, &new)
+    ));
+    let c = client();
+    send(&c, Method::POST, &format!("{}/orders", proxy(&g)), &[], "{\"buy\":1}").await;
+    send(
+        &c,
+        Method::POST,
+        &format!("{}/search", proxy(&g)),
+        &[],
+        "{\"q\":\"lamp\"}",
+    )
+    .await;
+    eventually(Duration::from_secs(5), "the opted-in POST mirrored", || {
+        new.count() == 1
+    })
+    .await;
+    assert_eq!(new.seen()[0].path, "/search");
+    assert_eq!(new.seen()[0].headers["content-length"], "12");
+    assert_eq!(old.count(), 2);
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_differences_are_found_and_random_fields_are_noise() {
+    let old = Origin::start(user_origin("ann", false)).await;
+    let twin = Origin::start(user_origin("ann", false)).await;
+    let new = Origin::start(user_origin("anne", true)).await;
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100 }}\n",
+        backends_with_twin(&old, &new, &twin)
+    ));
+    let c = client();
+    for i in 0..200 {
+        get(&c, &format!("{}/users/{i}", proxy(&g)), &[]).await;
+    }
+    eventually(Duration::from_secs(10), "200 comparisons", || comparisons(&g) == 200.0).await;
+    let r = report(&g).await;
+    let ep = "GET /users/{id}";
+    assert_eq!(field(&r, ep, "body:/name").unwrap()["verdict"], "real");
+    assert_eq!(field(&r, ep, "body:/name").unwrap()["kinds"][0][0], "value_changed");
+    assert_eq!(field(&r, ep, "body:/beta").unwrap()["verdict"], "real");
+    assert_eq!(field(&r, ep, "body:/beta").unwrap()["kinds"][0][0], "extra");
+    assert_eq!(field(&r, ep, "body:/ts").unwrap()["verdict"], "noise");
+    assert_eq!(field(&r, ep, "body:/rid").unwrap()["verdict"], "noise");
+    assert!(field(&r, ep, "body:/id").is_none());
+    assert!(field(&r, ep, "body:/tags").is_none());
+    assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "diff")]), 200.0);
+    assert_eq!(
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "old_twin"), ("outcome", "completed")]
+        ),
+        200.0
+    );
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_field_is_noise_only_and_the_pair_counts_as_noise() {
+    let old = Origin::start(user_origin("ann", false)).await;
+    let twin = Origin::start(user_origin("ann", false)).await;
+    let new = Origin::start(user_origin("ann", false)).await;
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100 }}\n",
+        backends_with_twin(&old, &new, &twin)
+    ));
+    let c = client();
+    for i in 0..50 {
+        get(&c, &format!("{}/users/{i}", proxy(&g)), &[]).await;
+    }
+    eventually(Duration::from_secs(10), "50 comparisons", || comparisons(&g) == 50.0).await;
+    assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "noise")]), 50.0);
+    assert_eq!(report(&g).await["headline"]["real_diffs"], 0);
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_twin_old_is_asked_twice_to_learn_its_noise() {
+    let old = Origin::start(user_origin("ann", false)).await;
+    let new = Origin::start(user_origin("anne", false)).await;
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100 }}\ndiff: {{ noise: {{ repeat_percent: 100 }} }}\n",
+        backends(&old, &new)
+    ));
+    let c = client();
+    for i in 0..100 {
+        get(&c, &format!("{}/users/{i}", proxy(&g)), &[]).await;
+    }
+    eventually(Duration::from_secs(10), "100 comparisons", || comparisons(&g) == 100.0).await;
+    let r = report(&g).await;
+    assert_eq!(field(&r, "GET /users/{id}", "body:/ts").unwrap()["verdict"], "noise");
+    assert_eq!(field(&r, "GET /users/{id}", "body:/name").unwrap()["verdict"], "real");
+    // Old saw each request twice: once live, once as the repeat.
+    assert_eq!(old.count(), 200);
+    assert!(
+        old.seen()
+            .iter()
+            .filter(|s| s.headers.contains_key("x-switchyard-shadow"))
+            .count()
+            == 100
+    );
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differently_compressed_answers_still_match() {
+    let doc = serde_json::json!({"items": [1, 2, 3], "name": "kettle"}).to_string();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(doc.as_bytes()).unwrap();
+        Bytes::from(e.finish().unwrap())
+    };
+    let zipped: Handler = Arc::new(move |_req| {
+        let gz = gz.clone();
+        Box::pin(async move {
+            let mut r = Response::new(full(gz));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+            r
+        })
+    });
+    let doc2 = doc.clone();
+    let plain: Handler = Arc::new(move |_req| {
+        let doc = doc2.clone();
+        Box::pin(async move { json_response(200, serde_json::from_str(&doc).unwrap()) })
+    });
+    let (old, new) = (Origin::start(zipped).await, Origin::start(plain).await);
+    let g = gateway(&format!("{}shadow: {{ percent: 100 }}\n", backends(&old, &new)));
+    get(&client(), &format!("{}/x", proxy(&g)), &[]).await;
+    eventually(Duration::from_secs(5), "a comparison", || comparisons(&g) == 1.0).await;
+    assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "diff")]), 0.0);
+    assert_eq!(
+        metric(&g, "switchyard_comparisons_total", &[("result", "ignored")]),
+        1.0,
+        "only ignored headers differ"
+    );
+    stop(g).await;
+}
+
+fn hanging(secs: u64) -> Handler {
+    Arc::new(move |_req| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            json_response(200, serde_json::json!({}))
+        })
+    })
+}
+
+async fn live_p99(url: &str, n: usize) -> Duration {
+    let c = client();
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let a = get(&c, url, &[]).await;
+        assert_eq!(a.status, 200);
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    lat[n * 99 / 100]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_shadow_backend_adds_no_latency_to_live_traffic() {
+    // Hanging mirrors hold sockets. Linux grows a multithreaded process's fd
+    // table with a synchronize_rcu (≈15 ms) at each doubling; grow it up front
+    // so the measurement sees Switchyard, not that one-off kernel cost.
+    let spare: Vec<std::fs::File> = (0..4096).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+    drop(spare);
+    let old = Origin::named("old").await;
+    let new = Origin::start(hanging(5)).await;
+    let baseline = gateway(&backends(&old, &new));
+    let mirrored = gateway(&format!(
+        "{}shadow: {{ percent: 100, timeout: \"10s\" }}\n",
+        backends(&old, &new)
+    ));
+    // Warm both, then measure alternately so machine noise hits both alike.
+    live_p99(&format!("{}/w", proxy(&baseline)), 20).await;
+    live_p99(&format!("{}/w", proxy(&mirrored)), 20).await;
+    let mut base = Duration::ZERO;
+    let mut with = Duration::ZERO;
+    for _ in 0..3 {
+        base = base.max(live_p99(&format!("{}/x", proxy(&baseline)), 100).await);
+        with = with.max(live_p99(&format!("{}/x", proxy(&mirrored)), 100).await);
+    }
+    assert!(
+        with < base * 3 + Duration::from_millis(10),
+        "live p99 {with:?} with a hanging shadow vs {base:?} without"
+    );
+    assert!(with < Duration::from_secs(1), "live requests waited for the shadow");
+    assert_eq!(
+        metric(
+            &mirrored,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "dropped")]
+        ),
+        0.0
+    );
+    stop(baseline).await;
+    stop(mirrored).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_beyond_the_in_flight_cap_are_dropped_and_counted() {
+    let old = Origin::named("old").await;
+    let new = Origin::start(hanging(3)).await;
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100, max_in_flight: 2 }}\n",
+        backends(&old, &new)
+    ));
+    let c = client();
+    for i in 0..10 {
+        assert_eq!(get(&c, &format!("{}/x/{i}", proxy(&g)), &[]).await.status, 200);
+    }
+    assert_eq!(
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "dropped")]
+        ),
+        8.0
+    );
+    eventually(Duration::from_secs(5), "two mirrors in flight", || new.count() == 2).await;
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_timeouts_and_dead_shadows_are_counted_not_felt() {
+    let old = Origin::named("old").await;
+    let slow = Origin::start(hanging(3)).await;
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100, timeout: \"200ms\" }}\n",
+        backends(&old, &slow)
+    ));
+    assert_eq!(get(&client(), &format!("{}/x", proxy(&g)), &[]).await.status, 200);
+    eventually(Duration::from_secs(5), "a shadow timeout", || {
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "timeout")],
+        ) == 1.0
+    })
+    .await;
+    stop(g).await;
+
+    let dead = dead_addr();
+    let g = gateway(&format!(
+        "backends:\n  old: {{ url: \"{}\" }}\n  new: {{ url: \"http://{dead}\" }}\nshadow: {{ percent: 100 }}\n",
+        old.url()
+    ));
+    assert_eq!(get(&client(), &format!("{}/x", proxy(&g)), &[]).await.status, 200);
+    eventually(Duration::from_secs(5), "a shadow error", || {
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "error")],
+        ) == 1.0
+    })
+    .await;
+    assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "error")]), 1.0);
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_cap_is_served_live_and_not_mirrored() {
+    let counting: Handler = Arc::new(|req: Request<Incoming>| {
+        Box::pin(async move {
+            let n = req.into_body().collect().await.unwrap().to_bytes().len();
+            json_response(200, serde_json::json!({ "got": n }))
+        })
+    });
+    let (old, new) = (Origin::start(counting.clone()).await, Origin::start(counting).await);
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100, methods: [POST], max_body_bytes: 1024 }}\n",
+        backends(&old, &new)
+    ));
+    let c = client();
+    let a = send(&c, Method::POST, &format!("{}/up", proxy(&g)), &[], vec![b'a'; 10_000]).await;
+    assert_eq!(a.json()["got"], 10_000);
+    assert_eq!(
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "skipped_body")]
+        ),
+        1.0
+    );
+
+    // A chunked body (no length) that turns out too big: read ahead, then streamed on.
+    let chunks: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = (0..10)
+        .map(|_| Ok(hyper::body::Frame::data(Bytes::from(vec![b'b'; 500]))))
+        .collect();
+    let body = BodyExt::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(chunks)));
+    let cc: hyper_util::client::legacy::Client<_, Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = cc
+        .request(Request::post(format!("{}/up", proxy(&g))).body(body).unwrap())
+        .await
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(got["got"], 5000);
+    assert_eq!(
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "skipped_body")]
+        ),
+        2.0
+    );
+
+    // A small body is mirrored whole.
+    send(&c, Method::POST, &format!("{}/up", proxy(&g)), &[], vec![b'c'; 100]).await;
+    eventually(Duration::from_secs(5), "the small body mirrored", || new.count() == 1).await;
+    eventually(Duration::from_secs(5), "compared", || comparisons(&g) == 1.0).await;
+    assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "diff")]), 0.0);
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_client_abandons_is_not_compared() {
+    let old = Origin::start(hanging(2)).await;
+    let new = Origin::named("new").await;
+    let g = gateway(&format!("{}shadow: {{ percent: 100 }}\n", backends(&old, &new)));
+    let url = format!("{}/x", proxy(&g));
+    let r = tokio::time::timeout(Duration::from_millis(300), get(&client(), &url, &[])).await;
+    assert!(r.is_err(), "the client gave up");
+    eventually(Duration::from_secs(5), "the mirror counted as cancelled", || {
+        metric(
+            &g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "cancelled")],
+        ) == 1.0
+    })
+    .await;
+    assert_eq!(comparisons(&g), 0.0);
+    stop(g).await;
+}
