@@ -197,6 +197,15 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(
     if body.iter().all(u8::is_ascii_whitespace) && allow_empty {
         return Ok(T::default());
     }
+    // serde would take `[25]` for `{"percent": 25}`; only objects are meant.
+    if let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) {
+        if *first != b'{' {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "invalid JSON body: expected an object such as {\"percent\": 25}",
+            )));
+        }
+    }
     serde_json::from_slice(body)
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))))
 }
