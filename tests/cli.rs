@@ -1,0 +1,359 @@
+//! The `switchyard` binary as an operator uses it: `check`, `serve` with
+//! signals and restarts, and the admin client commands.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+struct Served {
+    child: Child,
+    proxy: u16,
+    admin: u16,
+}
+
+impl Served {
+    fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin)
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, old: &Origin, new: &Origin, proxy: u16, admin: u16, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("switchyard.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:{proxy}\"\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\n{}rollout:\n  percent: 10\n  sticky: \"header:x-user-id\"\n  state_file: \"{}\"\nlogging: {{ level: warn }}\n{extra}",
+            backends(old, new),
+            dir.join("state/rollout.json").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn serve(config: &Path, extra_args: &[&str]) -> Served {
+    let text = std::fs::read_to_string(config).unwrap();
+    let port = |key: &str| -> u16 {
+        let line = text.lines().find(|l| l.contains(key)).unwrap();
+        let after = line.split("127.0.0.1:").nth(1).unwrap();
+        after
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let (proxy, admin) = (port("listen: \"127"), port("admin:"));
+    let mut args = vec!["serve", "-c", config.to_str().unwrap()];
+    args.extend_from_slice(extra_args);
+    let child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child, proxy, admin };
+    let c = client();
+    let url = format!("{}/readyz", served.admin_url());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let req = http::Request::get(&url)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        if let Ok(r) = c.request(req).await {
+            if r.status() == 200 {
+                return served;
+            }
+        }
+        assert!(Instant::now() < deadline, "switchyard serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn check_accepts_the_example_and_reports_every_error_with_its_line() {
+    let o = run(&["check", "config/switchyard.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("config/switchyard.yaml: OK\n"));
+    assert!(stdout(&o).contains("route payments"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "backends:\n  old: { url: \"http://a:1\" }\n  new: { url: \"http://b:1\" }\nrollout:\n  percent: 150\nshadow:\n  percent: -3\n").unwrap();
+    let o = run(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("bad.yaml: 2 errors"), "{e}");
+    assert!(
+        e.contains("bad.yaml:5: rollout.percent: percent must be between 0 and 100, got 150"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bad.yaml:7: shadow.percent: percent must be between 0 and 100, got -3"),
+        "{e}"
+    );
+
+    let o = run(&["check", "/nonexistent.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent.yaml: cannot read the config file"));
+}
+
+#[test]
+fn every_shipped_config_passes_check() {
+    let mut files: Vec<String> = std::fs::read_dir("config")
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_survives_kill_9_and_restart() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let (p, a) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), &old, &new, p, a, "");
+    let s = serve(&cfg, &[]).await;
+    let admin = s.admin_url();
+
+    let o = run(&[
+        "rollout",
+        "set",
+        "50",
+        "--admin",
+        &admin,
+        "--reason",
+        "canary looks fine",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("rollout   50% of live traffic to new\nphase     progressing\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["rollback", "--admin", &admin]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("ROLLED BACK"), "{}", stdout(&o));
+    s.kill9();
+
+    // Restarted with the same config: the rollback stands, whatever the config says.
+    let s = serve(&cfg, &[]).await;
+    let o = run(&["status", "--json", "--admin", &s.admin_url()]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["phase"], "rolled_back");
+    assert_eq!(st["percent"], 0.0);
+    let c = client();
+    for u in 0..50 {
+        let ans = get(
+            &c,
+            &format!("http://127.0.0.1:{}/x", s.proxy),
+            &[("x-user-id", &format!("u{u}"))],
+        )
+        .await;
+        assert_eq!(ans.header("x-switchyard-served-by"), Some("old"));
+    }
+    let o = run(&["status", "--admin", &s.admin_url()]);
+    assert!(stdout(&o).contains("phase     rolled_back"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("(cli): switchyard rollback (50% → 0%)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_stops_startup_unless_reset() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let (p, a) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), &old, &new, p, a, "");
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/rollout.json"), "{\"percent\": 5,").unwrap();
+    let o = run(&["serve", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("rollout state file") && e.contains("is corrupt") && e.contains("--reset-state"),
+        "{e}"
+    );
+
+    let s = serve(&cfg, &["--reset-state"]).await;
+    let o = run(&["status", "--json", "--admin", &s.admin_url()]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["percent"], 10.0, "started from the config's percent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_sigterm_stops_cleanly() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let (p, a) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), &old, &new, p, a, "");
+    let mut s = serve(&cfg, &[]).await;
+    let c = client();
+    let status_routes = |v: &serde_json::Value| -> Vec<String> {
+        v["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let st = get(&c, &format!("{}/status", s.admin_url()), &[]).await.json();
+    assert_eq!(status_routes(&st), vec!["default"]);
+
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}routes:\n  - name: pay\n    match: {{ path_prefix: /pay }}\n    rollout: {{ percent: 0 }}\n"),
+    )
+    .unwrap();
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = get(&c, &format!("{}/status", s.admin_url()), &[]).await.json();
+        if status_routes(&st) == vec!["pay", "default"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A broken edit is refused; the gateway keeps serving.
+    std::fs::write(&cfg, "listen: [").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let o = run(&["reload", "--admin", &s.admin_url()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the new config was rejected"), "{}", stderr(&o));
+    assert_eq!(
+        get(&c, &format!("http://127.0.0.1:{}/x", s.proxy), &[]).await.status,
+        200
+    );
+
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = s.child.try_wait().unwrap() {
+            assert!(code.success(), "exit {code}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_report_failures_clearly() {
+    let o = run(&["rollout", "set", "lots", "--admin", "http://127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("\"lots\" is not a percent"));
+
+    let dead = dead_addr();
+    let o = run(&["status", "--admin", &format!("http://{dead}")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot reach the admin API"), "{}", stderr(&o));
+
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let (p, a) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), &old, &new, p, a, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("admin: {{ listen: \"127.0.0.1:{a}\" }}"),
+        &format!("admin: {{ listen: \"127.0.0.1:{a}\", token: \"t0ken-t0ken\" }}"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let s = serve(&cfg, &[]).await;
+    let o = run(&["rollout", "set", "30", "--admin", &s.admin_url()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("401 Unauthorized: this call changes the rollout"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "rollout",
+        "set",
+        "101",
+        "--admin",
+        &s.admin_url(),
+        "--token",
+        "t0ken-t0ken",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("400 Bad Request: percent must be a number from 0 to 100, got 101"),
+        "{}",
+        stderr(&o)
+    );
+    // The token can also come from the config file.
+    let o = run(&["rollout", "step", "-c", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["rollout", "pause", "-c", cfg.to_str().unwrap()]);
+    assert!(stdout(&o).contains("phase     paused"), "{}", stdout(&o));
+    let o = run(&["rollout", "resume", "-c", cfg.to_str().unwrap()]);
+    assert!(stdout(&o).contains("phase     progressing"), "{}", stdout(&o));
+    let o = run(&["rollout", "promote", "-c", cfg.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("rollout   100% of live traffic to new"),
+        "{}",
+        stdout(&o)
+    );
+    for format in ["text", "json", "html"] {
+        let o = run(&["report", "--format", format, "-c", cfg.to_str().unwrap()]);
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        let out = stdout(&o);
+        match format {
+            "json" => assert!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["headline"].is_object()),
+            "html" => assert!(out.starts_with("<!doctype html>")),
+            _ => assert!(out.starts_with("rollout 100% (promoted)"), "{out}"),
+        }
+    }
+}
