@@ -260,6 +260,14 @@ fn sample(h: &mut String, sv: &SampleView) {
         "<div class=\"sides\"><div><h4>old · {} · {:.1} ms</h4><pre>{left}</pre></div><div><h4>new · {} · {:.1} ms</h4><pre>{right}</pre></div></div>",
         s.old.status, s.old.latency_ms, s.new.status, s.new.latency_ms
     );
+    let mut request = format!("{} {}\n", s.method, s.target);
+    for (k, v) in &s.headers {
+        let _ = writeln!(request, "{k}: {v}");
+    }
+    if !s.request_body.is_empty() {
+        let _ = write!(request, "\n{}", s.request_body);
+    }
+    let _ = write!(h, "<h4>Request</h4><pre>{}</pre>", escape(&request));
     let _ = write!(
         h,
         "<h4>Reproduce</h4><pre>{}</pre><pre>{}</pre></details>",
