@@ -38,7 +38,7 @@ const NAMES: &[&str] = &[
 const PRODUCTS: &[&str] = &["kettle", "lamp", "chair", "desk", "mug", "plant", "clock", "rug"];
 
 /// Base latency of a search, in microseconds; new adds 30 %.
-pub const SEARCH_LATENCY_US: u64 = 4_000;
+pub const SEARCH_LATENCY_US: u64 = 10_000;
 
 fn meta() -> Value {
     let now = std::time::SystemTime::now()

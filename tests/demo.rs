@@ -1,0 +1,106 @@
+//! `switchyard demo` tells the truth: its report lists exactly the planted
+//! differences, and the per-response timestamp and trace id come out as noise.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use support::*;
+use switchyard::demo::{Demo, DemoArgs};
+
+fn fields_by_verdict(report: &serde_json::Value, verdict: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    for e in report["endpoints"].as_array().unwrap() {
+        let set: BTreeSet<String> = e["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["verdict"] == verdict)
+            .map(|f| f["field"].as_str().unwrap().to_string())
+            .collect();
+        if !set.is_empty() {
+            out.insert(e["endpoint"].as_str().unwrap().to_string(), set);
+        }
+    }
+    out
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_report_lists_exactly_the_planted_differences() {
+    let args = DemoArgs {
+        requests: Some(3000),
+        ..DemoArgs::default()
+    };
+    let demo = Demo::start(&args).await.unwrap();
+    let progress = std::sync::Arc::new(switchyard::demo::traffic::Progress::default());
+    switchyard::demo::traffic::run(
+        switchyard::demo::traffic::Plan {
+            proxy: demo.proxy_url(),
+            requests: args.requests,
+            deadline: None,
+            rate: 2000,
+            users: 5000,
+            workers: 16,
+        },
+        progress.clone(),
+    )
+    .await;
+    eventually(Duration::from_secs(20), "every request compared", || demo.comparisons() == 3000).await;
+    let report = get(&client(), &format!("{}/report.json", demo.admin_url()), &[]).await.json();
+
+    let real = fields_by_verdict(&report, "real");
+    let want: BTreeMap<String, BTreeSet<String>> = [
+        ("GET /users/{id}", set(&["body:/user_name", "body:/username"])),
+        ("GET /users/{id}/orders", set(&["body:/orders/*/total"])),
+        // The planted 404: the status, and the 404 body in place of the order.
+        ("GET /orders/{id}", set(&["status", "body:/error", "body:/id", "body:/items", "body:/status"])),
+        ("GET /search", set(&["body:/next_cursor"])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(real, want, "real differences");
+
+    // The noise every response carries is classified as noise everywhere.
+    let noise = fields_by_verdict(&report, "noise");
+    for ep in ["GET /users/{id}", "GET /users/{id}/orders", "GET /orders/{id}", "GET /search", "GET /health"] {
+        let n = noise.get(ep).unwrap_or_else(|| panic!("no noise on {ep}"));
+        assert!(n.contains("body:/meta/generated_at") && n.contains("body:/meta/trace_id"), "{ep}: {n:?}");
+    }
+    // Reordered tags are declared unordered: nothing reported.
+    let search = report["endpoints"].as_array().unwrap().iter().find(|e| e["endpoint"] == "GET /search").unwrap();
+    assert!(search["fields"].as_array().unwrap().iter().all(|f| f["field"] != "body:/tags"));
+    // The slow endpoint shows it.
+    let ratio = search["latency"]["ratio_p50"].as_f64().unwrap();
+    assert!(ratio > 1.15, "search p50 ratio {ratio}");
+    // /health has nothing real.
+    assert!(!real.contains_key("GET /health"));
+    assert_eq!(progress.failed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    tokio::task::spawn_blocking(move || demo.stop()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_command_runs_to_completion() {
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["demo", "--port", "0", "--admin-port", "0", "--requests", "600", "--rate", "600"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("  proxy    http://127.0.0.1:"), "{text}");
+    assert!(text.contains("  report   http://127.0.0.1:"));
+    assert!(text.contains("/report"));
+    assert!(text.contains("  metrics  http://127.0.0.1:"));
+    assert!(text.contains("switchyard rollout set 25"));
+    assert!(text.contains("REAL  body:/user_name"), "{text}");
+    assert!(text.lines().count() < 60, "the demo floods the terminal");
+}
