@@ -176,6 +176,8 @@ impl Worker {
             Ok(resp) => {
                 let (mut rp, rb) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rp.headers);
+                // The comparison sees the backend's answer, not our additions.
+                let body = mirror.attach(rb, &rp);
                 if snap.config.server.served_by_header {
                     rp.headers.insert(&X_SERVED_BY, side.header_value());
                 }
@@ -186,7 +188,6 @@ impl Worker {
                     rp.headers.insert(&X_REQUEST_ID, request_id.clone());
                 }
                 route.chain.on_response(&mut rp, &ctx);
-                let body = mirror.attach(rb, &rp);
                 Response::from_parts(rp, body)
             }
             Err(e) => {

@@ -50,15 +50,23 @@ async fn the_demo_report_lists_exactly_the_planted_differences() {
         progress.clone(),
     )
     .await;
-    eventually(Duration::from_secs(20), "every request compared", || demo.comparisons() == 3000).await;
-    let report = get(&client(), &format!("{}/report.json", demo.admin_url()), &[]).await.json();
+    eventually(Duration::from_secs(20), "every request compared", || {
+        demo.comparisons() == 3000
+    })
+    .await;
+    let report = get(&client(), &format!("{}/report.json", demo.admin_url()), &[])
+        .await
+        .json();
 
     let real = fields_by_verdict(&report, "real");
     let want: BTreeMap<String, BTreeSet<String>> = [
         ("GET /users/{id}", set(&["body:/user_name", "body:/username"])),
         ("GET /users/{id}/orders", set(&["body:/orders/*/total"])),
         // The planted 404: the status, and the 404 body in place of the order.
-        ("GET /orders/{id}", set(&["status", "body:/error", "body:/id", "body:/items", "body:/status"])),
+        (
+            "GET /orders/{id}",
+            set(&["status", "body:/error", "body:/id", "body:/items", "body:/status"]),
+        ),
         ("GET /search", set(&["body:/next_cursor"])),
     ]
     .into_iter()
@@ -68,13 +76,31 @@ async fn the_demo_report_lists_exactly_the_planted_differences() {
 
     // The noise every response carries is classified as noise everywhere.
     let noise = fields_by_verdict(&report, "noise");
-    for ep in ["GET /users/{id}", "GET /users/{id}/orders", "GET /orders/{id}", "GET /search", "GET /health"] {
+    for ep in [
+        "GET /users/{id}",
+        "GET /users/{id}/orders",
+        "GET /orders/{id}",
+        "GET /search",
+        "GET /health",
+    ] {
         let n = noise.get(ep).unwrap_or_else(|| panic!("no noise on {ep}"));
-        assert!(n.contains("body:/meta/generated_at") && n.contains("body:/meta/trace_id"), "{ep}: {n:?}");
+        assert!(
+            n.contains("body:/meta/generated_at") && n.contains("body:/meta/trace_id"),
+            "{ep}: {n:?}"
+        );
     }
     // Reordered tags are declared unordered: nothing reported.
-    let search = report["endpoints"].as_array().unwrap().iter().find(|e| e["endpoint"] == "GET /search").unwrap();
-    assert!(search["fields"].as_array().unwrap().iter().all(|f| f["field"] != "body:/tags"));
+    let search = report["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint"] == "GET /search")
+        .unwrap();
+    assert!(search["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["field"] != "body:/tags"));
     // The slow endpoint shows it.
     let ratio = search["latency"]["ratio_p50"].as_f64().unwrap();
     assert!(ratio > 1.15, "search p50 ratio {ratio}");
@@ -88,7 +114,17 @@ async fn the_demo_report_lists_exactly_the_planted_differences() {
 async fn the_demo_command_runs_to_completion() {
     let out = tokio::task::spawn_blocking(|| {
         std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["demo", "--port", "0", "--admin-port", "0", "--requests", "600", "--rate", "600"])
+            .args([
+                "demo",
+                "--port",
+                "0",
+                "--admin-port",
+                "0",
+                "--requests",
+                "600",
+                "--rate",
+                "600",
+            ])
             .output()
             .unwrap()
     })

@@ -1,0 +1,100 @@
+//! The shipped dashboard and alert rules only use metrics Switchyard exports.
+
+use std::collections::BTreeSet;
+
+fn exported() -> BTreeSet<String> {
+    let m = switchyard::metrics::Metrics::new();
+    // Touch every vector once so each family is gathered.
+    m.requests.with_label_values(&["old", "default", "2xx"]).inc();
+    m.request_duration.with_label_values(&["old", "default"]).observe(0.1);
+    m.shadow_requests
+        .with_label_values(&["new", "default", "completed"])
+        .inc();
+    m.comparisons.with_label_values(&["default", "match"]).inc();
+    m.pair_duration.with_label_values(&["new", "default"]).observe(0.1);
+    m.upstream_errors.with_label_values(&["new", "connect"]).inc();
+    m.module_decisions
+        .with_label_values(&["rules", "default", "pass"])
+        .inc();
+    m.guard_value.with_label_values(&["latency"]).set(1.0);
+    m.guard_threshold.with_label_values(&["latency"]).set(1.0);
+    m.config_reloads.with_label_values(&["applied"]).inc();
+    let mut names = BTreeSet::new();
+    for f in m.registry.gather() {
+        let n = f.get_name().to_string();
+        if f.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{n}{suffix}"));
+            }
+        }
+        names.insert(n);
+    }
+    names
+}
+
+fn referenced(text: &str) -> BTreeSet<String> {
+    let re = regex::Regex::new(r"switchyard_[a-z_]+").unwrap();
+    re.find_iter(text).map(|m| m.as_str().to_string()).collect()
+}
+
+#[test]
+fn the_dashboard_is_importable_and_uses_real_metrics() {
+    let text = std::fs::read_to_string("dashboards/switchyard.json").unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(d["schemaVersion"].as_u64().unwrap() >= 39);
+    assert_eq!(d["uid"], "switchyard-migration");
+    let vars = d["templating"]["list"].as_array().unwrap();
+    assert!(vars
+        .iter()
+        .any(|v| v["type"] == "datasource" && v["query"] == "prometheus"));
+    let titles: Vec<&str> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for want in [
+        "Rollout percent",
+        "Rollout phase",
+        "Request rate, old vs new",
+        "Error rate (5xx), old vs new",
+        "Latency p50 / p99, old vs new",
+        "Comparisons by result",
+        "Shadow outcomes",
+        "Rollbacks",
+    ] {
+        assert!(titles.contains(&want), "missing panel {want}");
+    }
+    assert!(d["annotations"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "Rollbacks"));
+    let exported = exported();
+    for name in referenced(&text) {
+        assert!(
+            exported.contains(&name),
+            "dashboard uses {name}, which Switchyard does not export"
+        );
+    }
+}
+
+#[test]
+fn alert_rules_use_real_metrics() {
+    let text = std::fs::read_to_string("dashboards/alerts.yaml").unwrap();
+    let exported = exported();
+    let rules: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let recorded: BTreeSet<String> = rules["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap().iter())
+        .filter_map(|r| r["record"].as_str().map(String::from))
+        .collect();
+    for name in referenced(&text) {
+        assert!(
+            exported.contains(&name) || recorded.iter().any(|r| r.contains(&name)),
+            "alerts use {name}"
+        );
+    }
+}
