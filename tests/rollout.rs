@@ -315,8 +315,9 @@ async fn reload_applies_a_good_config_and_keeps_the_old_one_on_errors() {
 
 // --- the guard ---------------------------------------------------------------
 
-/// An origin that sleeps `ms` and fails one request in `fail_every`.
-fn behaving(name: &'static str, ms: u64, fail_every: u64, field: &'static str) -> Handler {
+/// An origin that sleeps `ms` and fails one request in `fail_every`; its
+/// body carries `field` (the same on both sides unless a test wants a diff).
+fn behaving(ms: u64, fail_every: u64, field: &'static str) -> Handler {
     let n = Arc::new(AtomicU64::new(0));
     Arc::new(move |_req: Request<Incoming>| {
         let i = n.fetch_add(1, Ordering::Relaxed);
@@ -327,10 +328,7 @@ fn behaving(name: &'static str, ms: u64, fail_every: u64, field: &'static str) -
             if fail_every > 0 && i % fail_every == 0 {
                 return json_response(500, serde_json::json!({"error": "boom"}));
             }
-            json_response(
-                200,
-                serde_json::json!({"backend_kind": "same", "value": field, "who": name.len() * 0}),
-            )
+            json_response(200, serde_json::json!({"kind": "item", "value": field}))
         })
     })
 }
@@ -386,8 +384,8 @@ async fn run_until_phase(g: &Gateway, want: &str, within: Duration) -> serde_jso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_rolls_back_when_new_fails_5_percent() {
-    let old = Origin::start(behaving("old", 0, 0, "v")).await;
-    let new = Origin::start(behaving("new", 0, 20, "v")).await;
+    let old = Origin::start(behaving(0, 0, "v")).await;
+    let new = Origin::start(behaving(0, 20, "v")).await;
     let g = gateway(&guard_config(&old, &new, ""));
     g.controller
         .step(&switchyard::rollout::controller::Actor::new("t", "start"))
@@ -407,8 +405,8 @@ async fn the_guard_rolls_back_when_new_fails_5_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_rolls_back_when_new_is_30_percent_slower() {
-    let old = Origin::start(behaving("old", 20, 0, "v")).await;
-    let new = Origin::start(behaving("new", 26, 0, "v")).await;
+    let old = Origin::start(behaving(20, 0, "v")).await;
+    let new = Origin::start(behaving(26, 0, "v")).await;
     let g = gateway(&guard_config(&old, &new, ""));
     g.controller
         .step(&switchyard::rollout::controller::Actor::new("t", "start"))
@@ -421,8 +419,8 @@ async fn the_guard_rolls_back_when_new_is_30_percent_slower() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_rolls_back_when_bodies_differ() {
-    let old = Origin::start(behaving("old", 0, 0, "one")).await;
-    let new = Origin::start(behaving("new", 0, 0, "two")).await;
+    let old = Origin::start(behaving(0, 0, "one")).await;
+    let new = Origin::start(behaving(0, 0, "two")).await;
     let g = gateway(&guard_config(&old, &new, "shadow: { percent: 100 }\n"));
     g.controller
         .step(&switchyard::rollout::controller::Actor::new("t", "start"))
@@ -435,8 +433,8 @@ async fn the_guard_rolls_back_when_bodies_differ() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_pauses_instead_when_told_to() {
-    let old = Origin::start(behaving("old", 0, 0, "v")).await;
-    let new = Origin::start(behaving("new", 0, 10, "v")).await;
+    let old = Origin::start(behaving(0, 0, "v")).await;
+    let new = Origin::start(behaving(0, 10, "v")).await;
     let g =
         gateway(&guard_config(&old, &new, "").replace("min_comparisons: 40 }", "min_comparisons: 40, action: pause }"));
     g.controller
@@ -450,8 +448,8 @@ async fn the_guard_pauses_instead_when_told_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identical_new_is_walked_through_every_step_to_promoted() {
-    let old = Origin::start(behaving("old", 0, 0, "v")).await;
-    let new = Origin::start(behaving("new", 0, 0, "v")).await;
+    let old = Origin::start(behaving(0, 0, "v")).await;
+    let new = Origin::start(behaving(0, 0, "v")).await;
     let g = gateway(&guard_config(&old, &new, "shadow: { percent: 100 }\n"));
     g.controller
         .step(&switchyard::rollout::controller::Actor::new("t", "start"))

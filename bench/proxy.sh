@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Proxy speed, in one run, on this machine: an NGINX origin serving a small
+# JSON body, measured with wrk (1 thread, 50 connections) directly, through
+# NGINX as a reverse proxy (1 worker, upstream keepalive), and through
+# Switchyard (1 worker thread) at 0 % and 50 % to new. Each proxy is pinned to
+# its own CPU, wrk and the origin to the other. Prints req/s, p50, p99 and
+# each figure's ratio to NGINX's.
+#
+# Needs nginx and wrk (apt-get install -y nginx wrk). Not run by CI.
+# Usage: bench/proxy.sh [seconds=10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
+cargo build --release --quiet
+BIN=target/release/switchyard
+WORK=$(mktemp -d)
+PROXY_CPU=0
+LOAD_CPU=1
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+BODY='{"id":42,"name":"kettle","price":12.5,"tags":["home","kitchen"],"stock":{"count":17,"warehouse":"AMS"}}'
+mkdir -p "$WORK/www" "$WORK/logs"
+printf '%s' "$BODY" > "$WORK/www/item.json"
+
+cat > "$WORK/origin.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/origin.pid;
+error_log $WORK/logs/origin.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:18081; listen 127.0.0.1:18082; root $WORK/www; location / { try_files /item.json =404; } }
+}
+CONF
+
+cat > "$WORK/proxy.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/proxy.pid;
+error_log $WORK/logs/proxy.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:18081; keepalive 256; }
+  server {
+    listen 127.0.0.1:18090;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+
+switchyard_conf() {
+  cat > "$WORK/sy-$1.yaml" <<CONF
+listen: "127.0.0.1:$2"
+admin: { listen: "127.0.0.1:$3" }
+server: { workers: 1 }
+backends:
+  old: { url: "http://127.0.0.1:18081" }
+  new: { url: "http://127.0.0.1:18082" }
+rollout: { percent: $1, sticky: none }
+logging: { level: warn }
+CONF
+}
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+
+taskset -c $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!)
+taskset -c $PROXY_CPU nginx -c "$WORK/proxy.conf" -p "$WORK" & pids+=($!)
+switchyard_conf 0 18100 18101
+switchyard_conf 50 18110 18111
+taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-0.yaml" --reset-state & pids+=($!)
+taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-50.yaml" --reset-state & pids+=($!)
+for p in 18081 18090 18100 18110; do wait_port $p; done
+
+declare -A RPS P50 P99
+run() { # name port
+  taskset -c $LOAD_CPU wrk -t1 -c50 -d2s --latency "http://127.0.0.1:$2/item" >/dev/null
+  local out
+  out=$(taskset -c $LOAD_CPU wrk -t1 -c50 -d"${SECS}s" --latency "http://127.0.0.1:$2/item")
+  RPS[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  P50[$1]=$(awk '$1=="50%" {print $2}' <<<"$out")
+  P99[$1]=$(awk '$1=="99%" {print $2}' <<<"$out")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$1: errors: $(grep Non-2xx <<<"$out")"; fi
+}
+run origin 18081
+run nginx 18090
+run switchyard-0 18100
+run switchyard-50 18110
+
+ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/, "", v); print v/1000 } else if (v ~ /ms$/) { sub(/ms/, "", v); print v } else { sub(/s/, "", v); print v*1000 } }'; }
+printf '\n%-16s %12s %10s %10s %14s %12s\n' target "req/s" "p50 ms" "p99 ms" "req/s vs nginx" "p99 vs nginx"
+for t in origin nginx switchyard-0 switchyard-50; do
+  printf '%-16s %12.0f %10.3f %10.3f %14.2f %12.2f\n' "$t" "${RPS[$t]}" "$(ms "${P50[$t]}")" "$(ms "${P99[$t]}")" \
+    "$(awk -v a="${RPS[$t]}" -v b="${RPS[nginx]}" 'BEGIN{print a/b}')" \
+    "$(awk -v a="$(ms "${P99[$t]}")" -v b="$(ms "${P99[nginx]}")" 'BEGIN{print a/b}')"
+done
