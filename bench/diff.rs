@@ -13,7 +13,7 @@ use switchyard::diff::rules::DiffRules;
 use switchyard::diff::{compare, Exchange};
 
 fn document(variant: bool) -> Value {
-    let items: Vec<Value> = (0..60)
+    let items: Vec<Value> = (0..72)
         .map(|i| {
             json!({
                 "id": i,

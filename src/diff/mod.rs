@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod json;
+pub mod node;
 pub mod pointer;
 pub mod rules;
 pub mod text;
@@ -247,7 +248,7 @@ fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut V
     let json_l = json::parse_if_json(content_type(&old.headers), &l);
     let json_r = json::parse_if_json(content_type(&new.headers), &r);
     match (json_l, json_r) {
-        (Some(a), Some(b)) => json::compare(&a, &b, rules, out),
+        (Some(a), Some(b)) => json::compare(a, b, rules, out),
         (a, b) if a.is_some() != b.is_some() && !(l.is_empty() || r.is_empty()) => {
             out.push(
                 Difference::new("body", Kind::TypeChanged).values(Some(text::preview(&l)), Some(text::preview(&r))),
