@@ -15,15 +15,17 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx 
 cargo build --release --quiet
 BIN=target/release/switchyard
 WORK=$(mktemp -d)
+chmod 755 "$WORK"   # nginx workers run as nobody
 PROXY_CPU=0
 LOAD_CPU=1
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BODY='{"id":42,"name":"kettle","price":12.5,"tags":["home","kitchen"],"stock":{"count":17,"warehouse":"AMS"}}'
 mkdir -p "$WORK/www" "$WORK/logs"
-printf '%s' "$BODY" > "$WORK/www/item.json"
+printf "%s" "$BODY" > "$WORK/www/item.json"
+chmod -R a+rX "$WORK/www"
 
 cat > "$WORK/origin.conf" <<CONF
 worker_processes 1;
@@ -71,19 +73,34 @@ CONF
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
 
-taskset -c $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!)
-taskset -c $PROXY_CPU nginx -c "$WORK/proxy.conf" -p "$WORK" & pids+=($!)
+declare -A PID
+taskset -c $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!); PID[origin]=$!
+taskset -c $PROXY_CPU nginx -c "$WORK/proxy.conf" -p "$WORK" & pids+=($!); PID[nginx]=$!
 switchyard_conf 0 18100 18101
 switchyard_conf 50 18110 18111
-taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-0.yaml" --reset-state & pids+=($!)
-taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-50.yaml" --reset-state & pids+=($!)
+taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-0.yaml" --reset-state & pids+=($!); PID[switchyard-0]=$!
+taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-50.yaml" --reset-state & pids+=($!); PID[switchyard-50]=$!
 for p in 18081 18090 18100 18110; do wait_port $p; done
+for p in 18081 18090 18100 18110; do code=$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$p/item"); [[ $code == 200 ]] || { echo "port $p answers $code"; curl -si "http://127.0.0.1:$p/item"; exit 1; }; done
 
-declare -A RPS P50 P99
+# CPU ticks used by a process and its children (nginx's workers).
+ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+
+declare -A RPS P50 P99 EFF
+HZ=$(getconf CLK_TCK)
 run() { # name port
   taskset -c $LOAD_CPU wrk -t1 -c50 -d2s --latency "http://127.0.0.1:$2/item" >/dev/null
-  local out
+  local out before after
+  before=$(ticks "${PID[$1]}")
   out=$(taskset -c $LOAD_CPU wrk -t1 -c50 -d"${SECS}s" --latency "http://127.0.0.1:$2/item")
+  after=$(ticks "${PID[$1]}")
+  EFF[$1]=$(awk -v r="$(awk '/^ *[0-9]+ requests in/ {print $1}' <<<"$out")" -v t="$((after - before))" -v hz="$HZ" 'BEGIN { print (t > 0) ? r / (t / hz) : 0 }')
   RPS[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   P50[$1]=$(awk '$1=="50%" {print $2}' <<<"$out")
   P99[$1]=$(awk '$1=="99%" {print $2}' <<<"$out")
@@ -95,9 +112,13 @@ run switchyard-0 18100
 run switchyard-50 18110
 
 ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/, "", v); print v/1000 } else if (v ~ /ms$/) { sub(/ms/, "", v); print v } else { sub(/s/, "", v); print v*1000 } }'; }
-printf '\n%-16s %12s %10s %10s %14s %12s\n' target "req/s" "p50 ms" "p99 ms" "req/s vs nginx" "p99 vs nginx"
+printf '\n%-16s %10s %9s %9s %11s %10s %16s %12s\n' target "req/s" "p50 ms" "p99 ms" "req/s ×nginx" "p99 ×nginx" "req/CPU-second" "CPU ×nginx"
 for t in origin nginx switchyard-0 switchyard-50; do
-  printf '%-16s %12.0f %10.3f %10.3f %14.2f %12.2f\n' "$t" "${RPS[$t]}" "$(ms "${P50[$t]}")" "$(ms "${P99[$t]}")" \
+  printf '%-16s %10.0f %9.3f %9.3f %11.2f %10.2f %16.0f %12.2f\n' "$t" "${RPS[$t]}" "$(ms "${P50[$t]}")" "$(ms "${P99[$t]}")" \
     "$(awk -v a="${RPS[$t]}" -v b="${RPS[nginx]}" 'BEGIN{print a/b}')" \
-    "$(awk -v a="$(ms "${P99[$t]}")" -v b="$(ms "${P99[nginx]}")" 'BEGIN{print a/b}')"
+    "$(awk -v a="$(ms "${P99[$t]}")" -v b="$(ms "${P99[nginx]}")" 'BEGIN{print a/b}')" \
+    "${EFF[$t]}" "$(awk -v a="${EFF[$t]}" -v b="${EFF[nginx]}" 'BEGIN{print (b > 0) ? a/b : 0}')"
 done
+echo
+echo "req/CPU-second: requests served per second of CPU the proxy itself used (its capacity when the"
+echo "load generator, not the proxy, is the bottleneck, as on a 2-core machine)."

@@ -82,8 +82,9 @@ impl Worker {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: Arc<Peer>,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let peer = conn.addr;
         let started = Instant::now();
         let snap = self.shared.snapshot.load_full();
         let (mut parts, body) = req.into_parts();
@@ -137,7 +138,7 @@ impl Worker {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::add_forwarding(&mut parts.headers, peer.ip(), host.as_ref());
+        headers::add_forwarding(&mut parts.headers, &conn.forwarded_for, host.as_ref());
         if snap.config.server.via {
             headers::append_via(&mut parts.headers, parts.version);
         }
@@ -235,15 +236,36 @@ impl Worker {
     }
 }
 
-/// Keeps the client's `x-request-id`, or makes one.
+/// The client end of a connection, worked out once per connection.
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The address as written in `X-Forwarded-For`.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            forwarded_for: headers::client_value(addr.ip()),
+        }
+    }
+}
+
+/// Keeps the client's `x-request-id`, or makes one (128 random bits, hex).
 fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
         if !v.is_empty() {
             return v.clone();
         }
     }
-    let id =
-        HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>())).unwrap_or(HeaderValue::from_static("0"));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = rand::random::<u128>();
+    let mut text = [0u8; 32];
+    for (i, c) in text.iter_mut().enumerate() {
+        *c = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    let id = HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"));
     headers.insert(&X_REQUEST_ID, id.clone());
     id
 }

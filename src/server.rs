@@ -86,7 +86,7 @@ pub async fn serve<H, F>(
     metrics: Option<Metrics>,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Arc<crate::pipeline::Peer>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<ProxyBody>, std::convert::Infallible>> + Send + 'static,
 {
     let listener = match TcpListener::from_std(listener) {
@@ -124,7 +124,8 @@ pub async fn serve<H, F>(
             m.connections_active.inc();
         }
         let handler = handler.clone();
-        let service = service_fn(move |req| handler(req, peer));
+        let who = Arc::new(crate::pipeline::Peer::new(peer));
+        let service = service_fn(move |req| handler(req, who.clone()));
         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
         let metrics = metrics.clone();

@@ -14,13 +14,21 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::pool::{Http1Pool, PoolError};
 use crate::config::{BackendConfig, HostHeader};
 use crate::side::Side;
+
+/// How requests reach a backend: our own HTTP/1.1 pool, or hyper-util's
+/// client for HTTP/2 (one multiplexed connection needs no pool of ours).
+enum Transport {
+    Http1(Http1Pool),
+    Http2(Client<HttpConnector, ProxyBody>),
+}
 
 /// One backend, as seen from one worker.
 pub struct Upstream {
     side: Side,
-    client: Client<HttpConnector, ProxyBody>,
+    transport: Transport,
     scheme: Scheme,
     authority: Authority,
     authority_value: HeaderValue,
@@ -40,21 +48,31 @@ impl Upstream {
             "" => None,
             p => Some(p.to_string()),
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_reuse_address(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(cfg.idle_timeout.get())
-            .pool_max_idle_per_host(cfg.max_idle_connections)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(cfg.http2)
-            .build(connector);
+        let transport = if cfg.http2 {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
+            connector.set_keepalive(Some(Duration::from_secs(60)));
+            Transport::Http2(
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(cfg.idle_timeout.get())
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .http2_only(true)
+                    .build(connector),
+            )
+        } else {
+            let port = authority.port_u16().unwrap_or(80);
+            Transport::Http1(Http1Pool::new(
+                format!("{}:{port}", authority.host()),
+                cfg.connect_timeout.get(),
+                cfg.idle_timeout.get(),
+                cfg.max_idle_connections,
+            ))
+        };
         Ok(Self {
             side,
-            client,
+            transport,
             scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
             authority_value: HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?,
             authority,
@@ -69,7 +87,8 @@ impl Upstream {
         self.side
     }
 
-    /// The URI of `pq` on this backend.
+    /// The URI of `pq` on this backend: origin-form for HTTP/1.1 (what goes
+    /// on the wire, with no reparse), absolute for the HTTP/2 client.
     pub fn uri_for(&self, pq: Option<&PathAndQuery>) -> Uri {
         let pq = match (&self.prefix, pq) {
             (None, Some(pq)) => pq.clone(),
@@ -80,8 +99,10 @@ impl Upstream {
             }
         };
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
+        if matches!(self.transport, Transport::Http2(_)) {
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+        }
         parts.path_and_query = Some(pq);
         Uri::from_parts(parts).unwrap_or_default()
     }
@@ -118,29 +139,35 @@ impl Upstream {
         req: Request<ProxyBody>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => Err(ProxyError::Timeout {
-                side: self.side,
-                timeout,
-            }),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(self.side, &e)),
+        let side = self.side;
+        let timed_out = ProxyError::Timeout { side, timeout };
+        match &self.transport {
+            Transport::Http1(pool) => match tokio::time::timeout(timeout, pool.send(req)).await {
+                Err(_) => Err(timed_out),
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(PoolError::Connect(_) | PoolError::ConnectTimeout)) => Err(ProxyError::Connect { side }),
+                Ok(Err(PoolError::Http(e))) => Err(classify(side, &e)),
+            },
+            Transport::Http2(client) => match tokio::time::timeout(timeout, client.request(req)).await {
+                Err(_) => Err(timed_out),
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect { side }),
+                Ok(Err(e)) => Err(classify(side, &e)),
+            },
         }
     }
 }
 
-fn classify(side: Side, e: &hyper_util::client::legacy::Error) -> ProxyError {
-    if e.is_connect() {
-        return ProxyError::Connect { side };
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+/// Maps a failed exchange to its error: our body limit, or the backend.
+fn classify(side: Side, e: &(dyn std::error::Error + 'static)) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(tl) = s.downcast_ref::<super::body::TooLarge>() {
             return ProxyError::BodyTooLarge { limit: tl.0 };
         }
         source = s.source();
     }
-    let detail = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
+    let detail = e.source().map_or_else(|| e.to_string(), |s| s.to_string());
     ProxyError::Upstream { side, detail }
 }
 

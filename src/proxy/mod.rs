@@ -4,6 +4,7 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod pool;
 pub mod tee;
 
 pub use body::ProxyBody;
