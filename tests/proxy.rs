@@ -511,3 +511,43 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     assert!(seen.contains("/b"));
     stop(g).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_backends_are_reached_with_prior_knowledge() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let g = gateway(&format!(
+        "backends:\n  old: {{ url: \"{}\", http2: true }}\n  new: {{ url: \"{}\" }}\n",
+        old.url(),
+        new.url()
+    ));
+    let c = client();
+    for i in 0..3 {
+        let a = get(&c, &format!("{}/h2/{i}", proxy(&g)), &[("host", "shop.example")]).await;
+        assert_eq!(a.json()["backend"], "old");
+    }
+    let seen = old.seen();
+    assert!(seen.iter().all(|s| s.version == http::Version::HTTP_2));
+    assert_eq!(seen[0].path, "/h2/0");
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_closes_idle_connections_is_retried_transparently() {
+    // Answers with `Connection: close`: every pooled connection dies after one use.
+    let closing: Handler = Arc::new(|_req| {
+        Box::pin(async move {
+            let mut r = json_response(200, serde_json::json!({"ok": true}));
+            r.headers_mut().insert("connection", "close".parse().unwrap());
+            r
+        })
+    });
+    let old = Origin::start(closing).await;
+    let new = Origin::named("new").await;
+    let g = gateway(&backends(&old, &new));
+    let c = client();
+    for _ in 0..50 {
+        assert_eq!(get(&c, &format!("{}/x", proxy(&g)), &[]).await.status, 200);
+    }
+    assert_eq!(metric(&g, "switchyard_upstream_errors_total", &[]), 0.0);
+    stop(g).await;
+}

@@ -22,7 +22,7 @@ use crate::side::Side;
 /// client for HTTP/2 (one multiplexed connection needs no pool of ours).
 enum Transport {
     Http1(Http1Pool),
-    Http2(Client<HttpConnector, ProxyBody>),
+    Http2(Box<Client<HttpConnector, ProxyBody>>),
 }
 
 /// One backend, as seen from one worker.
@@ -53,14 +53,14 @@ impl Upstream {
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
             connector.set_keepalive(Some(Duration::from_secs(60)));
-            Transport::Http2(
+            Transport::Http2(Box::new(
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(cfg.idle_timeout.get())
                     .pool_timer(TokioTimer::new())
                     .timer(TokioTimer::new())
                     .http2_only(true)
                     .build(connector),
-            )
+            ))
         } else {
             let port = authority.port_u16().unwrap_or(80);
             Transport::Http1(Http1Pool::new(

@@ -141,11 +141,8 @@ mod tests {
     #[test]
     fn forwarding_appends_to_an_existing_chain() {
         let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]);
-        add_forwarding(
-            &mut h,
-            "10.0.0.1".parse().unwrap(),
-            Some(&HeaderValue::from_static("shop.example")),
-        );
+        let client = client_value("10.0.0.1".parse().unwrap());
+        add_forwarding(&mut h, &client, Some(&HeaderValue::from_static("shop.example")));
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "shop.example");

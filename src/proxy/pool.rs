@@ -56,7 +56,8 @@ impl Http1Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let idle_timeout = self.idle_timeout;
-        idle.retain(|c| !c.sender.is_closed() && !(c.sender.is_ready() && now.duration_since(c.since) > idle_timeout));
+        let stale = |c: &Idle| c.sender.is_ready() && now.duration_since(c.since) > idle_timeout;
+        idle.retain(|c| !c.sender.is_closed() && !stale(c));
         // Most recently used first: it is the warmest.
         let pos = idle.iter().rposition(|c| c.sender.is_ready())?;
         Some(idle.swap_remove(pos).sender)
