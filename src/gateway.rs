@@ -59,6 +59,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub reloader: Reloader,
     shutdown: CancellationToken,
+    ready: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     analysis_thread: Option<JoinHandle<()>>,
 }
@@ -141,6 +142,10 @@ impl Gateway {
         );
         let limit = Arc::new(Semaphore::new(config.server.max_connections));
         let mut threads = Vec::new();
+        // The admin API outlives the workers' drain, so /readyz can say 503
+        // while in-flight requests finish; the last worker out closes it.
+        let workers_left = Arc::new(std::sync::atomic::AtomicUsize::new(workers));
+        let workers_done = CancellationToken::new();
 
         for (i, listener) in listeners.into_iter().enumerate() {
             let worker = Arc::new(Worker::new(shared.clone()).map_err(StartError::Setup)?);
@@ -152,6 +157,7 @@ impl Gateway {
                 config.server.drain_timeout.get(),
                 metrics.clone(),
             );
+            let (left, done) = (workers_left.clone(), workers_done.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("switchyard-w{i}"))
                 .spawn(move || {
@@ -163,7 +169,10 @@ impl Gateway {
                         drain,
                         Some(metrics),
                         move |req, peer| worker.clone().handle(req, peer),
-                    ))
+                    ));
+                    if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        done.cancel();
+                    }
                 })
                 .map_err(|e| StartError::Setup(format!("cannot start worker thread: {e}")))?;
             threads.push(handle);
@@ -188,17 +197,26 @@ impl Gateway {
         let rt = runtime()?;
         let (shutdown_c, drain) = (shutdown.clone(), config.server.drain_timeout.get());
         let admin_builder = crate::server::builder(&config.server);
+        let ready_c = ready.clone();
         let control = std::thread::Builder::new()
             .name("switchyard-control".into())
             .spawn(move || {
                 rt.block_on(async move {
                     tokio::spawn(guard.run(shutdown_c.clone()));
+                    let admin_stop = CancellationToken::new();
+                    let stop = admin_stop.clone();
+                    tokio::spawn(async move {
+                        shutdown_c.cancelled().await;
+                        ready_c.store(false, Ordering::SeqCst);
+                        workers_done.cancelled().await;
+                        stop.cancel();
+                    });
                     let limit = Arc::new(Semaphore::new(256));
                     crate::server::serve(
                         admin_listener,
                         admin_builder,
                         limit,
-                        shutdown_c,
+                        admin_stop,
                         drain,
                         None,
                         move |req, _peer| crate::admin::api::handle(admin.clone(), req),
@@ -227,13 +245,15 @@ impl Gateway {
             metrics,
             reloader,
             shutdown,
+            ready,
             threads,
             analysis_thread: Some(analysis_thread),
         })
     }
 
-    /// Starts a graceful shutdown; returns at once.
+    /// Starts a graceful shutdown; returns at once. `/readyz` turns 503.
     pub fn shutdown(&self) {
+        self.ready.store(false, Ordering::SeqCst);
         self.shutdown.cancel();
     }
 

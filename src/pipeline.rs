@@ -103,16 +103,7 @@ impl Worker {
         };
         if !route.chain.is_empty() {
             if let Some(resp) = route.chain.on_request(&mut parts, &mut ctx).await {
-                access_log(
-                    log_path.as_deref(),
-                    &method,
-                    &route.name,
-                    None,
-                    resp.status().as_u16(),
-                    started,
-                    &ctx,
-                );
-                return Ok(resp);
+                return Ok(access_log(resp, log_path, &method, route, None, started, ctx.tags));
             }
         }
 
@@ -212,16 +203,15 @@ impl Worker {
             latency: head_latency,
             error: status >= 500,
         });
-        access_log(
-            log_path.as_deref(),
+        Ok(access_log(
+            resp,
+            log_path,
             &method,
-            &route.name,
+            route,
             Some(side),
-            status,
             started,
-            &ctx,
-        );
-        Ok(resp)
+            ctx.tags,
+        ))
     }
 
     fn record_error(&self, side: Side, e: &ProxyError) {
@@ -270,26 +260,28 @@ fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     id
 }
 
+/// Wraps the response so its line is logged when the body is done.
 fn access_log(
-    path: Option<&str>,
+    resp: Response<ProxyBody>,
+    path: Option<String>,
     method: &http::Method,
-    route: &str,
+    route: &crate::route::Route,
     side: Option<Side>,
-    status: u16,
     started: Instant,
-    ctx: &RequestCtx<'_>,
-) {
-    let Some(path) = path else { return };
-    let tags: Vec<&str> = ctx.tags.iter().map(|t| &**t).collect();
-    tracing::info!(
-        target: "switchyard::access",
-        method = %method,
+    tags: Vec<Arc<str>>,
+) -> Response<ProxyBody> {
+    let Some(path) = path else { return resp };
+    let (parts, body) = resp.into_parts();
+    let record = crate::access::AccessRecord {
+        method: method.clone(),
         path,
-        route,
-        side = side.map_or("none", Side::as_str),
-        status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        tags = ?tags,
-        "request"
-    );
+        route: route.name.clone(),
+        side,
+        status: parts.status.as_u16(),
+        started,
+        tags,
+        bytes: 0,
+        complete: false,
+    };
+    Response::from_parts(parts, body.logged(record))
 }

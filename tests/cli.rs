@@ -357,3 +357,60 @@ async fn client_commands_report_failures_clearly() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_access_log_has_one_line_per_request() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let (p, a) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), &old, &new, p, a, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "logging: { level: warn }",
+        "logging: { level: info, format: json, access_log: true }",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("stderr.log");
+    let child = Command::new(BIN)
+        .args(["serve", "-c", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let s = Served {
+        child,
+        proxy: p,
+        admin: a,
+    };
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let req = http::Request::get(format!("{}/readyz", s.admin_url()))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        if c.request(req).await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = get(&c, &format!("http://127.0.0.1:{p}/users/7?x=1"), &[("x-user-id", "u1")]).await;
+    assert_eq!(answer.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(l) = text.lines().find(|l| l.contains("switchyard::access")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access log line in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/users/7");
+    assert_eq!(v["route"], "default");
+    assert_eq!(v["side"], "old");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["bytes"], answer.body.len() as u64);
+    assert_eq!(v["complete"], true);
+    assert!(v["latency_ms"].as_f64().unwrap() > 0.0);
+}

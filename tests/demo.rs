@@ -140,3 +140,36 @@ async fn the_demo_command_runs_to_completion() {
     assert!(text.contains("REAL  body:/user_name"), "{text}");
     assert!(text.lines().count() < 60, "the demo floods the terminal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rollout_steps_the_guard_rolls_back_the_demo() {
+    let args = DemoArgs {
+        rollout_steps: true,
+        ..DemoArgs::default()
+    };
+    let demo = Demo::start(&args).await.unwrap();
+    assert_eq!(demo.gateway.controller.state().percent, 1.0);
+    let progress = std::sync::Arc::new(switchyard::demo::traffic::Progress::default());
+    let plan = switchyard::demo::traffic::Plan {
+        proxy: demo.proxy_url(),
+        requests: Some(20_000),
+        deadline: Some(std::time::Instant::now() + Duration::from_secs(30)),
+        rate: 500,
+        users: 5000,
+        workers: 8,
+    };
+    let traffic = tokio::spawn(switchyard::demo::traffic::run(plan, progress));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = demo.gateway.controller.state();
+        if s.phase == switchyard::rollout::state::Phase::RolledBack {
+            let why = s.last_change.unwrap().why;
+            assert!(why.starts_with("guard: diff_rate failed"), "{why}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the guard never rolled back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    traffic.abort();
+    tokio::task::spawn_blocking(move || demo.stop()).await.unwrap();
+}

@@ -417,6 +417,9 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     })
     .await;
     g.shutdown();
+    // Draining: the admin API still answers, and says not ready.
+    let ready = get(&client(), &format!("{}/readyz", admin(&g)), &[]).await;
+    assert_eq!(ready.status, 503);
     let a = in_flight.await.unwrap();
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["done"], true);

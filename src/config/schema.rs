@@ -97,7 +97,7 @@ pub struct AdminConfig {
     #[serde(default = "defaults::admin_listen")]
     pub listen: String,
     /// Bearer token for mutations. Prefer `token_file` outside a laptop.
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub token: Option<String>,
     /// File whose trimmed content is the bearer token.
     #[serde(default)]

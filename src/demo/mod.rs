@@ -107,7 +107,7 @@ logging: {{ level: "warn" }}
 "#,
         port = args.port,
         admin = args.admin_port,
-        percent = args.percent,
+        percent = if args.rollout_steps { 0.0 } else { args.percent },
         dir = dir.display(),
     )
 }
@@ -137,6 +137,10 @@ impl Demo {
             crate::gateway::StartError::Bind { .. } => format!("{e} (try --port 0 --admin-port 0)"),
             e => e.to_string(),
         })?;
+        if args.rollout_steps {
+            let actor = crate::rollout::controller::Actor::new("demo", "switchyard demo --rollout-steps");
+            gateway.controller.step(&actor).map_err(|e| e.to_string())?;
+        }
         Ok(Demo {
             gateway,
             origins: [old, new, twin],
@@ -205,9 +209,9 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
     } else {
         format!(" --admin {admin}")
     };
+    let share = if args.rollout_steps { 1.0 } else { args.percent };
     out(format!(
-        "Switchyard demo: old, old_twin and new origins on loopback; {}% of users on new, every request mirrored.",
-        args.percent
+        "Switchyard demo: old, old_twin and new origins on loopback; {share}% of users on new, every request mirrored."
     ));
     out(format!(
         "  proxy    {proxy}      (try: curl -H 'x-user-id: 42' {proxy}/users/42)"
@@ -218,7 +222,7 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
         "  try      switchyard status{admin_flag} · switchyard rollout set 25{admin_flag} · switchyard rollback{admin_flag} · switchyard report{admin_flag}"
     ));
     if args.rollout_steps {
-        out("  the step plan advances every 5 s while the guard's checks pass; watch `switchyard status` for the guard's verdict".into());
+        out("  the plan starts at 1% and advances every 5 s while the guard's checks pass; new's planted differences exceed the guard's 5% diff-rate limit, so expect a rollback within seconds (watch `switchyard status`)".into());
     }
 
     let progress = Arc::new(traffic::Progress::default());
@@ -264,6 +268,12 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
         }
     }
     demo.settle(Duration::from_secs(10)).await;
+    if let Some(change) = demo.gateway.controller.state().last_change {
+        out(format!(
+            "last rollout change: {} by {}: {}",
+            change.to_phase, change.who, change.why
+        ));
+    }
     let report = crate::report::text::render(&crate::report::model::build_from(&demo.gateway));
     out(String::new());
     out(report);

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
 use super::tee::Tee;
+use crate::access::AccessRecord;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,6 +28,8 @@ pin_project! {
         Tee { #[pin] inner: Tee<Incoming> },
         /// A stream cut off after `remaining` more bytes.
         Limited { #[pin] inner: Incoming, remaining: u64, limit: u64 },
+        /// Any of the above, counted for the access log line.
+        Logged { inner: Box<ProxyBody>, record: AccessRecord },
     }
 }
 
@@ -45,6 +48,15 @@ impl ProxyBody {
 
     pub fn stream(inner: Incoming) -> Self {
         ProxyBody::Stream { inner }
+    }
+
+    pub fn logged(self, record: AccessRecord) -> Self {
+        let mut record = record;
+        record.complete = self.is_end_stream();
+        ProxyBody::Logged {
+            inner: Box::new(self),
+            record,
+        }
     }
 
     pub fn limited(inner: Incoming, limit: u64) -> Self {
@@ -94,6 +106,18 @@ impl Body for ProxyBody {
                 }
                 other => other.map_err(Into::into),
             },
+            Proj::Logged { inner, record } => {
+                let polled = Pin::new(inner.as_mut()).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        record.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        record.complete = inner.is_end_stream();
+                    }
+                    Poll::Ready(None) => record.complete = true,
+                    _ => {}
+                }
+                polled
+            }
         }
     }
 
@@ -105,6 +129,7 @@ impl Body for ProxyBody {
             ProxyBody::Prefixed { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
             ProxyBody::Tee { inner } => inner.is_end_stream(),
             ProxyBody::Limited { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Logged { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -125,6 +150,7 @@ impl Body for ProxyBody {
             }
             ProxyBody::Tee { inner } => inner.size_hint(),
             ProxyBody::Limited { inner, .. } => inner.size_hint(),
+            ProxyBody::Logged { inner, .. } => inner.size_hint(),
         }
     }
 }
