@@ -29,7 +29,7 @@ pin_project! {
         /// A stream cut off after `remaining` more bytes.
         Limited { #[pin] inner: Incoming, remaining: u64, limit: u64 },
         /// Any of the above, counted for the access log line.
-        Logged { inner: Box<ProxyBody>, record: AccessRecord },
+        Logged { inner: Box<ProxyBody>, record: Box<AccessRecord> },
     }
 }
 
@@ -55,7 +55,7 @@ impl ProxyBody {
         record.complete = self.is_end_stream();
         ProxyBody::Logged {
             inner: Box::new(self),
-            record,
+            record: Box::new(record),
         }
     }
 
