@@ -147,7 +147,7 @@ async fn routes_override_the_global_percent() {
     let a = get(&c, &format!("{p}/cart"), &[("host", "shop.example")]).await;
     assert_eq!(a.json()["backend"], "new", "route matches POST only");
     assert_eq!(
-        metric_sum(
+        metric(
             &g,
             "switchyard_requests_total",
             &[("route", "payments"), ("backend", "old")]
@@ -155,7 +155,7 @@ async fn routes_override_the_global_percent() {
         1.0
     );
     assert_eq!(
-        metric_sum(
+        metric(
             &g,
             "switchyard_requests_total",
             &[("route", "shop"), ("backend", "old")]
@@ -163,7 +163,7 @@ async fn routes_override_the_global_percent() {
         1.0
     );
     assert_eq!(
-        metric_sum(
+        metric(
             &g,
             "switchyard_requests_total",
             &[("route", "default"), ("backend", "new")]
@@ -385,7 +385,7 @@ async fn dead_backend_is_502_and_slow_backend_is_504() {
         1.0
     );
     assert_eq!(
-        metric_sum(
+        metric(
             &g,
             "switchyard_requests_total",
             &[("backend", "old"), ("code_class", "5xx")]

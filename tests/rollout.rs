@@ -382,19 +382,25 @@ async fn run_until_phase(g: &Gateway, want: &str, within: Duration) -> serde_jso
     s
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_guard_rolls_back_when_new_fails_5_percent() {
-    let old = Origin::start(behaving(0, 0, "v")).await;
-    let new = Origin::start(behaving(0, 20, "v")).await;
-    let g = gateway(&guard_config(&old, &new, ""));
+/// Starts the plan on a gateway over `old` and `new`, sends traffic until
+/// the guard rolls back, and checks it said why.
+async fn guard_rolls_back(old: Handler, new: Handler, extra: &str, failed_check: &str) -> Gateway {
+    let (old, new) = (Origin::start(old).await, Origin::start(new).await);
+    let g = gateway(&guard_config(&old, &new, extra));
     g.controller
         .step(&switchyard::rollout::controller::Actor::new("t", "start"))
         .unwrap();
     let s = run_until_phase(&g, "rolled_back", Duration::from_secs(30)).await;
     let why = s["last_change"]["why"].as_str().unwrap();
-    assert!(why.starts_with("guard: error_rate failed"), "{why}");
+    assert!(why.starts_with(&format!("guard: {failed_check} failed")), "{why}");
     assert_eq!(s["last_change"]["who"], "guard");
     assert_eq!(metric(&g, "switchyard_rollbacks_total", &[("reason", "guard")]), 1.0);
+    g
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_rolls_back_when_new_fails_5_percent() {
+    let g = guard_rolls_back(behaving(0, 0, "v"), behaving(0, 20, "v"), "", "error_rate").await;
     assert!(metric(&g, "switchyard_guard_check_value", &[("check", "error_rate")]) > 0.01);
     assert_eq!(
         metric(&g, "switchyard_guard_check_threshold", &[("check", "error_rate")]),
@@ -405,29 +411,20 @@ async fn the_guard_rolls_back_when_new_fails_5_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_rolls_back_when_new_is_30_percent_slower() {
-    let old = Origin::start(behaving(20, 0, "v")).await;
-    let new = Origin::start(behaving(26, 0, "v")).await;
-    let g = gateway(&guard_config(&old, &new, ""));
-    g.controller
-        .step(&switchyard::rollout::controller::Actor::new("t", "start"))
-        .unwrap();
-    let s = run_until_phase(&g, "rolled_back", Duration::from_secs(30)).await;
-    let why = s["last_change"]["why"].as_str().unwrap();
-    assert!(why.starts_with("guard: latency failed"), "{why}");
+    let g = guard_rolls_back(behaving(20, 0, "v"), behaving(26, 0, "v"), "", "latency").await;
+    assert!(metric(&g, "switchyard_guard_check_value", &[("check", "latency")]) > 1.2);
     stop(g).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_rolls_back_when_bodies_differ() {
-    let old = Origin::start(behaving(0, 0, "one")).await;
-    let new = Origin::start(behaving(0, 0, "two")).await;
-    let g = gateway(&guard_config(&old, &new, "shadow: { percent: 100 }\n"));
-    g.controller
-        .step(&switchyard::rollout::controller::Actor::new("t", "start"))
-        .unwrap();
-    let s = run_until_phase(&g, "rolled_back", Duration::from_secs(30)).await;
-    let why = s["last_change"]["why"].as_str().unwrap();
-    assert!(why.starts_with("guard: diff_rate failed"), "{why}");
+    let g = guard_rolls_back(
+        behaving(0, 0, "one"),
+        behaving(0, 0, "two"),
+        "shadow: { percent: 100 }\n",
+        "diff_rate",
+    )
+    .await;
     stop(g).await;
 }
 

@@ -27,7 +27,7 @@ async fn report(g: &switchyard::gateway::Gateway) -> serde_json::Value {
 }
 
 fn comparisons(g: &switchyard::gateway::Gateway) -> f64 {
-    metric_sum(g, "switchyard_comparisons_total", &[])
+    metric(g, "switchyard_comparisons_total", &[])
 }
 
 /// An origin answering a user document; `name` differs per flavor, `ts`

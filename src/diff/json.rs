@@ -10,10 +10,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::node::{self, Node, Number};
+use super::node::{self, Key, Node, Number};
 use super::pointer::PointerBuf;
 use super::rules::DiffRules;
 use super::{Difference, Kind};
@@ -99,42 +99,13 @@ impl<'de> Visitor<'de> for LevelVisitor {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             fields.push((key.0, map.next_value::<&'de RawValue>()?));
         }
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut deduped: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(fields.len());
-        for f in fields {
-            match deduped.last_mut() {
-                Some(last) if last.0 == f.0 => *last = f,
-                _ => deduped.push(f),
-            }
-        }
-        Ok(Level::Object(deduped))
+        Ok(Level::Object(node::sorted_fields(fields)))
     }
 }
 
 impl<'de> Deserialize<'de> for Level<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(LevelVisitor)
-    }
-}
-
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct K;
-        impl<'de> Visitor<'de> for K {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(K)
     }
 }
 

@@ -171,16 +171,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             fields.push((key.0, map.next_value::<Node<'de>>()?));
         }
-        // Stable, so of repeated keys the last stays last; then keep it.
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut deduped: Vec<(Cow<'de, str>, Node<'de>)> = Vec::with_capacity(fields.len());
-        for f in fields {
-            match deduped.last_mut() {
-                Some(last) if last.0 == f.0 => *last = f,
-                _ => deduped.push(f),
-            }
-        }
-        Ok(Node::Object(deduped))
+        Ok(Node::Object(sorted_fields(fields)))
     }
 }
 
@@ -190,8 +181,23 @@ impl<'de> Deserialize<'de> for Node<'de> {
     }
 }
 
+/// Sorts object members by key; of repeated keys the last wins (as in
+/// serde_json), so objects compare by merging two sorted lists.
+pub(crate) fn sorted_fields<'a, V>(mut fields: Vec<(Cow<'a, str>, V)>) -> Vec<(Cow<'a, str>, V)> {
+    // Stable, so of repeated keys the last stays last; then keep it.
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut deduped: Vec<(Cow<'a, str>, V)> = Vec::with_capacity(fields.len());
+    for f in fields {
+        match deduped.last_mut() {
+            Some(last) if last.0 == f.0 => *last = f,
+            _ => deduped.push(f),
+        }
+    }
+    deduped
+}
+
 /// An object key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

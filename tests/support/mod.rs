@@ -279,29 +279,6 @@ pub fn metric(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
     sum
 }
 
-/// Sum of a metric over every series matching `labels`.
-pub fn metric_sum(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut sum = 0.0;
-    for family in g.metrics.registry.gather() {
-        if family.get_name() != name {
-            continue;
-        }
-        for m in family.get_metric() {
-            let ok = labels
-                .iter()
-                .all(|(k, v)| m.get_label().iter().any(|l| l.get_name() == *k && l.get_value() == *v));
-            if ok {
-                sum += if m.has_counter() {
-                    m.get_counter().get_value()
-                } else {
-                    m.get_gauge().get_value()
-                };
-            }
-        }
-    }
-    sum
-}
-
 /// Stops a gateway and waits for its threads, off the async runtime.
 pub async fn stop(g: Gateway) {
     g.shutdown();
