@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +86,7 @@ impl Gateway {
         let metrics = Metrics::new();
         let config = Arc::new(config);
         let snapshot = Snapshot::build(config.clone(), rollout, 0, &metrics).map_err(StartError::Setup)?;
-        let cell = Arc::new(ArcSwap::from_pointee(snapshot));
+        let cell = Arc::new(crate::snapshot::Published::new(snapshot));
         let controller = Arc::new(Controller::new(cell.clone(), metrics.clone()));
 
         let (pair_tx, pair_rx) = std::sync::mpsc::sync_channel(config.shadow.queue);

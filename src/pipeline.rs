@@ -31,7 +31,7 @@ use crate::proxy::{ProxyBody, ProxyError};
 use crate::rollout::sink::{LiveSample, LiveSink};
 use crate::shadow::{self, Mirror};
 use crate::side::Side;
-use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::snapshot::{Snapshot, SnapshotCell, WorkerView};
 use crate::split::{self, SplitInput};
 
 /// What every worker shares.
@@ -45,6 +45,7 @@ pub struct Shared {
 /// One event loop's view: the shared state and its own upstream pools.
 pub struct Worker {
     pub shared: Arc<Shared>,
+    view: WorkerView,
     upstreams: ArcSwap<Upstreams>,
 }
 
@@ -53,6 +54,7 @@ impl Worker {
         let snap = shared.snapshot.load();
         let ups = Upstreams::new(snap.generation, &snap.config.backends)?;
         Ok(Self {
+            view: WorkerView::new(&shared.snapshot),
             shared,
             upstreams: ArcSwap::from_pointee(ups),
         })
@@ -86,7 +88,8 @@ impl Worker {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let peer = conn.addr;
         let started = Instant::now();
-        let snap = self.shared.snapshot.load_full();
+        let current = self.view.get(&self.shared.snapshot);
+        let snap = &current.snapshot;
         let (mut parts, body) = req.into_parts();
         let method = parts.method.clone();
         let log_path = snap.config.logging.access_log.then(|| parts.uri.path().to_string());
@@ -135,11 +138,11 @@ impl Worker {
         }
 
         // 5. mirror
-        let upstreams = self.upstreams(&snap);
+        let upstreams = self.upstreams(snap);
         let (body, mirror) = if route.shadow.allows(&method) && ctx.body_limit.is_none() {
             shadow::prepare(
                 &self.shared.shadow,
-                &snap,
+                snap,
                 route,
                 &upstreams,
                 side,

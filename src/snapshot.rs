@@ -3,6 +3,7 @@
 //! single atomic operation, and sees one consistent world for its whole life;
 //! a rollback or a reload builds a new snapshot and swaps it in.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -58,5 +59,80 @@ impl Snapshot {
     }
 }
 
+/// Where the current snapshot is published, with a version that moves on
+/// every store. Workers keep their own handle on the current snapshot and
+/// check the version (one atomic load) per request, so the snapshot's shared
+/// reference count is not bounced between cores on every request.
+pub struct Published {
+    cell: ArcSwap<Snapshot>,
+    version: AtomicU64,
+}
+
+impl Published {
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            cell: ArcSwap::from_pointee(snapshot),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.cell.load()
+    }
+
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.cell.load_full()
+    }
+
+    /// Publishes a snapshot; the version moves after, so whoever sees the new
+    /// version finds the new snapshot.
+    pub fn store(&self, snapshot: Arc<Snapshot>) {
+        self.cell.store(snapshot);
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+}
+
 /// The shared cell every request reads from.
-pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
+pub type SnapshotCell = Arc<Published>;
+
+/// A worker's handle on the snapshot of a given version.
+pub struct Current {
+    pub version: u64,
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// A worker's cache of the current snapshot.
+pub struct WorkerView {
+    current: ArcSwap<Current>,
+}
+
+impl WorkerView {
+    pub fn new(cell: &Published) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Current {
+                version: cell.version(),
+                snapshot: cell.load_full(),
+            }),
+        }
+    }
+
+    /// The snapshot a request works with: this worker's copy, refreshed when
+    /// the published version has moved.
+    pub fn get(&self, cell: &Published) -> Arc<Current> {
+        let version = cell.version();
+        let current = self.current.load_full();
+        if current.version == version {
+            return current;
+        }
+        let fresh = Arc::new(Current {
+            version,
+            snapshot: cell.load_full(),
+        });
+        self.current.store(fresh.clone());
+        fresh
+    }
+}

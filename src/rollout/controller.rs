@@ -284,7 +284,6 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arc_swap::ArcSwap;
 
     fn controller(extra: &str) -> (Controller, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -295,7 +294,7 @@ mod tests {
         let cfg = Arc::new(Config::from_yaml(&yaml, "t").unwrap());
         let m = Metrics::new();
         let snap = Snapshot::build(cfg, RolloutState::initial(0.0), 0, &m).unwrap();
-        (Controller::new(Arc::new(ArcSwap::from_pointee(snap)), m), dir)
+        (Controller::new(Arc::new(crate::snapshot::Published::new(snap)), m), dir)
     }
 
     fn sre() -> Actor {
