@@ -81,6 +81,7 @@ impl Analysis {
             metrics,
             store,
             dirty: HashSet::new(),
+            rewrite_all: false,
         };
         let handle = std::thread::Builder::new()
             .name("switchyard-analysis".into())
@@ -94,6 +95,9 @@ struct Worker {
     metrics: Metrics,
     store: Option<Store>,
     dirty: HashSet<String>,
+    /// The store rotated while tallies were written: write them all again
+    /// next time, so the newest file stands alone.
+    rewrite_all: bool,
 }
 
 impl Worker {
@@ -151,6 +155,7 @@ impl Worker {
 
     /// Writes the counts of changed endpoints (all of them after a rotation).
     fn write_tallies(&mut self, all: bool) {
+        let all = all || std::mem::take(&mut self.rewrite_all);
         let Some(store) = &mut self.store else {
             self.dirty.clear();
             return;

@@ -193,7 +193,9 @@ impl Guard {
         metrics: Metrics,
         report: Arc<Mutex<GuardReport>>,
     ) -> Self {
-        let window = Window::new(controller.snapshot().config.rollout.guard.window.get());
+        let cfg = controller.snapshot().config.rollout.guard.clone();
+        let window = Window::new(cfg.window.get());
+        report.lock().unwrap_or_else(|p| p.into_inner()).enabled = cfg.enabled;
         Self {
             controller,
             rx,
