@@ -457,3 +457,32 @@ async fn an_identical_new_is_walked_through_every_step_to_promoted() {
     assert_eq!(metric(&g, "switchyard_rollbacks_total", &[]), 0.0);
     stop(g).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_new_finish_after_a_rollback() {
+    let old = Origin::named("old").await;
+    let slow_new: Handler = Arc::new(|_req| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            json_response(200, serde_json::json!({"backend": "new"}))
+        })
+    });
+    let new = Origin::start(slow_new).await;
+    let g = gateway(&format!("{}rollout: {{ percent: 100 }}\n", backends(&old, &new)));
+    let url = format!("{}/x", proxy(&g));
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move { get(&client(), &url, &[]).await }
+    });
+    eventually(Duration::from_secs(5), "the request reached new", || new.count() == 1).await;
+    assert_eq!(call(&g, Method::POST, "/rollback", "", None).await.status, 200);
+    assert_eq!(
+        get(&client(), &url, &[]).await.json()["backend"],
+        "old",
+        "the next request goes to old"
+    );
+    let a = in_flight.await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["backend"], "new", "the one already on new finished there");
+    stop(g).await;
+}

@@ -163,3 +163,103 @@ impl Chain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decides after an await: the seam for modules that must do I/O.
+    struct Later;
+
+    impl Module for Later {
+        fn name(&self) -> &'static str {
+            "later"
+        }
+        fn decisions(&self) -> Vec<String> {
+            vec!["asked".into()]
+        }
+        fn on_request(&self, req: &mut http::request::Parts, _ctx: &mut RequestCtx<'_>) -> Outcome {
+            let deny = req.uri.path() == "/deny";
+            Outcome {
+                verdict: Verdict::Wait(Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    if deny {
+                        Verdict::Respond(crate::proxy::error::plain(http::StatusCode::FORBIDDEN, "no\n"))
+                    } else {
+                        Verdict::Continue
+                    }
+                })),
+                decision: 0,
+            }
+        }
+    }
+
+    /// Adds a response header on the way out.
+    struct Stamp;
+
+    impl Module for Stamp {
+        fn name(&self) -> &'static str {
+            "stamp"
+        }
+        fn decisions(&self) -> Vec<String> {
+            vec!["seen".into()]
+        }
+        fn on_request(&self, _req: &mut http::request::Parts, _ctx: &mut RequestCtx<'_>) -> Outcome {
+            Outcome::pass(0)
+        }
+        fn on_response(&self, resp: &mut http::response::Parts, _ctx: &RequestCtx<'_>) {
+            resp.headers.insert("x-stamp", http::HeaderValue::from_static("1"));
+        }
+        fn wants_response(&self) -> bool {
+            true
+        }
+    }
+
+    fn ctx() -> RequestCtx<'static> {
+        RequestCtx {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            route: "default",
+            tags: Vec::new(),
+            body_limit: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn async_modules_answer_after_their_future() {
+        let metrics = Metrics::new();
+        let chain = Chain::new(
+            &[Arc::new(Later) as Arc<dyn Module>, Arc::new(Stamp)],
+            "default",
+            &metrics,
+        );
+        assert_eq!(chain.names(), vec!["later", "stamp"]);
+        let mut deny = http::Request::get("/deny").body(()).unwrap().into_parts().0;
+        let resp = chain.on_request(&mut deny, &mut ctx()).await.expect("an early answer");
+        assert_eq!(resp.status(), 403);
+        let mut ok = http::Request::get("/ok").body(()).unwrap().into_parts().0;
+        assert!(chain.on_request(&mut ok, &mut ctx()).await.is_none());
+        // Both requests were counted by the first module, one by the second.
+        let count = |module: &str, decision: &str| {
+            metrics
+                .module_decisions
+                .with_label_values(&[module, "default", decision])
+                .get()
+        };
+        assert_eq!(count("later", "asked"), 2);
+        assert_eq!(count("stamp", "seen"), 1);
+    }
+
+    #[test]
+    fn the_response_phase_runs_only_for_modules_that_want_it() {
+        let metrics = Metrics::new();
+        let chain = Chain::new(&[Arc::new(Stamp) as Arc<dyn Module>], "default", &metrics);
+        let mut resp = http::Response::new(()).into_parts().0;
+        chain.on_response(&mut resp, &ctx());
+        assert_eq!(resp.headers["x-stamp"], "1");
+        let empty = Chain::new(&[], "default", &metrics);
+        assert!(empty.is_empty());
+        let mut resp = http::Response::new(()).into_parts().0;
+        empty.on_response(&mut resp, &ctx());
+        assert!(resp.headers.is_empty());
+    }
+}
