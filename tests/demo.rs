@@ -43,7 +43,7 @@ async fn the_demo_report_lists_exactly_the_planted_differences() {
             proxy: demo.proxy_url(),
             requests: args.requests,
             deadline: None,
-            rate: 2000,
+            rate: 1000,
             users: 5000,
             workers: 16,
         },
@@ -101,9 +101,17 @@ async fn the_demo_report_lists_exactly_the_planted_differences() {
         .unwrap()
         .iter()
         .all(|f| f["field"] != "body:/tags"));
-    // The slow endpoint shows it.
-    let ratio = search["latency"]["ratio_p50"].as_f64().unwrap();
-    assert!(ratio > 1.15, "search p50 ratio {ratio}");
+    // The slow endpoint shows it: +30 % of a 10 ms answer. Other tests share
+    // the machine and add their own delay to both sides alike, so the check
+    // is on the gap as well as the ratio.
+    let (old_p50, new_p50) = (
+        search["latency"]["old"]["p50_ms"].as_f64().unwrap(),
+        search["latency"]["new"]["p50_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        new_p50 / old_p50 > 1.1 && new_p50 - old_p50 > 1.5,
+        "search p50 old {old_p50} ms, new {new_p50} ms"
+    );
     // /health has nothing real.
     assert!(!real.contains_key("GET /health"));
     assert_eq!(progress.failed.load(std::sync::atomic::Ordering::Relaxed), 0);

@@ -249,17 +249,18 @@ impl Controller {
     /// Emergency stop: `new` serves nothing, on every route, from the next
     /// request on. The snapshot is swapped before the state is written.
     pub fn rollback(&self, actor: &Actor, reason: RollbackReason) -> Result<RolloutState, ControlError> {
-        let out = self.commit(actor, true, |prev, _| {
+        // Counted first: by the time anyone sees the new phase, the rollback
+        // is in the metric too (and it counts even if persisting fails,
+        // since traffic leaves new regardless).
+        self.metrics.rollbacks.with_label_values(&[reason.as_str()]).inc();
+        self.commit(actor, true, |prev, _| {
             Ok(RolloutState {
                 percent: 0.0,
                 phase: Phase::RolledBack,
                 step: None,
                 ..prev.clone()
             })
-        });
-        // Counted even when persisting failed: traffic did leave new.
-        self.metrics.rollbacks.with_label_values(&[reason.as_str()]).inc();
-        out
+        })
     }
 
     /// Swaps in a new config, keeping the rollout state. Backend pools are
