@@ -136,10 +136,10 @@ impl Worker {
         self.dirty.insert(ingested.endpoint.clone());
         let mut rotated = false;
         if let Some(store) = &mut self.store {
-            for sample in ingested.real {
+            for (field, sample) in ingested.real {
                 let rec = Record::Diff {
                     endpoint: ingested.endpoint.clone(),
-                    field: sample.difference.field(),
+                    field,
                     sample: Box::new(sample),
                 };
                 match store.append(&rec) {

@@ -15,11 +15,41 @@ use serde::{Deserialize, Serialize};
 use super::endpoint::EndpointNamer;
 use super::latency::Latency;
 use crate::config::Config;
-use crate::diff::{Comparison, Difference, Exchange, Kind};
+use crate::diff::{Difference, Exchange, Kind};
 use crate::shadow::Pair;
 
 /// Name of the bucket that endpoints beyond the cap share.
 pub const OVERFLOW: &str = "(other endpoints)";
+
+/// Fields tracked per endpoint; beyond it they share one bucket, so a body
+/// keyed by ids (`{"u123": …}`) cannot grow the report without bound.
+pub const MAX_FIELDS: usize = 256;
+
+/// Name of the bucket that fields beyond [`MAX_FIELDS`] share.
+pub const OVERFLOW_FIELD: &str = "(other fields)";
+
+/// The name a difference is counted under: its location with array indices
+/// and id-like keys generalised (`body:/users/*/name`), or the overflow
+/// bucket once the endpoint tracks [`MAX_FIELDS`] fields.
+fn field_key(fields: &BTreeMap<String, FieldStats>, d: &Difference) -> String {
+    let generalised = d.field();
+    let name = match generalised.strip_prefix("body:") {
+        Some(ptr) => {
+            let mut out = String::from("body:");
+            for tok in ptr.split('/').skip(1) {
+                out.push('/');
+                out.push_str(if super::endpoint::is_id_like(tok) { "*" } else { tok });
+            }
+            out
+        }
+        None => generalised,
+    };
+    if fields.contains_key(&name) || fields.len() < MAX_FIELDS {
+        name
+    } else {
+        OVERFLOW_FIELD.to_string()
+    }
+}
 
 /// Headers never stored or shown, whatever the config says.
 pub const ALWAYS_REDACTED: &[&str] = &["authorization", "cookie", "set-cookie", "proxy-authorization"];
@@ -170,8 +200,8 @@ pub struct Minute {
 pub struct Ingested {
     pub verdict: Verdict,
     pub endpoint: String,
-    /// Samples of the real differences found (for the store).
-    pub real: Vec<Sample>,
+    /// Field names and samples of the real differences found (for the store).
+    pub real: Vec<(String, Sample)>,
 }
 
 pub struct Collector {
@@ -263,13 +293,17 @@ impl Collector {
         e.latency_new.record_us(pair.new.latency.as_secs_f64() * 1e6);
         if let Some(b) = &baseline {
             e.baseline += 1;
-            for field in distinct_fields(b, false) {
-                e.fields.entry(field).or_default().noise += 1;
+            let mut seen = HashSet::new();
+            for d in b.counted() {
+                let field = field_key(&e.fields, d);
+                if seen.insert(field.clone()) {
+                    e.fields.entry(field).or_default().noise += 1;
+                }
             }
         }
         let mut seen = HashSet::new();
         for d in &raw.differences {
-            let field = d.field();
+            let field = field_key(&e.fields, d);
             if !seen.insert(field.clone()) {
                 continue;
             }
@@ -288,13 +322,13 @@ impl Collector {
         let mut judged = HashSet::new();
         for d in raw.counted() {
             any_counted = true;
-            let field = d.field();
+            let field = field_key(&e.fields, d);
             let (compared, base) = (e.compared, e.baseline);
             let Some(f) = e.fields.get_mut(&field) else {
                 continue;
             };
             let is_real = model.is_real(f.raw, compared, f.noise, base);
-            if !judged.insert(field) {
+            if !judged.insert(field.clone()) {
                 continue;
             }
             let sample = Sample {
@@ -306,7 +340,7 @@ impl Collector {
             }
             f.samples.push_back(sample.clone());
             if is_real {
-                real.push(sample);
+                real.push((field, sample));
             }
         }
         let verdict = if !real.is_empty() {
@@ -399,16 +433,6 @@ impl Collector {
             }
         }
     }
-}
-
-fn distinct_fields(c: &Comparison, include_ignored: bool) -> Vec<String> {
-    let mut seen = HashSet::new();
-    c.differences
-        .iter()
-        .filter(|d| include_ignored || !d.ignored)
-        .map(Difference::field)
-        .filter(|f| seen.insert(f.clone()))
-        .collect()
 }
 
 fn redact_difference(d: &Difference, redact: &HashSet<String>) -> Difference {
@@ -561,6 +585,32 @@ mod tests {
         }
         assert_eq!(c.endpoints.len(), 4);
         assert_eq!(c.endpoints[OVERFLOW].compared, 47);
+    }
+
+    #[test]
+    fn fields_keyed_by_ids_collapse_and_are_capped() {
+        let mut c = Collector::new(&config(""));
+        // Keys that are ids collapse to `*`…
+        c.ingest(
+            &pair(
+                "/m",
+                r#"{"users":{"3f2504e0-4f89-11d3-9a0c-0305e82c3301":1}}"#.into(),
+                r#"{"users":{"3f2504e0-4f89-11d3-9a0c-0305e82c3301":2}}"#.into(),
+                None,
+            ),
+            0,
+        );
+        assert!(c.endpoints["GET /m"].fields.contains_key("body:/users/*"));
+        // …and names that are not ids are capped per endpoint.
+        for i in 0..(MAX_FIELDS + 50) {
+            c.ingest(
+                &pair("/n", format!(r#"{{"k{i}x":1}}"#), format!(r#"{{"k{i}x":2}}"#), None),
+                0,
+            );
+        }
+        let e = &c.endpoints["GET /n"];
+        assert_eq!(e.fields.len(), MAX_FIELDS + 1);
+        assert_eq!(e.fields[OVERFLOW_FIELD].raw, 50);
     }
 
     #[test]
