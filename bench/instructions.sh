@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, NGINX vs Switchyard, counted by
+# callgrind in one run. Unlike wall-clock figures on a shared 2-core machine,
+# instruction counts repeat run to run, so small changes to the request path
+# can be measured. Kernel work (syscalls) is not counted: compare it with
+# `strace -c -f` (both proxies make 2 writev + 2 recvfrom per request).
+#
+# Needs nginx, wrk and valgrind. Not run by CI.
+# Usage: bench/instructions.sh [seconds=10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+for tool in nginx wrk valgrind callgrind_annotate; do
+  command -v $tool >/dev/null || { echo "needs $tool: apt-get install -y nginx wrk valgrind"; exit 1; }
+done
+cargo build --release --quiet
+BIN=target/release/switchyard
+WORK=$(mktemp -d)
+chmod 755 "$WORK"   # nginx workers run as nobody
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+mkdir -p "$WORK/www"
+printf '%s' '{"id":42,"name":"kettle","price":12.5,"tags":["home","kitchen"],"stock":{"count":17,"warehouse":"AMS"}}' > "$WORK/www/item.json"
+chmod -R a+rX "$WORK/www"
+cat > "$WORK/origin.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/origin.pid; error_log $WORK/origin.err warn;
+events { worker_connections 1024; }
+http { access_log off; default_type application/json; keepalive_requests 1000000;
+  server { listen 127.0.0.1:18281; listen 127.0.0.1:18282; root $WORK/www; location / { try_files /item.json =404; } } }
+CONF
+# One process, so callgrind sees all of NGINX's work.
+cat > "$WORK/proxy.conf" <<CONF
+worker_processes 1; master_process off; daemon off; pid $WORK/proxy.pid; error_log $WORK/proxy.err warn;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:18281; keepalive 64; }
+  server { listen 127.0.0.1:18290; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+cat > "$WORK/sy.yaml" <<CONF
+listen: "127.0.0.1:18300"
+admin: { listen: "127.0.0.1:18301" }
+server: { workers: 1 }
+backends:
+  old: { url: "http://127.0.0.1:18281" }
+  new: { url: "http://127.0.0.1:18282" }
+logging: { level: warn }
+CONF
+
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!)
+wait_port 18281
+
+declare -A IR REQ
+measure() { # name port command...
+  local name=$1 port=$2; shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
+  local pid=$!
+  wait_port "$port"
+  REQ[$name]=$(wrk -t1 -c10 -d"${SECS}s" "http://127.0.0.1:$port/item" | awk '/requests in/ {print $1}')
+  kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  IR[$name]=$(callgrind_annotate "$WORK/$name.cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+}
+measure nginx 18290 nginx -c "$WORK/proxy.conf" -p "$WORK"
+measure switchyard 18300 "$BIN" serve -c "$WORK/sy.yaml" --reset-state
+
+printf '\n%-12s %10s %16s %12s\n' proxy requests "instructions/req" "× nginx"
+for p in nginx switchyard; do
+  per=$(awk -v i="${IR[$p]}" -v r="${REQ[$p]}" 'BEGIN { printf "%.0f", i / r }')
+  base=$(awk -v i="${IR[nginx]}" -v r="${REQ[nginx]}" 'BEGIN { print i / r }')
+  printf '%-12s %10s %16s %12.2f\n' "$p" "${REQ[$p]}" "$per" "$(awk -v a="$per" -v b="$base" 'BEGIN { print a / b }')"
+done
