@@ -66,7 +66,8 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(cfg.header_read_timeout.get())
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_headers(cfg.max_headers)
-        .keep_alive(true);
+        .keep_alive(true)
+        .writev(false);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(cfg.max_header_bytes as u32)
