@@ -124,6 +124,8 @@ impl Worker {
         );
 
         // 4. upstream_request
+        // Room for what is added below, so the map grows at most once.
+        parts.headers.reserve(6);
         let request_id = ensure_request_id(&mut parts.headers);
         let host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -171,6 +173,7 @@ impl Worker {
             Ok(resp) => {
                 let (mut rp, rb) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rp.headers);
+                rp.headers.reserve(3);
                 // The comparison sees the backend's answer, not our additions.
                 let body = mirror.attach(rb, &rp);
                 if snap.config.server.served_by_header {
@@ -179,9 +182,7 @@ impl Worker {
                 if snap.config.server.via {
                     headers::append_via(&mut rp.headers, rp.version);
                 }
-                if !rp.headers.contains_key(&X_REQUEST_ID) {
-                    rp.headers.insert(&X_REQUEST_ID, request_id.clone());
-                }
+                rp.headers.entry(&X_REQUEST_ID).or_insert_with(|| request_id.clone());
                 route.chain.on_response(&mut rp, &ctx);
                 Response::from_parts(rp, body)
             }

@@ -114,13 +114,11 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: &HeaderValue, host: Optio
             headers.insert(&X_FORWARDED_FOR, client.clone());
         }
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Some(h) = host {
-            headers.insert(&X_FORWARDED_HOST, h.clone());
-        }
+    headers
+        .entry(&X_FORWARDED_PROTO)
+        .or_insert_with(|| HeaderValue::from_static("http"));
+    if let Some(h) = host {
+        headers.entry(&X_FORWARDED_HOST).or_insert_with(|| h.clone());
     }
 }
 
