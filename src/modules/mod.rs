@@ -164,6 +164,19 @@ impl Chain {
     }
 }
 
+/// A context for driving modules in unit tests.
+#[cfg(test)]
+pub(crate) fn ctx() -> RequestCtx<'static> {
+    RequestCtx {
+        client_ip: "127.0.0.1"
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        route: "default",
+        tags: Vec::new(),
+        body_limit: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,15 +225,6 @@ mod tests {
         }
         fn wants_response(&self) -> bool {
             true
-        }
-    }
-
-    fn ctx() -> RequestCtx<'static> {
-        RequestCtx {
-            client_ip: "127.0.0.1".parse().unwrap(),
-            route: "default",
-            tags: Vec::new(),
-            body_limit: None,
         }
     }
 

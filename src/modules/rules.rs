@@ -268,6 +268,7 @@ impl Module for Rules {
 mod tests {
     use super::*;
     use crate::config::{NamedPattern, RuleMatch};
+    use crate::modules::ctx;
 
     fn rule(name: &str, action: RuleAction, m: RuleMatch) -> RuleConfig {
         RuleConfig {
@@ -280,15 +281,6 @@ mod tests {
 
     fn req(b: http::request::Builder) -> http::request::Parts {
         b.body(()).unwrap().into_parts().0
-    }
-
-    fn ctx() -> RequestCtx<'static> {
-        RequestCtx {
-            client_ip: "127.0.0.1".parse().unwrap(),
-            route: "default",
-            tags: Vec::new(),
-            body_limit: None,
-        }
     }
 
     fn sample() -> Rules {
