@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::report::collector::{Collector, Verdict};
 use crate::report::store::{self, Record, Store};
 use crate::rollout::state::now_ms;
-use crate::shadow::Pair;
+use crate::shadow::{Pair, Work};
 
 const TALLY_EVERY: Duration = Duration::from_secs(5);
 const DIFF_WINDOW_CAP: usize = 200_000;
@@ -60,7 +60,7 @@ pub struct Analysis {
 impl Analysis {
     /// Builds the collector (restored from the store when there is one) and
     /// starts the thread. The thread ends when every sender is gone.
-    pub fn start(config: &Config, metrics: Metrics, rx: Receiver<Pair>) -> std::io::Result<(Self, JoinHandle<()>)> {
+    pub fn start(config: &Config, metrics: Metrics, rx: Receiver<Work>) -> std::io::Result<(Self, JoinHandle<()>)> {
         let mut collector = Collector::new(config);
         let mut store = None;
         if let Some(cfg) = &config.diff.store {
@@ -101,11 +101,15 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Pair>) {
+    fn run(mut self, rx: Receiver<Work>) {
         let mut last_tally = Instant::now();
         loop {
             match rx.recv_timeout(TALLY_EVERY) {
-                Ok(pair) => self.process(pair),
+                Ok(Work::Compare(pair)) => self.process(*pair),
+                Ok(Work::Failed { route, method, target }) => {
+                    let mut c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+                    c.record_error(&route, method.as_str(), &target, now_ms());
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }

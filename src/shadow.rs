@@ -47,16 +47,28 @@ pub struct Pair {
     pub twin: Option<Exchange>,
 }
 
+/// What the analysis thread is handed.
+pub enum Work {
+    /// Both sides answered: compare them.
+    Compare(Box<Pair>),
+    /// A side failed: nothing to compare, but the report counts it.
+    Failed {
+        route: Arc<str>,
+        method: Method,
+        target: String,
+    },
+}
+
 /// Shared by every worker: the in-flight bound and the analysis queue.
 #[derive(Clone)]
 pub struct Dispatcher {
     in_flight: Arc<Semaphore>,
-    queue: Option<SyncSender<Pair>>,
+    queue: Option<SyncSender<Work>>,
     metrics: Metrics,
 }
 
 impl Dispatcher {
-    pub fn new(max_in_flight: usize, queue: Option<SyncSender<Pair>>, metrics: Metrics) -> Self {
+    pub fn new(max_in_flight: usize, queue: Option<SyncSender<Work>>, metrics: Metrics) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             queue,
@@ -399,13 +411,20 @@ impl Job {
             self.dispatcher.count(b.label, route, outcome(t));
         }
         let m = &self.dispatcher.metrics;
-        let Ok(live) = live else {
-            m.comparisons.with_label_values(&[route, "error"]).inc();
-            return;
-        };
-        let Ok(shadow) = shadow else {
-            m.comparisons.with_label_values(&[route, "error"]).inc();
-            return;
+        let (live, shadow) = match (live, shadow) {
+            (Ok(live), Ok(shadow)) => (live, shadow),
+            _ => {
+                m.comparisons.with_label_values(&[route, "error"]).inc();
+                let failed = Work::Failed {
+                    route: self.route.clone(),
+                    method: self.method,
+                    target: self.target,
+                };
+                if let Some(q) = &self.dispatcher.queue {
+                    let _ = q.try_send(failed);
+                }
+                return;
+            }
         };
         m.pair_duration
             .with_label_values(&[self.live.as_str(), route])
@@ -433,9 +452,9 @@ impl Job {
             twin: twin_res.and_then(Result::ok),
         };
         if let Some(q) = &self.dispatcher.queue {
-            if let Err(TrySendError::Full(p)) = q.try_send(pair) {
+            if let Err(TrySendError::Full(_)) = q.try_send(Work::Compare(Box::new(pair))) {
                 // Analysis is behind: shed the comparison, not the traffic.
-                m.comparisons.with_label_values(&[&p.route, "dropped"]).inc();
+                m.comparisons.with_label_values(&[&self.route, "dropped"]).inc();
             }
         }
     }

@@ -34,7 +34,7 @@ routes:
     match: { host: h, path_prefix: /api, methods: [GET] }
     rollout: { percent: 1, sticky: none }
     shadow: { percent: 1, methods: [GET], max_body_bytes: 1 }
-    diff: { ignore_headers: [a], ignore_fields: [/a], unordered_arrays: [/b], float_tolerance: 0.1 }
+    diff: { ignore_headers: [a], ignore_fields: [/a], unordered_arrays: [/b], float_tolerance: 0.1, endpoints: ["/api/{id}"] }
     modules: [ { rate_limit: { rate: 1 } } ]
 "#;
 

@@ -372,6 +372,12 @@ async fn shadow_timeouts_and_dead_shadows_are_counted_not_felt() {
         metric(&g, "switchyard_comparisons_total", &[("result", "error")]) == 1.0
     })
     .await;
+    // …and the report counts it too, under its endpoint.
+    eventually(Duration::from_secs(5), "the report counts the error", || {
+        let c = g.analysis.collector.lock().unwrap();
+        c.totals.error == 1 && c.endpoints["GET /x"].results.error == 1
+    })
+    .await;
     stop(g).await;
 }
 

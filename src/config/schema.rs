@@ -462,6 +462,10 @@ pub struct RouteDiff {
     pub unordered_arrays: Vec<String>,
     #[serde(default)]
     pub float_tolerance: Option<f64>,
+    /// Path templates naming this route's endpoints, tried before
+    /// `diff.endpoints`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }
 
 /// One module in a chain: a single-key map naming the module

@@ -483,6 +483,11 @@ fn routes(f: &mut Findings, routes: &[RouteConfig]) {
         f.header_names(&format!("{p}.diff.ignore_headers"), &r.diff.ignore_headers);
         f.pointer_patterns(&format!("{p}.diff.ignore_fields"), &r.diff.ignore_fields);
         f.pointer_patterns(&format!("{p}.diff.unordered_arrays"), &r.diff.unordered_arrays);
+        for (j, t) in r.diff.endpoints.iter().enumerate() {
+            if let Err(e) = crate::report::endpoint::Template::parse(t) {
+                f.add(format!("{p}.diff.endpoints[{j}]"), e);
+            }
+        }
         if let Some(t) = r.diff.float_tolerance {
             if !t.is_finite() || t < 0.0 {
                 f.add(

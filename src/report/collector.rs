@@ -223,7 +223,7 @@ impl Collector {
         let mut redact: HashSet<String> = ALWAYS_REDACTED.iter().map(|s| s.to_string()).collect();
         redact.extend(config.diff.redact_headers.iter().map(|h| h.to_ascii_lowercase()));
         Self {
-            namer: EndpointNamer::new(&config.diff.endpoints).unwrap_or_default(),
+            namer: EndpointNamer::from_config(config).unwrap_or_default(),
             model: NoiseModel {
                 relative: config.diff.noise.relative_threshold,
                 absolute: config.diff.noise.absolute_threshold,
@@ -255,8 +255,8 @@ impl Collector {
         self.redact.contains(header)
     }
 
-    fn endpoint_key(&mut self, method: &str, target: &str) -> String {
-        let name = self.namer.name(method, target);
+    fn endpoint_key(&mut self, route: &str, method: &str, target: &str) -> String {
+        let name = self.namer.name_on(route, method, target);
         if self.endpoints.contains_key(&name) || self.endpoints.len() < self.max_endpoints {
             name
         } else {
@@ -266,7 +266,7 @@ impl Collector {
 
     /// Records a comparison that could not be made (a side failed).
     pub fn record_error(&mut self, route: &str, method: &str, target: &str, now_ms: u64) {
-        let key = self.endpoint_key(method, target);
+        let key = self.endpoint_key(route, method, target);
         let e = self.endpoints.entry(key).or_default();
         e.route = route.to_string();
         e.results.add(Verdict::Error);
@@ -281,7 +281,7 @@ impl Collector {
             .twin
             .as_ref()
             .map(|t| crate::diff::compare(&pair.old, t, &pair.rules));
-        let key = self.endpoint_key(pair.method.as_str(), &pair.target);
+        let key = self.endpoint_key(&pair.route, pair.method.as_str(), &pair.target);
         let model = self.model;
         let cap = self.samples_per_field;
         let sample_base = self.sample_base(pair);

@@ -84,13 +84,40 @@ pub fn is_id_like(seg: &str) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct EndpointNamer {
     templates: Vec<Template>,
+    /// Templates a route declares, tried first for that route's requests.
+    by_route: std::collections::HashMap<String, Vec<Template>>,
+}
+
+fn parse_all(templates: &[String]) -> Result<Vec<Template>, String> {
+    templates.iter().map(|t| Template::parse(t)).collect()
 }
 
 impl EndpointNamer {
     pub fn new(templates: &[String]) -> Result<Self, String> {
         Ok(Self {
-            templates: templates.iter().map(|t| Template::parse(t)).collect::<Result<_, _>>()?,
+            templates: parse_all(templates)?,
+            by_route: Default::default(),
         })
+    }
+
+    /// The global templates of `diff.endpoints` and each route's own.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
+        let mut namer = Self::new(&config.diff.endpoints)?;
+        for r in &config.routes {
+            if !r.diff.endpoints.is_empty() {
+                namer.by_route.insert(r.name.clone(), parse_all(&r.diff.endpoints)?);
+            }
+        }
+        Ok(namer)
+    }
+
+    /// `METHOD /template` for a request on `route`; queries never take part.
+    pub fn name_on(&self, route: &str, method: &str, path: &str) -> String {
+        let p = path.split('?').next().unwrap_or("/");
+        if let Some(t) = self.by_route.get(route).and_then(|ts| ts.iter().find(|t| t.matches(p))) {
+            return format!("{method} {}", t.as_str());
+        }
+        self.name(method, path)
     }
 
     /// `METHOD /template`; query strings never take part.
@@ -139,6 +166,25 @@ mod tests {
         let n = EndpointNamer::new(&["/users/{name}/profile".into()]).unwrap();
         assert_eq!(n.name("GET", "/users/alice/profile"), "GET /users/{name}/profile");
         assert_eq!(n.name("GET", "/users/alice"), "GET /users/alice");
+    }
+
+    #[test]
+    fn route_templates_come_first_for_their_route() {
+        let cfg = crate::config::Config::from_yaml(
+            "backends: { old: { url: 'http://a:1' }, new: { url: 'http://b:1' } }\ndiff: { endpoints: ['/shop/{item}'] }\nroutes:\n  - name: shop\n    match: { path_prefix: /shop }\n    diff: { endpoints: ['/shop/{sku}/reviews'] }\n",
+            "t",
+        )
+        .unwrap();
+        let n = EndpointNamer::from_config(&cfg).unwrap();
+        assert_eq!(
+            n.name_on("shop", "GET", "/shop/lamp/reviews"),
+            "GET /shop/{sku}/reviews"
+        );
+        assert_eq!(n.name_on("shop", "GET", "/shop/lamp"), "GET /shop/{item}");
+        assert_eq!(
+            n.name_on("default", "GET", "/shop/lamp/reviews"),
+            "GET /shop/lamp/reviews"
+        );
     }
 
     #[test]
