@@ -256,10 +256,6 @@ impl Gateway {
         self.shutdown.cancel();
     }
 
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
     /// Re-reads the config file and swaps it in.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         self.reloader.reload()

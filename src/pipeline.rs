@@ -141,7 +141,15 @@ impl Worker {
 
         // 5. mirror
         let upstreams = self.upstreams(snap);
-        let (body, mirror) = if route.shadow.allows(&method) && ctx.body_limit.is_none() {
+        let mirrorable = route.shadow.allows(&method);
+        if mirrorable && ctx.body_limit.is_some() {
+            // A rule cut this chunked body off at a size: it streams live
+            // only, and the skipped mirror is counted like any other.
+            self.shared
+                .shadow
+                .count(side.other().as_str(), &route.name, "skipped_body");
+        }
+        let (body, mirror) = if mirrorable && ctx.body_limit.is_none() {
             shadow::prepare(
                 &self.shared.shadow,
                 snap,

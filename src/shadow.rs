@@ -76,16 +76,11 @@ impl Dispatcher {
         }
     }
 
-    fn count(&self, backend: &str, route: &str, outcome: &str) {
+    pub(crate) fn count(&self, backend: &str, route: &str, outcome: &str) {
         self.metrics
             .shadow_requests
             .with_label_values(&[backend, route, outcome])
             .inc();
-    }
-
-    /// Mirrors in flight now.
-    pub fn in_flight(&self, max: usize) -> usize {
-        max - self.in_flight.available_permits()
     }
 }
 

@@ -220,16 +220,14 @@ impl Default for SetPercent {
     }
 }
 
+/// A query parameter of an admin call, percent-decoded.
 fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
-    let q = req.uri().query()?;
-    q.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
+    let raw = crate::split::query_param(req.uri().query()?, name)?;
+    Some(
+        percent_encoding::percent_decode_str(&raw.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Serves one admin request.

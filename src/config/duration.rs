@@ -14,10 +14,6 @@ use serde::{Serialize, Serializer};
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
-    pub const fn from_millis(ms: u64) -> Self {
-        Self(Duration::from_millis(ms))
-    }
-
     pub const fn from_secs(s: u64) -> Self {
         Self(Duration::from_secs(s))
     }

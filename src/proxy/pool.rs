@@ -117,9 +117,4 @@ impl Http1Pool {
         }
         unreachable!("the second attempt always returns")
     }
-
-    /// Connections held now (busy or idle).
-    pub fn held(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
-    }
 }

@@ -7,7 +7,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -24,8 +23,6 @@ pub struct Captured {
     pub truncated: bool,
     /// The stream failed before its end.
     pub failed: bool,
-    /// When the last byte went through.
-    pub finished: Option<Instant>,
 }
 
 pin_project! {
@@ -104,7 +101,6 @@ where
                             body: join(this.chunks, *this.len),
                             truncated: *this.truncated,
                             failed: false,
-                            finished: Some(Instant::now()),
                         });
                     }
                 }
@@ -116,7 +112,6 @@ where
                         body: join(this.chunks, *this.len),
                         truncated: *this.truncated,
                         failed: true,
-                        finished: Some(Instant::now()),
                     });
                 }
                 Poll::Ready(Some(Err(e.into())))
@@ -127,7 +122,6 @@ where
                         body: join(this.chunks, *this.len),
                         truncated: *this.truncated,
                         failed: false,
-                        finished: Some(Instant::now()),
                     });
                 }
                 Poll::Ready(None)

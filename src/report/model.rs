@@ -70,6 +70,17 @@ pub struct SampleView {
     pub curl_new: String,
 }
 
+impl SampleView {
+    /// A sample with the commands that replay it against each backend.
+    fn new(sample: &Sample, old: &str, new: &str, redacted: &dyn Fn(&str) -> bool) -> Self {
+        Self {
+            curl_old: curl(sample, old, redacted),
+            curl_new: curl(sample, new, redacted),
+            sample: sample.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct FieldReport {
     pub field: String,
@@ -196,11 +207,7 @@ fn field_report(
             .iter()
             .rev()
             .take(max_samples)
-            .map(|s| SampleView {
-                curl_old: curl(s, &backends.old, &redacted),
-                curl_new: curl(s, &backends.new, &redacted),
-                sample: s.clone(),
-            })
+            .map(|s| SampleView::new(s, &backends.old, &backends.new, &redacted))
             .collect(),
     }
 }
@@ -365,11 +372,8 @@ pub fn samples(
                 continue;
             }
             for s in &f.samples {
-                let view = SampleView {
-                    curl_old: curl(s, &snap.config.backends.old.url, &redacted),
-                    curl_new: curl(s, &snap.config.backends.new.url, &redacted),
-                    sample: s.clone(),
-                };
+                let backends = &snap.config.backends;
+                let view = SampleView::new(s, &backends.old.url, &backends.new.url, &redacted);
                 let mut v = serde_json::to_value(view).unwrap_or_default();
                 if let Some(obj) = v.as_object_mut() {
                     obj.insert("endpoint".into(), name.clone().into());
