@@ -22,10 +22,11 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::diff::Exchange;
 use crate::metrics::Metrics;
+use crate::proxy::body::BoxError;
 use crate::proxy::forward::{Upstream, Upstreams};
 use crate::proxy::headers::X_SHADOW;
 use crate::proxy::tee::{Captured, Tee};
-use crate::proxy::ProxyBody;
+use crate::proxy::{Inbound, ProxyBody};
 use crate::route::Route;
 use crate::side::Side;
 use crate::snapshot::Snapshot;
@@ -116,7 +117,7 @@ impl Mirror {
     }
 
     /// Wraps the live response body in a tee when mirrored.
-    pub fn attach(self, body: Incoming, head: &http::response::Parts) -> ProxyBody {
+    pub fn attach(self, body: Inbound, head: &http::response::Parts) -> ProxyBody {
         let Some(tx) = self.tx else {
             return ProxyBody::stream(body);
         };
@@ -275,7 +276,7 @@ async fn read_ahead(mut body: Incoming, parts: &http::request::Parts, cap: usize
                     if len > cap {
                         return ReadAhead::TooLarge(ProxyBody::Prefixed {
                             prefix: chunks,
-                            rest: body,
+                            rest: body.into(),
                         });
                     }
                 }
@@ -457,7 +458,8 @@ impl Job {
 
 /// Reads a body, keeping at most `cap` bytes but draining the rest so the
 /// connection can be reused.
-async fn read_capped(mut body: Incoming, cap: usize) -> Result<(Bytes, bool), hyper::Error> {
+async fn read_capped(body: Inbound, cap: usize) -> Result<(Bytes, bool), BoxError> {
+    let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
     let mut truncated = false;
     while let Some(frame) = body.frame().await {

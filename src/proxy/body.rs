@@ -9,9 +9,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use super::inbound::Inbound;
 use super::tee::Tee;
 use crate::access::AccessRecord;
 
@@ -22,12 +22,12 @@ pin_project! {
     pub enum ProxyBody {
         Empty,
         Full { data: Option<Bytes> },
-        Stream { #[pin] inner: Incoming },
+        Stream { #[pin] inner: Inbound },
         /// Chunks already read, then the rest of the stream.
-        Prefixed { prefix: VecDeque<Bytes>, #[pin] rest: Incoming },
-        Tee { #[pin] inner: Tee<Incoming> },
+        Prefixed { prefix: VecDeque<Bytes>, #[pin] rest: Inbound },
+        Tee { #[pin] inner: Tee<Inbound> },
         /// A stream cut off after `remaining` more bytes.
-        Limited { #[pin] inner: Incoming, remaining: u64, limit: u64 },
+        Limited { #[pin] inner: Inbound, remaining: u64, limit: u64 },
         /// Any of the above, counted for the access log line.
         Logged { inner: Box<ProxyBody>, record: Box<AccessRecord> },
     }
@@ -46,8 +46,8 @@ impl ProxyBody {
         }
     }
 
-    pub fn stream(inner: Incoming) -> Self {
-        ProxyBody::Stream { inner }
+    pub fn stream(inner: impl Into<Inbound>) -> Self {
+        ProxyBody::Stream { inner: inner.into() }
     }
 
     pub fn logged(self, record: AccessRecord) -> Self {
@@ -59,7 +59,7 @@ impl ProxyBody {
         }
     }
 
-    pub fn limited(inner: Incoming, limit: u64) -> Self {
+    pub fn limited(inner: Inbound, limit: u64) -> Self {
         ProxyBody::Limited {
             inner,
             remaining: limit,
@@ -81,12 +81,12 @@ impl Body for ProxyBody {
         match self.project() {
             Proj::Empty => Poll::Ready(None),
             Proj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Proj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            Proj::Stream { inner } => inner.poll_frame(cx),
             Proj::Prefixed { prefix, rest } => {
                 if let Some(chunk) = prefix.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(chunk))));
                 }
-                rest.poll_frame(cx).map_err(Into::into)
+                rest.poll_frame(cx)
             }
             Proj::Tee { inner } => inner.poll_frame(cx),
             Proj::Limited {
@@ -104,7 +104,7 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                other => other.map_err(Into::into),
+                other => other,
             },
             Proj::Logged { inner, record } => {
                 let polled = Pin::new(inner.as_mut()).poll_frame(cx);

@@ -7,14 +7,15 @@ use std::time::Duration;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::inbound::Inbound;
 use super::pool::{Http1Pool, PoolError};
+use super::wire::ExchangeError;
 use crate::config::{BackendConfig, HostHeader};
 use crate::side::Side;
 
@@ -130,7 +131,7 @@ impl Upstream {
     }
 
     /// Sends the request and waits for the response head, within the timeout.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Inbound>, ProxyError> {
         self.send_within(req, self.timeout).await
     }
 
@@ -138,19 +139,23 @@ impl Upstream {
         &self,
         req: Request<ProxyBody>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Inbound>, ProxyError> {
         let side = self.side;
         let timed_out = ProxyError::Timeout { side, timeout };
         match &self.transport {
             Transport::Http1(pool) => match tokio::time::timeout(timeout, pool.send(req)).await {
                 Err(_) => Err(timed_out),
-                Ok(Ok(resp)) => Ok(resp),
+                Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
                 Ok(Err(PoolError::Connect(_) | PoolError::ConnectTimeout)) => Err(ProxyError::Connect { side }),
-                Ok(Err(PoolError::Http(e))) => Err(classify(side, &e)),
+                Ok(Err(PoolError::Exchange(ExchangeError::Body(e)))) => Err(classify(side, e.as_ref())),
+                Ok(Err(PoolError::Exchange(e))) => Err(ProxyError::Upstream {
+                    side,
+                    detail: e.to_string(),
+                }),
             },
             Transport::Http2(client) => match tokio::time::timeout(timeout, client.request(req)).await {
                 Err(_) => Err(timed_out),
-                Ok(Ok(resp)) => Ok(resp),
+                Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
                 Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect { side }),
                 Ok(Err(e)) => Err(classify(side, &e)),
             },

@@ -4,8 +4,11 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod inbound;
 pub mod pool;
 pub mod tee;
+pub mod wire;
 
 pub use body::ProxyBody;
 pub use error::ProxyError;
+pub use inbound::Inbound;

@@ -1,35 +1,70 @@
-//! A per-worker pool of HTTP/1.1 connections to one backend, on hyper's
-//! low-level `client::conn::http1`.
+//! A per-worker pool of HTTP/1.1 connections to one backend.
 //!
-//! Each worker owns its pool, so a connection is only ever driven by the
-//! event loop that uses it: no cross-thread wake-ups, no shared pool lock
-//! worth the name, no per-request key hashing. A connection goes back into
-//! the pool as soon as its request is sent and is handed out again once
-//! hyper says it wants another request (its previous response is done).
+//! Each worker owns its pool, so a connection is only ever used by the event
+//! loop that opened it: no cross-thread wake-ups, no contended lock, no
+//! per-request key hashing. A connection is out of the pool while it
+//! carries an exchange and comes back when its response body has been read
+//! to the end (see `wire::BackendBody`). The most recently used connection
+//! is handed out first; idle ones past `idle_timeout` are closed.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http_body::Body;
 use tokio::net::TcpStream;
 
 use super::body::ProxyBody;
+use super::wire::{encode_request, BackendBody, Connection, ExchangeError};
 
 struct Idle {
-    sender: SendRequest<ProxyBody>,
+    conn: Connection,
     since: Instant,
+}
+
+/// Connections waiting for their next request, most recent last.
+pub struct IdleConnections {
+    idle: Mutex<VecDeque<Idle>>,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl IdleConnections {
+    fn checkout(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        while idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        while let Some(c) = idle.pop_back() {
+            if c.conn.is_open() {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn checkin(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push_back(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+        // Otherwise dropped, which closes it.
+    }
 }
 
 pub struct Http1Pool {
     /// `host:port` to connect to.
     authority: String,
     connect_timeout: Duration,
-    idle_timeout: Duration,
-    max_idle: usize,
-    idle: Mutex<Vec<Idle>>,
+    idle: Arc<IdleConnections>,
 }
 
 /// Why a request could not be sent.
@@ -37,7 +72,7 @@ pub struct Http1Pool {
 pub enum PoolError {
     Connect(std::io::Error),
     ConnectTimeout,
-    Http(hyper::Error),
+    Exchange(ExchangeError),
 }
 
 impl Http1Pool {
@@ -45,36 +80,15 @@ impl Http1Pool {
         Self {
             authority,
             connect_timeout,
-            idle_timeout,
-            max_idle: max_idle.max(1),
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::new(IdleConnections {
+                idle: Mutex::new(VecDeque::new()),
+                idle_timeout,
+                max_idle: max_idle.max(1),
+            }),
         }
     }
 
-    /// A connection ready for a request, dropping dead and stale ones.
-    fn checkout(&self) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let idle_timeout = self.idle_timeout;
-        let stale = |c: &Idle| c.sender.is_ready() && now.duration_since(c.since) > idle_timeout;
-        idle.retain(|c| !c.sender.is_closed() && !stale(c));
-        // Most recently used first: it is the warmest.
-        let pos = idle.iter().rposition(|c| c.sender.is_ready())?;
-        Some(idle.swap_remove(pos).sender)
-    }
-
-    fn checkin(&self, sender: SendRequest<ProxyBody>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-        }
-        // Otherwise dropped: the connection closes once its response is done.
-    }
-
-    async fn connect(&self) -> Result<SendRequest<ProxyBody>, PoolError> {
+    async fn connect(&self) -> Result<Connection, PoolError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.authority.as_str()))
             .await
             .map_err(|_| PoolError::ConnectTimeout)?
@@ -82,39 +96,37 @@ impl Http1Pool {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, conn) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(PoolError::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "backend connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Connection::new(stream))
     }
 
-    /// Sends a request (origin-form URI, `Host` set) and waits for the head.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, PoolError> {
-        let mut req = req;
-        // A pooled connection the backend just closed gives the request
-        // back unsent; it is retried once on a fresh connection.
-        for fresh in [false, true] {
-            let mut sender = match (fresh, self.checkout()) {
-                (false, Some(s)) => s,
-                _ => self.connect().await?,
-            };
-            let pending = sender.try_send_request(req);
-            self.checkin(sender);
-            match pending.await {
-                Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if !fresh => req = unsent,
-                    _ => return Err(PoolError::Http(e.into_error())),
-                },
+    /// Sends a request (origin-form URI, `Host` set, hop-by-hop headers
+    /// gone) and waits for the response head.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<BackendBody>, PoolError> {
+        let (parts, body) = req.into_parts();
+        let mut head = Vec::new();
+        let framing = encode_request(&parts, &body.size_hint(), &mut head);
+        // A reused connection the backend closed just as the request went
+        // out answers nothing; a request with no body to replay and safe to
+        // repeat is sent once more on a fresh connection.
+        let replayable = framing == super::wire::RequestFraming::Empty && parts.method.is_idempotent();
+        let mut body = Some(body);
+        let mut conn = match self.idle.checkout() {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        loop {
+            let sending = body.take().unwrap_or_else(ProxyBody::empty);
+            match conn.exchange(&head, sending, framing, &parts.method).await {
+                Ok(resp) => {
+                    let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
+                    return Ok(Response::from_parts(resp.parts, body));
+                }
+                Err(e) if replayable && conn.reused() && e.nothing_received() => {
+                    tracing::debug!(error = %e, backend = %self.authority, "kept-alive connection was closed; retrying");
+                    conn = self.connect().await?;
+                }
+                Err(e) => return Err(PoolError::Exchange(e)),
             }
         }
-        unreachable!("the second attempt always returns")
     }
 }

@@ -1,0 +1,206 @@
+//! One HTTP/1.1 connection to a backend and one request/response exchange
+//! on it: the head and body go out while the response head is awaited, so a
+//! backend that answers before reading the whole body is heard.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use http::Method;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::head::{parse_response, HeadError, RequestFraming, ResponseHead};
+use crate::proxy::body::{BoxError, ProxyBody};
+
+/// Room kept free in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Request body chunks up to this size are framed and written in one call.
+const COALESCE: usize = 16 * 1024;
+
+pub struct Connection {
+    stream: TcpStream,
+    pub(super) buf: BytesMut,
+    /// Exchanges completed on this connection.
+    served: u32,
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("connection closed before a response")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Head(#[from] HeadError),
+    /// The request body failed while it was being sent: the client went
+    /// away, or a limit cut it off.
+    #[error("request body: {0}")]
+    Body(BoxError),
+}
+
+impl ExchangeError {
+    /// The backend never answered and the connection broke: the mark of a
+    /// kept-alive connection the backend closed just as it was reused.
+    pub fn nothing_received(&self) -> bool {
+        match self {
+            ExchangeError::Closed => true,
+            ExchangeError::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            served: 0,
+        }
+    }
+
+    /// Whether a request was exchanged on this connection before.
+    pub fn reused(&self) -> bool {
+        self.served > 0
+    }
+
+    pub(super) fn finished_exchange(&mut self) {
+        self.served = self.served.saturating_add(1);
+    }
+
+    /// Whether an idle connection is still open: no syscall unless the event
+    /// loop saw it become readable, which on an idle HTTP/1.1 connection
+    /// means the backend closed it (or sent something unasked).
+    pub fn is_open(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` is the end of the stream.
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    /// Sends a request (its head already encoded) and returns the response
+    /// head; the response body is left in the buffer and on the socket.
+    pub async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: ProxyBody,
+        framing: RequestFraming,
+        method: &Method,
+    ) -> Result<ResponseHead, ExchangeError> {
+        let (mut rd, mut wr) = self.stream.split();
+        let buf = &mut self.buf;
+        if framing == RequestFraming::Empty {
+            wr.write_all(head).await?;
+            return read_head(&mut rd, buf, method).await;
+        }
+        wr.write_all(head).await?;
+        let send = write_body(&mut wr, body, framing);
+        let recv = read_head(&mut rd, buf, method);
+        tokio::pin!(send, recv);
+        tokio::select! {
+            biased;
+            head = &mut recv => {
+                // An answer before the whole body was sent: the rest of the
+                // body is never sent, so the connection cannot be reused.
+                let mut head = head?;
+                head.keep_alive = false;
+                Ok(head)
+            }
+            sent = &mut send => match sent {
+                Ok(()) => recv.await,
+                Err(SendError::Body(e)) => Err(ExchangeError::Body(e)),
+                Err(SendError::Io(e)) => {
+                    // The backend stopped reading; it may have answered why.
+                    let mut head = recv.await.map_err(|_| ExchangeError::Io(e))?;
+                    head.keep_alive = false;
+                    Ok(head)
+                }
+            },
+        }
+    }
+}
+
+async fn read_head<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<ResponseHead, ExchangeError> {
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = parse_response(buf, method)? {
+                return Ok(head);
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Err(if buf.is_empty() {
+                ExchangeError::Closed
+            } else {
+                HeadError::Malformed("connection closed inside the response head".into()).into()
+            });
+        }
+    }
+}
+
+enum SendError {
+    Body(BoxError),
+    Io(io::Error),
+}
+
+async fn write_body<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    body: ProxyBody,
+    framing: RequestFraming,
+) -> Result<(), SendError> {
+    let mut body = std::pin::pin!(body);
+    let mut scratch = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(SendError::Body)?;
+        // Request trailers are not forwarded: few backends accept them.
+        let Ok(data) = frame.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        if framing != RequestFraming::Chunked {
+            wr.write_all(&data).await.map_err(SendError::Io)?;
+            continue;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        if data.len() <= COALESCE {
+            scratch.extend_from_slice(&data);
+            scratch.extend_from_slice(b"\r\n");
+            wr.write_all(&scratch).await.map_err(SendError::Io)?;
+        } else {
+            wr.write_all(&scratch).await.map_err(SendError::Io)?;
+            wr.write_all(&data).await.map_err(SendError::Io)?;
+            wr.write_all(b"\r\n").await.map_err(SendError::Io)?;
+        }
+    }
+    if framing == RequestFraming::Chunked {
+        wr.write_all(b"0\r\n\r\n").await.map_err(SendError::Io)?;
+    }
+    Ok(())
+}
