@@ -14,7 +14,7 @@ pub static X_SERVED_BY: HeaderName = HeaderName::from_static("x-switchyard-serve
 pub static X_SHADOW: HeaderName = HeaderName::from_static("x-switchyard-shadow");
 
 /// Whether a header describes one connection rather than the message.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"

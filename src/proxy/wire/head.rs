@@ -166,7 +166,9 @@ fn build(
     method: &Method,
 ) -> Result<ResponseHead, HeadError> {
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut headers = HeaderMap::with_capacity(indices.len());
+    // Room for what the pipeline adds (served-by, Via, request id).
+    let mut headers = HeaderMap::with_capacity(indices.len() + 4);
+    let mut named: Vec<HeaderName> = Vec::new();
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut encoded = false;
@@ -199,12 +201,23 @@ fn build(
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    if version == Version::HTTP_10 {
+                        close = false;
+                    }
+                } else if let Ok(n) = HeaderName::from_bytes(token) {
+                    named.push(n);
                 }
             }
         }
-        headers.append(name, value);
+        // Hop-by-hop fields were for this connection alone: read above,
+        // never passed on (the pipeline strips them from hyper's responses).
+        if !crate::proxy::headers::is_hop_by_hop(&name) {
+            headers.append(name, value);
+        }
+    }
+    for n in named {
+        headers.remove(n);
     }
     let bodiless = *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = if bodiless {
@@ -310,6 +323,14 @@ mod tests {
         assert_eq!(h.framing, ResponseFraming::Chunked);
         assert!(!h.keep_alive);
         assert!(!h.parts.headers.contains_key(CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_read_but_not_kept() {
+        let h = head("HTTP/1.1 200 OK\r\nConnection: keep-alive, x-secret\r\nKeep-Alive: timeout=5\r\nX-Secret: s\r\nProxy-Foo: 1\r\nTransfer-Encoding: chunked\r\nX-Kept: k\r\n\r\n");
+        assert_eq!(h.framing, ResponseFraming::Chunked);
+        let left: Vec<&str> = h.parts.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
     }
 
     #[test]
