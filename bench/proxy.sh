@@ -83,24 +83,28 @@ taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-50.yaml" --reset-state & pids+=(
 for p in 18081 18090 18100 18110; do wait_port $p; done
 for p in 18081 18090 18100 18110; do code=$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$p/item"); [[ $code == 200 ]] || { echo "port $p answers $code"; curl -si "http://127.0.0.1:$p/item"; exit 1; }; done
 
-# CPU ticks used by a process and its children (nginx's workers).
+# User and system CPU ticks used by a process and its children (nginx's workers).
 ticks() {
-  local total=0 p
+  local user=0 sys=0 p
   for p in "$1" $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat")
+    user=$((user + u)); sys=$((sys + s))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 
-declare -A RPS P50 P99 EFF
+declare -A RPS P50 P99 EFF USER SYS
 HZ=$(getconf CLK_TCK)
 run() { # name port
   taskset -c $LOAD_CPU wrk -t1 -c50 -d2s --latency "http://127.0.0.1:$2/item" >/dev/null
-  local out before after
-  before=$(ticks "${PID[$1]}")
+  local out u0 s0 u1 s1 n
+  read -r u0 s0 < <(ticks "${PID[$1]}")
   out=$(taskset -c $LOAD_CPU wrk -t1 -c50 -d"${SECS}s" --latency "http://127.0.0.1:$2/item")
-  after=$(ticks "${PID[$1]}")
-  EFF[$1]=$(awk -v r="$(awk '/^ *[0-9]+ requests in/ {print $1}' <<<"$out")" -v t="$((after - before))" -v hz="$HZ" 'BEGIN { print (t > 0) ? r / (t / hz) : 0 }')
+  read -r u1 s1 < <(ticks "${PID[$1]}")
+  n=$(awk '/^ *[0-9]+ requests in/ {print $1}' <<<"$out")
+  EFF[$1]=$(awk -v r="$n" -v t="$((u1 - u0 + s1 - s0))" -v hz="$HZ" 'BEGIN { print (t > 0) ? r / (t / hz) : 0 }')
+  USER[$1]=$(awk -v r="$n" -v t="$((u1 - u0))" -v hz="$HZ" 'BEGIN { print t / hz * 1e6 / r }')
+  SYS[$1]=$(awk -v r="$n" -v t="$((s1 - s0))" -v hz="$HZ" 'BEGIN { print t / hz * 1e6 / r }')
   RPS[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   P50[$1]=$(awk '$1=="50%" {print $2}' <<<"$out")
   P99[$1]=$(awk '$1=="99%" {print $2}' <<<"$out")
@@ -112,13 +116,17 @@ run switchyard-0 18100
 run switchyard-50 18110
 
 ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/, "", v); print v/1000 } else if (v ~ /ms$/) { sub(/ms/, "", v); print v } else { sub(/s/, "", v); print v*1000 } }'; }
-printf '\n%-16s %10s %9s %9s %11s %10s %16s %12s\n' target "req/s" "p50 ms" "p99 ms" "req/s ×nginx" "p99 ×nginx" "req/CPU-second" "CPU ×nginx"
+printf '\n%-16s %10s %9s %9s %11s %10s %16s %12s %11s %11s\n' target "req/s" "p50 ms" "p99 ms" "req/s ×nginx" "p99 ×nginx" "req/CPU-second" "CPU ×nginx" "user µs/req" "sys µs/req"
 for t in origin nginx switchyard-0 switchyard-50; do
-  printf '%-16s %10.0f %9.3f %9.3f %11.2f %10.2f %16.0f %12.2f\n' "$t" "${RPS[$t]}" "$(ms "${P50[$t]}")" "$(ms "${P99[$t]}")" \
+  printf '%-16s %10.0f %9.3f %9.3f %11.2f %10.2f %16.0f %12.2f %11.2f %11.2f\n' "$t" "${RPS[$t]}" "$(ms "${P50[$t]}")" "$(ms "${P99[$t]}")" \
     "$(awk -v a="${RPS[$t]}" -v b="${RPS[nginx]}" 'BEGIN{print a/b}')" \
     "$(awk -v a="$(ms "${P99[$t]}")" -v b="$(ms "${P99[nginx]}")" 'BEGIN{print a/b}')" \
-    "${EFF[$t]}" "$(awk -v a="${EFF[$t]}" -v b="${EFF[nginx]}" 'BEGIN{print (b > 0) ? a/b : 0}')"
+    "${EFF[$t]}" "$(awk -v a="${EFF[$t]}" -v b="${EFF[nginx]}" 'BEGIN{print (b > 0) ? a/b : 0}')" \
+    "${USER[$t]}" "${SYS[$t]}"
 done
 echo
 echo "req/CPU-second: requests served per second of CPU the proxy itself used (its capacity when the"
 echo "load generator, not the proxy, is the bottleneck, as on a 2-core machine)."
+awk -v nu="${USER[nginx]}" -v ns="${SYS[nginx]}" -v ss="${SYS[switchyard-0]}" 'BEGIN {
+  printf "ceiling: with no user-space work at all, Switchyard at 0 %% would use %.2f µs of kernel time per request,\n", ss
+  printf "so its capacity could be at most %.2f× NGINX'"'"'s (%.2f µs user + %.2f µs system).\n", (nu + ns) / ss, nu, ns }'
