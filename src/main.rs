@@ -7,3 +7,6 @@ mod cli;
 fn main() -> std::process::ExitCode {
     cli::main()
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
