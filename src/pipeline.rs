@@ -259,20 +259,24 @@ impl Peer {
 
 /// Keeps the client's `x-request-id`, or makes one (128 random bits, hex).
 fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        if !v.is_empty() {
-            return v.clone();
+    let fresh = || {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bits = rand::random::<u128>();
+        let mut text = [0u8; 32];
+        for (i, c) in text.iter_mut().enumerate() {
+            *c = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
         }
+        HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
+    };
+    match headers.entry(&X_REQUEST_ID) {
+        http::header::Entry::Occupied(e) if !e.get().is_empty() => e.get().clone(),
+        http::header::Entry::Occupied(mut e) => {
+            let id = fresh();
+            e.insert(id.clone());
+            id
+        }
+        http::header::Entry::Vacant(e) => e.insert(fresh()).clone(),
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = rand::random::<u128>();
-    let mut text = [0u8; 32];
-    for (i, c) in text.iter_mut().enumerate() {
-        *c = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    let id = HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"));
-    headers.insert(&X_REQUEST_ID, id.clone());
-    id
 }
 
 /// Wraps the response so its line is logged when the body is done.

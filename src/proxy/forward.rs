@@ -119,13 +119,12 @@ impl Upstream {
                 parts.headers.insert(HOST, self.authority_value.clone());
             }
             HostHeader::Preserve => {
-                if !parts.headers.contains_key(HOST) {
-                    // HTTP/2 clients send :authority instead of Host.
-                    let value = original_authority
+                // HTTP/2 clients send :authority instead of Host.
+                parts.headers.entry(HOST).or_insert_with(|| {
+                    original_authority
                         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                        .unwrap_or_else(|| self.authority_value.clone());
-                    parts.headers.insert(HOST, value);
-                }
+                        .unwrap_or_else(|| self.authority_value.clone())
+                });
             }
         }
     }

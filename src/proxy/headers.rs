@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -77,14 +77,22 @@ fn via_value(version: Version) -> &'static str {
 
 /// Appends this hop to `Via`.
 pub fn append_via(headers: &mut HeaderMap, version: Version) {
-    let ours = via_value(version);
-    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {ours}")).unwrap_or(HeaderValue::from_static(ours))
+    let ours = HeaderValue::from_static(via_value(version));
+    // One lookup: the entry both reads the chain and writes it.
+    match headers.entry(header::VIA) {
+        Entry::Vacant(e) => {
+            e.insert(ours);
         }
-        _ => HeaderValue::from_static(ours),
-    };
-    headers.insert(header::VIA, value);
+        Entry::Occupied(mut e) => {
+            let chain = match e.get().to_str() {
+                Ok(prev) if !prev.is_empty() => {
+                    HeaderValue::from_str(&format!("{prev}, {}", via_value(version))).unwrap_or(ours)
+                }
+                _ => ours,
+            };
+            e.insert(chain);
+        }
+    }
 }
 
 /// A client address as it goes into `X-Forwarded-For` (IPv4-mapped IPv6
@@ -100,18 +108,20 @@ pub fn client_value(client: IpAddr) -> HeaderValue {
 /// Adds `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (kept when an earlier proxy set them).
 pub fn add_forwarding(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
-    match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => {
-            let mut xff = String::with_capacity(prev.len() + 2 + client.len());
-            xff.push_str(prev);
-            xff.push_str(", ");
-            xff.push_str(client.to_str().unwrap_or(""));
-            if let Ok(v) = HeaderValue::from_str(&xff) {
-                headers.insert(&X_FORWARDED_FOR, v);
-            }
+    match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(e) => {
+            e.insert(client.clone());
         }
-        None => {
-            headers.insert(&X_FORWARDED_FOR, client.clone());
+        Entry::Occupied(mut e) => {
+            if let Ok(prev) = e.get().to_str() {
+                let mut xff = String::with_capacity(prev.len() + 2 + client.len());
+                xff.push_str(prev);
+                xff.push_str(", ");
+                xff.push_str(client.to_str().unwrap_or(""));
+                if let Ok(v) = HeaderValue::from_str(&xff) {
+                    e.insert(v);
+                }
+            }
         }
     }
     headers
