@@ -8,6 +8,7 @@
 //! is handed out first; idle ones past `idle_timeout` are closed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ pub struct IdleConnections {
     idle: Mutex<VecDeque<Idle>>,
     idle_timeout: Duration,
     max_idle: usize,
+    reaper: AtomicBool,
+    reap_every: Duration,
 }
 
 impl IdleConnections {
@@ -48,7 +51,7 @@ impl IdleConnections {
         None
     }
 
-    pub(crate) fn checkin(&self, conn: Connection) {
+    pub(crate) fn checkin(self: &Arc<Self>, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
             idle.push_back(Idle {
@@ -57,6 +60,38 @@ impl IdleConnections {
             });
         }
         // Otherwise dropped, which closes it.
+        drop(idle);
+        if !self.reaper.swap(true, Ordering::Relaxed) {
+            self.start_reaper();
+        }
+    }
+
+    /// Closes connections that outlived `idle_timeout` or that the backend
+    /// closed, even when no request comes to notice: otherwise a quiet pool
+    /// would hold the backend's closed sockets (CLOSE_WAIT) indefinitely.
+    fn start_reaper(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let every = self.reap_every;
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.reap(Instant::now());
+            }
+        });
+    }
+
+    fn reap(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|c| now.duration_since(c.since) <= self.idle_timeout && c.conn.is_open());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -84,6 +119,8 @@ impl Http1Pool {
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
                 max_idle: max_idle.max(1),
+                reaper: AtomicBool::new(false),
+                reap_every: (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5)),
             }),
         }
     }
@@ -128,5 +165,57 @@ impl Http1Pool {
                 Err(e) => return Err(PoolError::Exchange(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn connected_pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Connection::new(client), server)
+    }
+
+    fn pool(idle_timeout: Duration) -> Arc<IdleConnections> {
+        Arc::new(IdleConnections {
+            idle: Mutex::new(VecDeque::new()),
+            idle_timeout,
+            max_idle: 2,
+            reaper: AtomicBool::new(false),
+            reap_every: Duration::from_millis(50),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_reaper_closes_connections_the_backend_closed_while_nobody_asked() {
+        let idle = pool(Duration::from_secs(60));
+        let (conn, server) = connected_pair().await;
+        idle.checkin(conn);
+        assert_eq!(idle.len(), 1);
+        drop(server);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while idle.len() > 0 {
+            assert!(Instant::now() < deadline, "the closed connection was never reaped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_connections_are_not_handed_out_and_the_pool_is_bounded() {
+        let idle = pool(Duration::from_millis(1));
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let (conn, server) = connected_pair().await;
+            servers.push(server);
+            idle.checkin(conn);
+        }
+        assert_eq!(idle.len(), 2, "max_idle bounds the pool");
+        let later = Instant::now() + Duration::from_millis(5);
+        tokio::time::sleep_until(later.into()).await;
+        assert!(idle.checkout().is_none(), "past idle_timeout, connections are closed");
     }
 }
