@@ -132,7 +132,7 @@ pub async fn serve<H, F>(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                tracing::debug!(peer = %peer, error = %chain(e.as_ref()), "connection ended with an error");
             }
             if let Some(m) = metrics {
                 m.connections_active.dec();
@@ -145,4 +145,17 @@ pub async fn serve<H, F>(
         _ = graceful.shutdown() => tracing::debug!("connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(drain = ?drain, "drain time over; closing remaining connections"),
     }
+}
+
+/// An error and its causes on one line: hyper's own message ("error from
+/// user's Body stream") says little without the backend's reason under it.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
