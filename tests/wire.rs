@@ -24,6 +24,8 @@ enum Step {
     Write(&'static [u8]),
     /// Close the connection.
     Close,
+    /// Hold the connection, sending nothing.
+    Pause(Duration),
 }
 
 /// A request as the scripted backend read it.
@@ -109,6 +111,7 @@ async fn serve(mut stream: TcpStream, read_bodies: bool, script: Script) {
                     let _ = stream.flush().await;
                 }
                 Step::Close => return,
+                Step::Pause(d) => tokio::time::sleep(d).await,
             }
         }
     }
@@ -373,5 +376,52 @@ async fn broken_responses_are_a_502_that_says_why() {
     }
     // And the gateway carries on.
     assert_eq!(get(&c, &url("/fine"), &[]).await.text(), "ok");
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_cut_after_the_read_timeout() {
+    let backend = RawBackend::start(
+        true,
+        Arc::new(|r: &Received| {
+            if r.head.starts_with("GET /stall ") {
+                vec![
+                    Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
+                    Step::Write(b"the first ten"),
+                    Step::Pause(Duration::from_secs(30)),
+                ]
+            } else {
+                vec![Step::Write(OK)]
+            }
+        }),
+    )
+    .await;
+    let g = gateway(&format!(
+        "backends:\n  old: {{ url: \"{}\", read_timeout: \"300ms\" }}\n  new: {{ url: \"{}\" }}\n",
+        backend.url(),
+        backend.url()
+    ));
+    let c = client();
+    let started = std::time::Instant::now();
+    let exchange = async {
+        let resp = c
+            .request(
+                http::Request::get(format!("{}/stall", proxy(&g)))
+                    .body(http_body_util::Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        resp.into_body().collect().await.map_err(|e| e.to_string())
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("the gateway gives up on a stalled body by itself");
+    assert!(outcome.is_err(), "a stalled body must not look complete");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "cut before the read timeout"
+    );
+    assert_eq!(get(&c, &format!("{}/fine", proxy(&g)), &[]).await.text(), "ok");
     stop(g).await;
 }

@@ -146,6 +146,9 @@ pub struct BackendConfig {
     /// Time from sending the request to receiving the response head.
     #[serde(default = "defaults::request_timeout")]
     pub timeout: HumanDuration,
+    /// Longest wait for the next bytes of a response body (HTTP/1.1).
+    #[serde(default = "defaults::read_timeout")]
+    pub read_timeout: HumanDuration,
     /// How long an unused pooled connection is kept.
     #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: HumanDuration,
@@ -651,6 +654,9 @@ pub mod defaults {
     }
     pub fn idle_timeout() -> HumanDuration {
         HumanDuration::from_secs(90)
+    }
+    pub fn read_timeout() -> HumanDuration {
+        HumanDuration::from_secs(60)
     }
     pub fn max_idle() -> usize {
         512

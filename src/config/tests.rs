@@ -145,10 +145,13 @@ fn backend_url_rules() {
 
 #[test]
 fn zero_timeouts() {
-    let yaml = "backends:\n  old: { url: \"http://a:1\", timeout: \"0s\" }\n  new: { url: \"http://b:1\" }\n";
+    let yaml = "backends:\n  old: { url: \"http://a:1\", timeout: \"0s\" }\n  new: { url: \"http://b:1\", read_timeout: \"0ms\" }\n";
     assert_eq!(
         errors(yaml),
-        vec!["f.yaml:2: backends.old.timeout: must be longer than 0"]
+        vec![
+            "f.yaml:2: backends.old.timeout: must be longer than 0",
+            "f.yaml:3: backends.new.read_timeout: must be longer than 0"
+        ]
     );
 }
 

@@ -234,6 +234,7 @@ fn backend(f: &mut Findings, path: &str, b: &BackendConfig) {
     }
     f.nonzero_duration(format!("{path}.connect_timeout"), b.connect_timeout);
     f.nonzero_duration(format!("{path}.timeout"), b.timeout);
+    f.nonzero_duration(format!("{path}.read_timeout"), b.read_timeout);
 }
 
 fn rollout(f: &mut Findings, r: &RolloutConfig) {

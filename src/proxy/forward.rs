@@ -69,6 +69,7 @@ impl Upstream {
                 cfg.connect_timeout.get(),
                 cfg.idle_timeout.get(),
                 cfg.max_idle_connections,
+                cfg.read_timeout.get(),
             ))
         };
         Ok(Self {

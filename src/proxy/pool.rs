@@ -31,6 +31,10 @@ pub struct IdleConnections {
     max_idle: usize,
     reaper: AtomicBool,
     reap_every: Duration,
+    /// Longest wait for the next bytes of a response body.
+    pub(crate) read_timeout: Duration,
+    /// `host:port`, for log lines.
+    pub(crate) authority: Arc<str>,
 }
 
 impl IdleConnections {
@@ -111,17 +115,25 @@ pub enum PoolError {
 }
 
 impl Http1Pool {
-    pub fn new(authority: String, connect_timeout: Duration, idle_timeout: Duration, max_idle: usize) -> Self {
+    pub fn new(
+        authority: String,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+        read_timeout: Duration,
+    ) -> Self {
         Self {
-            authority,
-            connect_timeout,
             idle: Arc::new(IdleConnections {
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
                 max_idle: max_idle.max(1),
                 reaper: AtomicBool::new(false),
                 reap_every: (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+                read_timeout,
+                authority: authority.as_str().into(),
             }),
+            authority,
+            connect_timeout,
         }
     }
 
@@ -187,6 +199,8 @@ mod tests {
             max_idle: 2,
             reaper: AtomicBool::new(false),
             reap_every: Duration::from_millis(50),
+            read_timeout: Duration::from_secs(60),
+            authority: "test:1".into(),
         })
     }
 

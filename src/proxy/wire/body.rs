@@ -2,12 +2,15 @@
 //! carries it. When the body ends cleanly on a kept-alive connection, the
 //! connection goes back to its pool; dropped early, it is closed.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded};
 use super::conn::Connection;
@@ -26,6 +29,8 @@ pub enum BodyError {
     Chunked(#[from] super::chunked::ChunkError),
     #[error("reading the body: {0}")]
     Io(#[from] std::io::Error),
+    #[error("backend sent nothing for {} in the middle of the body", crate::config::duration::format(*.0))]
+    Stalled(Duration),
 }
 
 enum Reading {
@@ -42,6 +47,10 @@ pub struct BackendBody {
     conn: Option<Connection>,
     keep_alive: bool,
     pool: Arc<IdleConnections>,
+    /// Armed the first time the body waits for the backend, and pushed back
+    /// whenever bytes arrive: a stalled backend cannot hold a client forever.
+    stall: Option<Pin<Box<Sleep>>>,
+    progressed: bool,
 }
 
 impl BackendBody {
@@ -68,6 +77,8 @@ impl BackendBody {
             conn: Some(conn),
             keep_alive,
             pool,
+            stall: None,
+            progressed: false,
         };
         if matches!(body.reading, Reading::Whole(_)) {
             body.release(true);
@@ -99,6 +110,33 @@ impl BackendBody {
         self.reading = Reading::Done;
         self.release(clean);
     }
+
+    /// Reads more from the backend, within the read timeout.
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, BodyError>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        if let Poll::Ready(read) = conn.poll_fill(cx) {
+            self.progressed = true;
+            return Poll::Ready(read.map_err(BodyError::from));
+        }
+        let timeout = self.pool.read_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stall = match &mut self.stall {
+            Some(stall) => {
+                if std::mem::take(&mut self.progressed) {
+                    stall.as_mut().reset(deadline);
+                }
+                stall
+            }
+            None => self.stall.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        if stall.as_mut().poll(cx).is_ready() {
+            tracing::warn!(backend = %self.pool.authority, timeout = ?timeout, "response body stalled; closing the connection");
+            return Poll::Ready(Err(BodyError::Stalled(timeout)));
+        }
+        Poll::Pending
+    }
 }
 
 impl Body for BackendBody {
@@ -125,10 +163,10 @@ impl Body for BackendBody {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     let left = *left;
-                    match ready!(conn.poll_fill(cx)) {
+                    match ready!(this.poll_more(cx)) {
                         Ok(0) => return Poll::Ready(Some(Err(fail(this, BodyError::Truncated(left))))),
                         Ok(_) => {}
-                        Err(e) => return Poll::Ready(Some(Err(fail(this, e.into())))),
+                        Err(e) => return Poll::Ready(Some(Err(fail(this, e)))),
                     }
                 }
                 Reading::Chunked(decoder) => match decoder.decode(&mut conn.buf) {
@@ -142,10 +180,10 @@ impl Body for BackendBody {
                         return Poll::Ready(None);
                     }
                     Err(e) => return Poll::Ready(Some(Err(fail(this, e.into())))),
-                    Ok(Decoded::NeedMore) => match ready!(conn.poll_fill(cx)) {
+                    Ok(Decoded::NeedMore) => match ready!(this.poll_more(cx)) {
                         Ok(0) => return Poll::Ready(Some(Err(fail(this, BodyError::TruncatedChunked)))),
                         Ok(_) => {}
-                        Err(e) => return Poll::Ready(Some(Err(fail(this, e.into())))),
+                        Err(e) => return Poll::Ready(Some(Err(fail(this, e)))),
                     },
                 },
                 Reading::UntilClose => {
@@ -153,13 +191,13 @@ impl Body for BackendBody {
                         let data = conn.buf.split().freeze();
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    match ready!(conn.poll_fill(cx)) {
+                    match ready!(this.poll_more(cx)) {
                         Ok(0) => {
                             this.end(false);
                             return Poll::Ready(None);
                         }
                         Ok(_) => {}
-                        Err(e) => return Poll::Ready(Some(Err(fail(this, e.into())))),
+                        Err(e) => return Poll::Ready(Some(Err(fail(this, e)))),
                     }
                 }
                 Reading::Whole(_) | Reading::Done => unreachable!("handled above"),
