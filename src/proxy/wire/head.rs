@@ -60,9 +60,15 @@ pub fn encode_request(parts: &http::request::Parts, body: &SizeHint, out: &mut V
     let mut declared = None;
     for (name, value) in &parts.headers {
         if name == CONTENT_LENGTH {
-            declared = std::str::from_utf8(value.as_bytes())
+            let n = std::str::from_utf8(value.as_bytes())
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok());
+            // An unreadable length is left out rather than contradicted:
+            // the body's own framing is written below instead.
+            if n.is_none() || declared.is_some() {
+                continue;
+            }
+            declared = n;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -418,5 +424,13 @@ mod tests {
         );
         let declared = request(Method::PUT, "/p", &[("content-length", "7")]);
         assert_eq!(encoded(&declared, SizeHint::new()).1, RequestFraming::Length(7));
+        let garbled = request(Method::PUT, "/p", &[("content-length", "seven")]);
+        assert_eq!(
+            encoded(&garbled, SizeHint::with_exact(7)),
+            (
+                "PUT /p HTTP/1.1\r\ncontent-length: 7\r\n\r\n".into(),
+                RequestFraming::Length(7)
+            )
+        );
     }
 }
