@@ -535,6 +535,43 @@ async fn http2_backends_are_reached_with_prior_knowledge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_from_an_http2_backend_is_cut_after_the_read_timeout() {
+    let stalling: Handler = Arc::new(|_req| {
+        Box::pin(async move {
+            let chunks = futures_util::stream::once(async { Ok(Frame::data(Bytes::from_static(b"the start"))) })
+                .chain(futures_util::stream::pending());
+            Response::new(BodyExt::boxed(StreamBody::new(chunks)))
+        })
+    });
+    let old = Origin::start(stalling).await;
+    let new = Origin::named("new").await;
+    let g = gateway(&format!(
+        "backends:\n  old: {{ url: \"{}\", http2: true, read_timeout: \"300ms\" }}\n  new: {{ url: \"{}\" }}\n",
+        old.url(),
+        new.url()
+    ));
+    let c = client();
+    let started = Instant::now();
+    let exchange = async {
+        let resp = c
+            .request(
+                Request::get(format!("{}/s", proxy(&g)))
+                    .body(http_body_util::Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        resp.into_body().collect().await.map_err(|e| e.to_string())
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("the gateway gives up on a stalled body by itself");
+    assert!(outcome.is_err(), "a stalled body must not look complete");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_closes_idle_connections_is_retried_transparently() {
     // Answers with `Connection: close`: every pooled connection dies after one use.
     let closing: Handler = Arc::new(|_req| {

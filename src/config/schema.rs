@@ -146,7 +146,7 @@ pub struct BackendConfig {
     /// Time from sending the request to receiving the response head.
     #[serde(default = "defaults::request_timeout")]
     pub timeout: HumanDuration,
-    /// Longest wait for the next bytes of a response body (HTTP/1.1).
+    /// Longest wait for the next bytes of a response body.
     #[serde(default = "defaults::read_timeout")]
     pub read_timeout: HumanDuration,
     /// How long an unused pooled connection is kept.

@@ -2,6 +2,7 @@
 //! (keep-alive, TCP_NODELAY, connect and response timeouts), the request
 //! rewritten for the backend (URI, version, `Host`), and failures classified.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HOST;
@@ -37,6 +38,10 @@ pub struct Upstream {
     prefix: Option<String>,
     host: HostHeader,
     timeout: Duration,
+    /// Longest wait for the next bytes of a response body.
+    read_timeout: Duration,
+    /// `host:port`, for log lines.
+    backend_name: Arc<str>,
     version: Version,
 }
 
@@ -77,10 +82,12 @@ impl Upstream {
             transport,
             scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
             authority_value: HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?,
+            backend_name: authority.as_str().into(),
             authority,
             prefix,
             host: cfg.host,
             timeout: cfg.timeout.get(),
+            read_timeout: cfg.read_timeout.get(),
             version: if cfg.http2 { Version::HTTP_2 } else { Version::HTTP_11 },
         })
     }
@@ -155,7 +162,7 @@ impl Upstream {
             },
             Transport::Http2(client) => match tokio::time::timeout(timeout, client.request(req)).await {
                 Err(_) => Err(timed_out),
-                Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
+                Ok(Ok(resp)) => Ok(resp.map(|b| Inbound::watched(b, self.read_timeout, self.backend_name.clone()))),
                 Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect { side }),
                 Ok(Err(e)) => Err(classify(side, &e)),
             },

@@ -5,7 +5,9 @@
 //! the same way.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -13,12 +15,16 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
 use super::body::BoxError;
+use super::stall::Stall;
 use super::wire::BackendBody;
 
 pin_project! {
     #[project = Proj]
     pub enum Inbound {
         Hyper { #[pin] body: Incoming },
+        /// An HTTP/2 backend's body, under the backend's read timeout
+        /// (boxed: it is large, and bodies are moved along the pipeline).
+        Watched { body: Box<Watched> },
         /// A backend body that arrived with its head.
         Whole { data: Option<Bytes> },
         /// Boxed: it is large, and bodies are moved along the pipeline.
@@ -29,6 +35,59 @@ pin_project! {
 impl From<Incoming> for Inbound {
     fn from(body: Incoming) -> Self {
         Inbound::Hyper { body }
+    }
+}
+
+impl Inbound {
+    /// An HTTP/2 backend's body, cut if it sends nothing for `timeout`.
+    pub fn watched(body: Incoming, timeout: Duration, backend: Arc<str>) -> Self {
+        Inbound::Watched {
+            body: Box::new(Watched {
+                body,
+                stall: Stall::new(timeout, backend),
+                failed: false,
+            }),
+        }
+    }
+}
+
+/// A hyper body cut off once it has waited for its backend too long.
+pub struct Watched {
+    body: Incoming,
+    stall: Stall,
+    failed: bool,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.stall.progress();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.stall.poll_expired(cx) {
+                Poll::Ready(stalled) => {
+                    this.failed = true;
+                    Poll::Ready(Some(Err(Box::new(stalled))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -48,6 +107,7 @@ impl Body for Inbound {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             Proj::Hyper { body } => body.poll_frame(cx).map_err(Into::into),
+            Proj::Watched { body } => Pin::new(body.as_mut()).poll_frame(cx),
             Proj::Whole { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Proj::Wire { body } => Pin::new(body.as_mut()).poll_frame(cx),
         }
@@ -56,6 +116,7 @@ impl Body for Inbound {
     fn is_end_stream(&self) -> bool {
         match self {
             Inbound::Hyper { body } => body.is_end_stream(),
+            Inbound::Watched { body } => body.is_end_stream(),
             Inbound::Whole { data } => data.is_none(),
             Inbound::Wire { body } => body.is_end_stream(),
         }
@@ -64,6 +125,7 @@ impl Body for Inbound {
     fn size_hint(&self) -> SizeHint {
         match self {
             Inbound::Hyper { body } => body.size_hint(),
+            Inbound::Watched { body } => body.size_hint(),
             Inbound::Whole { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Inbound::Wire { body } => body.size_hint(),
         }

@@ -6,6 +6,7 @@ pub mod forward;
 pub mod headers;
 pub mod inbound;
 pub mod pool;
+pub mod stall;
 pub mod tee;
 pub mod wire;
 

@@ -2,21 +2,19 @@
 //! carries it. When the body ends cleanly on a kept-alive connection, the
 //! connection goes back to its pool; dropped early, it is closed.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded};
 use super::conn::Connection;
 use super::head::ResponseFraming;
 use crate::proxy::body::BoxError;
 use crate::proxy::pool::IdleConnections;
+use crate::proxy::stall::{Stall, Stalled};
 
 /// Why a response body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +27,8 @@ pub enum BodyError {
     Chunked(#[from] super::chunked::ChunkError),
     #[error("reading the body: {0}")]
     Io(#[from] std::io::Error),
-    #[error("backend sent nothing for {} in the middle of the body", crate::config::duration::format(*.0))]
-    Stalled(Duration),
+    #[error(transparent)]
+    Stalled(#[from] Stalled),
 }
 
 enum Reading {
@@ -47,10 +45,8 @@ pub struct BackendBody {
     conn: Option<Connection>,
     keep_alive: bool,
     pool: Arc<IdleConnections>,
-    /// Armed the first time the body waits for the backend, and pushed back
-    /// whenever bytes arrive: a stalled backend cannot hold a client forever.
-    stall: Option<Pin<Box<Sleep>>>,
-    progressed: bool,
+    /// Made the first time the body has to wait.
+    stall: Option<Stall>,
 }
 
 impl BackendBody {
@@ -78,7 +74,6 @@ impl BackendBody {
             keep_alive,
             pool,
             stall: None,
-            progressed: false,
         };
         if matches!(body.reading, Reading::Whole(_)) {
             body.release(true);
@@ -117,25 +112,19 @@ impl BackendBody {
             return Poll::Ready(Ok(0));
         };
         if let Poll::Ready(read) = conn.poll_fill(cx) {
-            self.progressed = true;
+            if let Some(stall) = self.stall.as_mut() {
+                stall.progress();
+            }
             return Poll::Ready(read.map_err(BodyError::from));
         }
-        let timeout = self.pool.read_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let stall = match &mut self.stall {
-            Some(stall) => {
-                if std::mem::take(&mut self.progressed) {
-                    stall.as_mut().reset(deadline);
-                }
-                stall
-            }
-            None => self.stall.insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        if stall.as_mut().poll(cx).is_ready() {
-            tracing::warn!(backend = %self.pool.authority, timeout = ?timeout, "response body stalled; closing the connection");
-            return Poll::Ready(Err(BodyError::Stalled(timeout)));
+        let pool = &self.pool;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Stall::new(pool.read_timeout, pool.authority.clone()));
+        match stall.poll_expired(cx) {
+            Poll::Ready(stalled) => Poll::Ready(Err(stalled.into())),
+            Poll::Pending => Poll::Pending,
         }
-        Poll::Pending
     }
 }
 
