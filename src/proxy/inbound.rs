@@ -1,8 +1,8 @@
 //! A body arriving at the gateway: a client's request body or an HTTP/2
-//! backend's response, both read by hyper, or an HTTP/1.1 backend's
-//! response read by `wire` (already whole, as small responses usually
-//! are, or still streaming). The pipeline streams, tees and mirrors each
-//! the same way.
+//! backend's response (under the backend's read timeout), both read by
+//! hyper, or an HTTP/1.1 backend's response read by `wire` (already whole,
+//! as small responses usually are, or still streaming). The pipeline
+//! streams, tees and mirrors each the same way.
 
 use std::pin::Pin;
 use std::sync::Arc;
