@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::modules::RequestCtx;
 use crate::proxy::forward::Upstreams;
 use crate::proxy::headers::{self, X_REQUEST_ID, X_SERVED_BY};
-use crate::proxy::{Inbound, ProxyBody, ProxyError};
+use crate::proxy::{ProxyBody, ProxyError};
 use crate::rollout::sink::{LiveSample, LiveSink};
 use crate::shadow::{self, Mirror};
 use crate::side::Side;
@@ -180,10 +180,6 @@ impl Worker {
         let resp = match result {
             Ok(resp) => {
                 let (mut rp, rb) = resp.into_parts();
-                if matches!(rb, Inbound::Hyper { .. }) {
-                    // The HTTP/1.1 leg drops them as it parses.
-                    headers::strip_hop_by_hop(&mut rp.headers);
-                }
                 rp.headers.reserve(3);
                 // The comparison sees the backend's answer, not our additions.
                 let body = mirror.attach(rb, &rp);

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use http_body_util::BodyExt;
 use support::*;
 use switchyard::gateway::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -358,20 +357,7 @@ async fn broken_responses_are_a_502_that_says_why() {
     // Failures inside the body come after the head was sent (or was about
     // to be): the client's exchange breaks rather than ending as if complete.
     for path in ["/bad-chunk", "/short"] {
-        let exchange = async {
-            let resp = c
-                .request(
-                    http::Request::get(url(path))
-                        .body(http_body_util::Full::new(Bytes::new()))
-                        .unwrap(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            resp.into_body().collect().await.map_err(|e| e.to_string())
-        };
-        let outcome = tokio::time::timeout(Duration::from_secs(5), exchange)
-            .await
-            .expect("a broken body ends the exchange");
+        let outcome = get_whole(&c, &url(path), Duration::from_secs(5)).await;
         assert!(outcome.is_err(), "{path}: a broken body must not look complete");
     }
     // And the gateway carries on.
@@ -403,20 +389,7 @@ async fn a_body_that_stalls_is_cut_after_the_read_timeout() {
     ));
     let c = client();
     let started = std::time::Instant::now();
-    let exchange = async {
-        let resp = c
-            .request(
-                http::Request::get(format!("{}/stall", proxy(&g)))
-                    .body(http_body_util::Full::new(Bytes::new()))
-                    .unwrap(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        resp.into_body().collect().await.map_err(|e| e.to_string())
-    };
-    let outcome = tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .expect("the gateway gives up on a stalled body by itself");
+    let outcome = get_whole(&c, &format!("{}/stall", proxy(&g)), Duration::from_secs(10)).await;
     assert!(outcome.is_err(), "a stalled body must not look complete");
     assert!(
         started.elapsed() >= Duration::from_millis(300),

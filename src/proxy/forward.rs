@@ -137,7 +137,8 @@ impl Upstream {
         }
     }
 
-    /// Sends the request and waits for the response head, within the timeout.
+    /// Sends the request and waits for the response head, within the
+    /// timeout. The head comes back without hop-by-hop fields.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Inbound>, ProxyError> {
         self.send_within(req, self.timeout).await
     }
@@ -162,7 +163,13 @@ impl Upstream {
             },
             Transport::Http2(client) => match tokio::time::timeout(timeout, client.request(req)).await {
                 Err(_) => Err(timed_out),
-                Ok(Ok(resp)) => Ok(resp.map(|b| Inbound::watched(b, self.read_timeout, self.backend_name.clone()))),
+                Ok(Ok(resp)) => {
+                    let (mut parts, body) = resp.into_parts();
+                    // The HTTP/1.1 leg drops these as it parses; hyper keeps them.
+                    super::headers::strip_hop_by_hop(&mut parts.headers);
+                    let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone());
+                    Ok(Response::from_parts(parts, body))
+                }
                 Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect { side }),
                 Ok(Err(e)) => Err(classify(side, &e)),
             },

@@ -33,7 +33,7 @@ pub struct IdleConnections {
     reap_every: Duration,
     /// Longest wait for the next bytes of a response body.
     pub(crate) read_timeout: Duration,
-    /// `host:port`, for log lines.
+    /// `host:port`: where connections go, and what log lines name.
     pub(crate) authority: Arc<str>,
 }
 
@@ -65,7 +65,8 @@ impl IdleConnections {
         }
         // Otherwise dropped, which closes it.
         drop(idle);
-        if !self.reaper.swap(true, Ordering::Relaxed) {
+        // A plain load first: every response body ends here.
+        if !self.reaper.load(Ordering::Relaxed) && !self.reaper.swap(true, Ordering::Relaxed) {
             self.start_reaper();
         }
     }
@@ -100,8 +101,6 @@ impl IdleConnections {
 }
 
 pub struct Http1Pool {
-    /// `host:port` to connect to.
-    authority: String,
     connect_timeout: Duration,
     idle: Arc<IdleConnections>,
 }
@@ -130,15 +129,14 @@ impl Http1Pool {
                 reaper: AtomicBool::new(false),
                 reap_every: (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5)),
                 read_timeout,
-                authority: authority.as_str().into(),
+                authority: authority.into(),
             }),
-            authority,
             connect_timeout,
         }
     }
 
     async fn connect(&self) -> Result<Connection, PoolError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.authority.as_str()))
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.idle.authority))
             .await
             .map_err(|_| PoolError::ConnectTimeout)?
             .map_err(PoolError::Connect)?;
@@ -171,7 +169,7 @@ impl Http1Pool {
                     return Ok(Response::from_parts(resp.parts, body));
                 }
                 Err(e) if replayable && conn.reused() && e.nothing_received() => {
-                    tracing::debug!(error = %e, backend = %self.authority, "kept-alive connection was closed; retrying");
+                    tracing::debug!(error = %e, backend = %self.idle.authority, "kept-alive connection was closed; retrying");
                     conn = self.connect().await?;
                 }
                 Err(e) => return Err(PoolError::Exchange(e)),

@@ -239,6 +239,20 @@ pub async fn get(c: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Answer 
     send(c, Method::GET, url, headers, Bytes::new()).await
 }
 
+/// A GET read to the end of its body, which must end (well or broken)
+/// within `within`; `Err` says how the exchange broke.
+pub async fn get_whole(c: &HttpClient, url: &str, within: Duration) -> Result<Bytes, String> {
+    let exchange = async {
+        let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+        let resp = c.request(req).await.map_err(|e| e.to_string())?;
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+        Ok(body.to_bytes())
+    };
+    tokio::time::timeout(within, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{url}: the exchange did not end within {within:?}"))
+}
+
 /// Waits for `cond` to hold, polling, up to `within`; panics with `what`.
 pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut cond: F) {
     let deadline = Instant::now() + within;

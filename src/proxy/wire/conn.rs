@@ -2,7 +2,7 @@
 //! on it: the head and body go out while the response head is awaited, so a
 //! backend that answers before reading the whole body is heard.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -109,11 +109,10 @@ impl Connection {
     ) -> Result<ResponseHead, ExchangeError> {
         let (mut rd, mut wr) = self.stream.split();
         let buf = &mut self.buf;
+        wr.write_all(head).await?;
         if framing == RequestFraming::Empty {
-            wr.write_all(head).await?;
             return read_head(&mut rd, buf, method).await;
         }
-        wr.write_all(head).await?;
         let send = write_body(&mut wr, body, framing);
         let recv = read_head(&mut rd, buf, method);
         tokio::pin!(send, recv);
@@ -188,7 +187,8 @@ async fn write_body<W: AsyncWrite + Unpin>(
             continue;
         }
         scratch.clear();
-        scratch.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(scratch, "{:x}\r\n", data.len());
         if data.len() <= COALESCE {
             scratch.extend_from_slice(&data);
             scratch.extend_from_slice(b"\r\n");
