@@ -1,0 +1,52 @@
+//! The two systems behind the gateway (and old's twin), and how each is reached.
+
+use serde::{Deserialize, Serialize};
+
+use super::defaults;
+use crate::config::HumanDuration;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backends {
+    pub old: BackendConfig,
+    pub new: BackendConfig,
+    /// A second copy of `old`: what old disagrees with itself on is noise.
+    #[serde(default)]
+    pub old_twin: Option<BackendConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HostHeader {
+    /// Send the client's `Host` unchanged (virtual hosts behind the backend keep working).
+    #[default]
+    Preserve,
+    /// Send the backend URL's authority as `Host`.
+    Rewrite,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `http://host:port[/prefix]`.
+    pub url: String,
+    #[serde(default)]
+    pub host: HostHeader,
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Time from sending the request to receiving the response head.
+    #[serde(default = "defaults::request_timeout")]
+    pub timeout: HumanDuration,
+    /// Longest wait for the next bytes of a response body.
+    #[serde(default = "defaults::read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// How long an unused pooled connection is kept.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Idle connections kept per worker.
+    #[serde(default = "defaults::max_idle")]
+    pub max_idle_connections: usize,
+    /// Speak HTTP/2 with prior knowledge (h2c) to this backend.
+    #[serde(default)]
+    pub http2: bool,
+}

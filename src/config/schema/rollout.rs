@@ -1,0 +1,120 @@
+//! The rollout: the split, the step plan, and the guard that judges new.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::defaults;
+use super::yes;
+use crate::config::{HumanDuration, StickyKey};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Initial share of live traffic served by `new`; a saved state file wins.
+    #[serde(default)]
+    pub percent: f64,
+    #[serde(default = "defaults::sticky")]
+    pub sticky: StickyKey,
+    /// Mixed into the sticky hash: a new salt picks a new first cohort.
+    #[serde(default = "defaults::salt")]
+    pub salt: String,
+    /// Request header whose value `old` or `new` pins the request.
+    #[serde(default = "defaults::force_header")]
+    pub force_header: String,
+    /// Where rollout state is persisted; without it a restart forgets changes.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+    /// The step plan, in percent, ascending.
+    #[serde(default = "defaults::steps")]
+    pub steps: Vec<f64>,
+    /// Hold time per step before the guard advances the plan by itself.
+    #[serde(default)]
+    pub step_every: Option<HumanDuration>,
+    #[serde(default)]
+    pub guard: GuardConfig,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            percent: 0.0,
+            sticky: defaults::sticky(),
+            salt: defaults::salt(),
+            force_header: defaults::force_header(),
+            state_file: None,
+            steps: defaults::steps(),
+            step_every: None,
+            guard: GuardConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAction {
+    #[default]
+    Rollback,
+    Pause,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyStatistic {
+    #[default]
+    P50,
+    P99,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How often the checks run.
+    #[serde(default = "defaults::guard_interval")]
+    pub interval: HumanDuration,
+    /// The sliding window judged at each check.
+    #[serde(default = "defaults::guard_window")]
+    pub window: HumanDuration,
+    /// Requests each side needs in the window before anything is judged.
+    #[serde(default = "defaults::min_requests")]
+    pub min_requests: u64,
+    /// Largest tolerated (new error rate − old error rate), as a fraction.
+    #[serde(default = "defaults::max_error_rate_increase")]
+    pub max_error_rate_increase: f64,
+    /// Largest tolerated new/old latency ratio on `latency_statistic`.
+    #[serde(default = "defaults::max_latency_ratio")]
+    pub max_latency_ratio: f64,
+    #[serde(default)]
+    pub latency_statistic: LatencyStatistic,
+    /// Confidence of the Mann–Whitney test that new is slower.
+    #[serde(default = "defaults::confidence")]
+    pub confidence: f64,
+    /// Largest tolerated rate of real (non-noise) differences.
+    #[serde(default = "defaults::max_diff_rate")]
+    pub max_diff_rate: f64,
+    /// Comparisons needed before the diff rate is judged.
+    #[serde(default = "defaults::min_comparisons")]
+    pub min_comparisons: u64,
+    #[serde(default)]
+    pub action: GuardAction,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: defaults::guard_interval(),
+            window: defaults::guard_window(),
+            min_requests: defaults::min_requests(),
+            max_error_rate_increase: defaults::max_error_rate_increase(),
+            max_latency_ratio: defaults::max_latency_ratio(),
+            latency_statistic: LatencyStatistic::P50,
+            confidence: defaults::confidence(),
+            max_diff_rate: defaults::max_diff_rate(),
+            min_comparisons: defaults::min_comparisons(),
+            action: GuardAction::Rollback,
+        }
+    }
+}
