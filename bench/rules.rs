@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use switchyard::config::{NamedPattern, RuleAction, RuleConfig, RuleMatch};
 use switchyard::modules::rules::Rules;
-use switchyard::modules::{Module, RequestCtx};
+use switchyard::modules::{BodyHint, Module, RequestCtx};
 
 fn rules(n: usize) -> Vec<RuleConfig> {
     (0..n)
@@ -79,6 +79,8 @@ fn bench(c: &mut Criterion) {
                 let mut ctx = RequestCtx {
                     client_ip: "127.0.0.1".parse().unwrap(),
                     route: "default",
+                    path: "/api/v2/users/42/orders",
+                    body: BodyHint::None,
                     tags: Vec::new(),
                     body_limit: None,
                 };

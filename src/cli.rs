@@ -382,7 +382,8 @@ fn serve(config: Option<PathBuf>, reset_state: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    switchyard::logging::init(&cfg.logging);
+    // Held to the end: dropping it flushes the log queues.
+    let _log = switchyard::logging::init(&cfg.logging);
     let gateway = match Gateway::start(
         cfg,
         Options {
@@ -439,7 +440,7 @@ async fn wait_for_signals(gateway: &Gateway) {
 }
 
 fn demo(args: switchyard::demo::DemoArgs) -> ExitCode {
-    switchyard::logging::init(&config::LoggingConfig {
+    let _log = switchyard::logging::init(&config::LoggingConfig {
         level: "warn".into(),
         ..Default::default()
     });

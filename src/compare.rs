@@ -79,20 +79,45 @@ impl Analysis {
         let worker = Worker {
             analysis: analysis.clone(),
             metrics,
+            failures: FailureLog::default(),
             store,
             dirty: HashSet::new(),
             rewrite_all: false,
         };
         let handle = std::thread::Builder::new()
             .name("switchyard-analysis".into())
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || {
+                crate::background::lower_priority("analysis");
+                worker.run(rx)
+            })?;
         Ok((analysis, handle))
+    }
+}
+
+/// Logs store failures at most once a minute, with how many there were:
+/// a full disk must not turn into a log flood.
+#[derive(Default)]
+struct FailureLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl FailureLog {
+    fn failed(&mut self, metrics: &Metrics, e: &std::io::Error) {
+        metrics.diff_store_write_failures.inc();
+        self.since_last += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::error!(error = %e, failures = self.since_last, "cannot append to the diff store; records are lost until it can (the file keeps whole lines only)");
+            self.last = Some(Instant::now());
+            self.since_last = 0;
+        }
     }
 }
 
 struct Worker {
     analysis: Analysis,
     metrics: Metrics,
+    failures: FailureLog,
     store: Option<Store>,
     dirty: HashSet<String>,
     /// The store rotated while tallies were written: write them all again
@@ -148,7 +173,7 @@ impl Worker {
                 };
                 match store.append(&rec) {
                     Ok(r) => rotated |= r,
-                    Err(e) => tracing::error!(error = %e, "cannot append to the diff store"),
+                    Err(e) => self.failures.failed(&self.metrics, &e),
                 }
             }
         }
@@ -180,13 +205,15 @@ impl Worker {
                     stats: Box::new(stats.clone()),
                 };
                 if let Err(e) = store.append(&rec) {
-                    tracing::error!(error = %e, "cannot append to the diff store");
+                    self.failures.failed(&self.metrics, &e);
                 }
             }
         }
-        let _ = store.append(&Record::Totals {
+        if let Err(e) = store.append(&Record::Totals {
             results: c.totals.clone(),
-        });
+        }) {
+            self.failures.failed(&self.metrics, &e);
+        }
         let _ = store.sync();
         self.dirty.clear();
     }

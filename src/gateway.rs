@@ -17,12 +17,14 @@ use crate::compare::Analysis;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::pipeline::{Shared, Worker};
+use crate::proxy::budget::Budget;
+use crate::proxy::limit::Limits;
 use crate::rollout::controller::Controller;
 use crate::rollout::guard::{Guard, GuardReport};
-use crate::rollout::persist;
+use crate::rollout::persist::{self, Loaded, RollbackSlot};
 use crate::rollout::sink::LiveSink;
-use crate::rollout::state::RolloutState;
-use crate::shadow::Dispatcher;
+use crate::rollout::state::{now_ms, Change, RolloutState};
+use crate::shadow::{Dispatcher, ShadowRuntime};
 use crate::snapshot::Snapshot;
 
 /// Capacity of the queue of live samples for the guard.
@@ -72,22 +74,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, StartError> {
 
 impl Gateway {
     pub fn start(config: Config, opts: Options) -> Result<Gateway, StartError> {
-        let rollout = match (&config.rollout.state_file, opts.reset_state) {
-            (Some(path), false) => match persist::load(path)? {
-                Some(saved) => {
-                    tracing::info!(path = %path.display(), percent = saved.percent, phase = saved.phase.as_str(), "rollout state restored");
-                    saved
-                }
-                None => RolloutState::initial(config.rollout.percent),
-            },
-            _ => RolloutState::initial(config.rollout.percent),
-        };
+        let (rollout, slot) = restore(&config, &opts)?;
 
         let metrics = Metrics::new();
         let config = Arc::new(config);
         let snapshot = Snapshot::build(config.clone(), rollout, 0, &metrics).map_err(StartError::Setup)?;
         let cell = Arc::new(crate::snapshot::Published::new(snapshot));
-        let controller = Arc::new(Controller::new(cell.clone(), metrics.clone()));
+        let controller = Arc::new(Controller::new(cell.clone(), metrics.clone(), slot));
 
         let (pair_tx, pair_rx) = std::sync::mpsc::sync_channel(config.shadow.queue);
         let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx)
@@ -97,7 +90,18 @@ impl Gateway {
             snapshot: cell.clone(),
             metrics: metrics.clone(),
             live,
-            shadow: Dispatcher::new(config.shadow.max_in_flight, Some(pair_tx), metrics.clone()),
+            shadow: Dispatcher::new(
+                config.shadow.max_in_flight,
+                Budget::exported(
+                    config.shadow.max_buffered_bytes,
+                    Some(metrics.shadow_buffered_bytes.clone()),
+                ),
+                ShadowRuntime::start(config.shadow.workers)
+                    .map_err(|e| StartError::Setup(format!("cannot start the mirrors' threads: {e}")))?,
+                Some(pair_tx),
+                metrics.clone(),
+            ),
+            limits: Limits::default(),
         });
 
         let workers = match config.server.workers {
@@ -270,6 +274,53 @@ impl Gateway {
             let _ = t.join();
         }
     }
+}
+
+/// The rollout state to start from, and the rollback slot beside the state
+/// file. A state file that cannot be written refuses the start: the first
+/// rollback must not be the moment that is found out.
+fn restore(config: &Config, opts: &Options) -> Result<(RolloutState, Option<RollbackSlot>), StartError> {
+    let initial = RolloutState::initial(config.rollout.percent);
+    let Some(path) = &config.rollout.state_file else {
+        return Ok((initial, None));
+    };
+    persist::check_writable(path)?;
+    let slot = RollbackSlot::prepare(path)?;
+    if opts.reset_state {
+        // Saved with a change of its own, so an older rollback in the slot
+        // cannot come back at the next restart.
+        let mut fresh = initial;
+        fresh.last_change = Some(Change {
+            who: "switchyard serve --reset-state".into(),
+            why: "state reset at start".into(),
+            at_ms: now_ms(),
+            from_percent: fresh.percent,
+            to_percent: fresh.percent,
+            from_phase: fresh.phase,
+            to_phase: fresh.phase,
+        });
+        persist::save(path, &fresh)?;
+        return Ok((fresh, Some(slot)));
+    }
+    let state = match persist::load(path)? {
+        Some(Loaded { state, from_slot: true }) => {
+            tracing::warn!(
+                path = %path.display(),
+                slot = %persist::slot_path(path).display(),
+                "the last run rolled back but could not write the state file; starting rolled back, from the rollback slot"
+            );
+            if let Err(e) = persist::save(path, &state) {
+                tracing::error!(error = %e, "the state file still cannot be written");
+            }
+            state
+        }
+        Some(Loaded { state, .. }) => {
+            tracing::info!(path = %path.display(), percent = state.percent, phase = state.phase.as_str(), "rollout state restored");
+            state
+        }
+        None => initial,
+    };
+    Ok((state, Some(slot)))
 }
 
 impl Drop for Gateway {

@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod background;
 pub mod compare;
 pub mod config;
 pub mod demo;

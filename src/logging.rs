@@ -1,21 +1,99 @@
 //! Logging setup: `tracing` with a filter from the config (overridable by
-//! `RUST_LOG`), as text or one JSON object per line.
+//! `RUST_LOG`), as text or one JSON object per line, written to stderr by
+//! background threads.
+//!
+//! A worker never waits for the log: each line is handed to a bounded queue
+//! and written by its own thread; when stderr is slow or blocked (a full
+//! pipe, a stuck collector) lines are dropped and counted
+//! (`switchyard_log_lines_dropped_total`), never the event loop stalled. The
+//! access log has a queue of its own, so a flood of requests cannot push
+//! warnings and errors out.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+
+use tracing::Subscriber;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LoggingConfig};
 
-/// Installs the global subscriber; a second call is a no-op (tests).
-pub fn init(cfg: &LoggingConfig) {
+/// The target of access log lines.
+pub const ACCESS: &str = "switchyard::access";
+
+/// Lines queued per sink before new ones are dropped.
+const LOG_QUEUE: usize = 16_384;
+const ACCESS_QUEUE: usize = 65_536;
+
+static DROPS: OnceLock<[(&'static str, ErrorCounter); 2]> = OnceLock::new();
+
+/// Keeps the log writers running; dropping it flushes what is queued (up to
+/// about a second). Hold it until the process is done.
+pub struct LogGuard {
+    _guards: [WorkerGuard; 2],
+}
+
+/// Installs the global subscriber. `None` when one is installed already
+/// (tests start several gateways in one process; the first wins).
+pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
+    if DROPS.get().is_some() {
+        return None;
+    }
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let writer = |name: &str, lines: usize| {
+        NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(lines)
+            .thread_name(name)
+            .finish(std::io::stderr())
     };
+    let (log_writer, log_guard) = writer("switchyard-log", LOG_QUEUE);
+    let (access_writer, access_guard) = writer("switchyard-access-log", ACCESS_QUEUE);
+    let counters = [
+        ("log", log_writer.error_counter()),
+        ("access", access_writer.error_counter()),
+    ];
+    let json = cfg.format == LogFormat::Json;
+    Registry::default()
+        .with(filter)
+        .with(vec![sink(log_writer, json, false), sink(access_writer, json, true)])
+        .try_init()
+        .ok()?;
+    let _ = DROPS.set(counters);
+    Some(LogGuard {
+        _guards: [log_guard, access_guard],
+    })
+}
+
+/// One writer's layer: the access log's lines, or every other line.
+fn sink<S>(writer: NonBlocking, json: bool, access: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mine = filter_fn(move |m| (m.target() == ACCESS) == access);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    if json {
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_filter(mine)
+            .boxed()
+    } else {
+        fmt.with_filter(mine).boxed()
+    }
+}
+
+/// Lines each sink has dropped so far (`log`, `access`); empty before
+/// [`init`].
+pub fn dropped_lines() -> Vec<(&'static str, u64)> {
+    DROPS
+        .get()
+        .map(|d| d.iter().map(|(sink, c)| (*sink, c.dropped_lines() as u64)).collect())
+        .unwrap_or_default()
 }

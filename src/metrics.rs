@@ -20,6 +20,20 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Every `outcome` of `switchyard_shadow_requests_total`.
+pub const SHADOW_OUTCOMES: &[&str] = &[
+    "completed",
+    "truncated",
+    "dropped",
+    "skipped_body",
+    "error",
+    "timeout",
+    "cancelled",
+];
+
+/// Every `result` of `switchyard_comparisons_total`.
+pub const COMPARISON_RESULTS: &[&str] = &["match", "diff", "noise", "ignored", "error", "dropped"];
+
 /// Phases as exported by the one-hot `switchyard_rollout_phase` gauge.
 pub const PHASES: &[&str] = &["idle", "progressing", "paused", "promoted", "rolled_back"];
 
@@ -42,6 +56,18 @@ pub struct Metrics {
     pub connections: IntCounter,
     pub config_reloads: IntCounterVec,
     pub samples_dropped: IntCounter,
+    pub client_errors: IntCounterVec,
+    pub shadow_drops: IntCounterVec,
+    pub shadow_buffered_bytes: IntGauge,
+    pub state_persist_failures: IntCounter,
+    pub diff_store_write_failures: IntCounter,
+    pub log_lines_dropped: IntCounterVec,
+}
+
+fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric definition");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -159,6 +185,43 @@ impl Metrics {
                 "Config reloads, by result.",
                 &["result"],
             ),
+            client_errors: counter(
+                r,
+                "switchyard_client_errors_total",
+                "Requests that failed by the client's fault (a broken, aborted or stalled body, a request no server may accept); never counted against a backend.",
+                &["kind"],
+            ),
+            shadow_drops: counter(
+                r,
+                "switchyard_shadow_drops_total",
+                "Mirrors or comparisons shed by a bound, by the bound that shed them.",
+                &["reason"],
+            ),
+            shadow_buffered_bytes: {
+                let g = IntGauge::new(
+                    "switchyard_shadow_buffered_bytes",
+                    "Bytes of mirrored bodies held now (read ahead, copied, being read, queued for analysis).",
+                )
+                .expect("metric definition");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            state_persist_failures: plain_counter(
+                r,
+                "switchyard_state_persist_failures_total",
+                "Rollout state changes that could not be written to the state file.",
+            ),
+            diff_store_write_failures: plain_counter(
+                r,
+                "switchyard_diff_store_write_failures_total",
+                "Records that could not be appended to the diff store.",
+            ),
+            log_lines_dropped: counter(
+                r,
+                "switchyard_log_lines_dropped_total",
+                "Log lines dropped because the log writer fell behind, by sink.",
+                &["sink"],
+            ),
             rollout_percent,
             connections_active,
             connections,
@@ -170,6 +233,22 @@ impl Metrics {
         }
         for reason in ["manual", "guard"] {
             m.rollbacks.with_label_values(&[reason]);
+        }
+        // Counters with known label values exist from the start, so that
+        // rate() and alerts see a 0 rather than nothing.
+        for kind in crate::proxy::error::CLIENT_KINDS {
+            m.client_errors.with_label_values(&[kind]);
+        }
+        for backend in ["old", "new"] {
+            for kind in crate::proxy::error::UPSTREAM_KINDS {
+                m.upstream_errors.with_label_values(&[backend, kind]);
+            }
+        }
+        for why in crate::shadow::Shed::ALL {
+            m.shadow_drops.with_label_values(&[why.as_str()]);
+        }
+        for sink in ["log", "access"] {
+            m.log_lines_dropped.with_label_values(&[sink]);
         }
         m
     }
@@ -184,8 +263,21 @@ impl Metrics {
         }
     }
 
+    /// Brings `switchyard_log_lines_dropped_total` up to the log writers'
+    /// own counts (they live outside the registry).
+    pub fn sync_log_drops(&self) {
+        for (sink, dropped) in crate::logging::dropped_lines() {
+            let c = self.log_lines_dropped.with_label_values(&[sink]);
+            let known = c.get();
+            if dropped > known {
+                c.inc_by(dropped - known);
+            }
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.sync_log_drops();
         let mut buf = Vec::with_capacity(16 * 1024);
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
@@ -232,6 +324,19 @@ impl RouteMetrics {
         Self {
             old: side("old"),
             new: side("new"),
+        }
+    }
+
+    /// Creates a mirrored route's shadow and comparison series at zero, so
+    /// that dashboards and alerts see every outcome before its first event.
+    pub fn export_mirror_series(m: &Metrics, route: &str) {
+        for backend in ["old", "new", "old_twin", "old_repeat"] {
+            for outcome in SHADOW_OUTCOMES {
+                m.shadow_requests.with_label_values(&[backend, route, outcome]);
+            }
+        }
+        for result in COMPARISON_RESULTS {
+            m.comparisons.with_label_values(&[route, result]);
         }
     }
 

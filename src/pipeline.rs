@@ -1,13 +1,17 @@
 //! The live path, as one list of named phases (after pingora's):
 //!
+//! 0. `request_checks`   — refuse heads no origin may accept (two Hosts,
+//!    CONNECT, a bad target); normalise the path decisions are made on
 //! 1. `route`            — pick the configured route (or `default`)
 //! 2. `request_filter`   — the route's modules: rate limit, rules… may answer early
 //! 3. `split`            — force header, else sticky bucket vs. the route's percent
-//! 4. `upstream_request` — request id, hop-by-hop stripping, forwarding headers
+//! 4. `upstream_request` — request id, hop-by-hop and control headers
+//!    stripped, forwarding headers (trusted proxies only)
 //! 5. `mirror`           — sampled requests also go to the other side (and the twin)
 //! 6. `forward`          — stream the request to the serving side, await its head
 //! 7. `response_filter`  — hop-by-hop stripping, `served-by`, `Via`, modules
-//! 8. `logging`          — metrics, guard sample, access log
+//! 8. `logging`          — metrics, guard sample (never for a pinned
+//!    request or a client's fault), access log
 //!
 //! Nothing here waits for a mirror, a comparison, a disk write or a lock
 //! held by them: the mirror runs on its own task and the comparison on the
@@ -23,16 +27,21 @@ use http::header::HOST;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use http_body::Body as _;
+
 use crate::metrics::Metrics;
-use crate::modules::RequestCtx;
+use crate::modules::{BodyHint, RequestCtx};
+use crate::proxy::client_body::ClientBody;
 use crate::proxy::forward::Upstreams;
 use crate::proxy::headers::{self, X_REQUEST_ID, X_SERVED_BY};
-use crate::proxy::{ProxyBody, ProxyError};
+use crate::proxy::limit::Limits;
+use crate::proxy::{forwarded, target, ProxyBody, ProxyError};
 use crate::rollout::sink::{LiveSample, LiveSink};
-use crate::shadow::{self, Mirror};
+use crate::rollout::state::Phase;
+use crate::shadow::{self, Candidate, Mirror};
 use crate::side::Side;
 use crate::snapshot::{Snapshot, SnapshotCell, WorkerView};
-use crate::split::{self, SplitInput};
+use crate::split::{self, Reason, SplitInput};
 
 /// What every worker shares.
 pub struct Shared {
@@ -40,6 +49,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub live: LiveSink,
     pub shadow: shadow::Dispatcher,
+    /// Each backend's connection budget, across the workers.
+    pub limits: Limits,
 }
 
 /// One event loop's view: the shared state and its own upstream pools.
@@ -52,7 +63,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(shared: Arc<Shared>) -> Result<Self, String> {
         let snap = shared.snapshot.load();
-        let ups = Upstreams::new(snap.generation, &snap.config.backends)?;
+        let ups = Upstreams::new(snap.generation, &snap.config.backends, &shared.limits, None)?;
         Ok(Self {
             view: WorkerView::new(&shared.snapshot),
             shared,
@@ -67,7 +78,7 @@ impl Worker {
         if current.generation == snap.generation {
             return current;
         }
-        match Upstreams::new(snap.generation, &snap.config.backends) {
+        match Upstreams::new(snap.generation, &snap.config.backends, &self.shared.limits, None) {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 self.upstreams.store(fresh.clone());
@@ -86,21 +97,43 @@ impl Worker {
         req: Request<Incoming>,
         conn: Arc<Peer>,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let peer = conn.addr;
         let started = Instant::now();
         let current = self.view.get(&self.shared.snapshot);
         let snap = &current.snapshot;
         let (mut parts, body) = req.into_parts();
+
+        // 0. request_checks: what no origin server may accept stops here.
+        if let Err(refused) = target::check(&mut parts) {
+            return Ok(self.client_fault(ProxyError::Refused(refused), None));
+        }
         let method = parts.method.clone();
         let log_path = snap.config.logging.access_log.then(|| parts.uri.path().to_string());
+        let peer_trusted = !snap.trusted_proxies.is_empty() && snap.trusted_proxies.contains(conn.addr.ip());
+        let client_ip = if peer_trusted {
+            forwarded::client_ip(&parts.headers, conn.addr.ip(), &snap.trusted_proxies)
+        } else {
+            conn.addr.ip()
+        };
+        // Decisions use the normalised path; the backend gets the target as sent.
+        let uri = parts.uri.clone();
+        let path = target::normalized(uri.path());
+        let body_hint = if body.is_end_stream() {
+            BodyHint::None
+        } else {
+            body.size_hint().exact().map_or(BodyHint::Unknown, BodyHint::Length)
+        };
+        let body =
+            (body_hint != BodyHint::None).then(|| ClientBody::new(body, snap.config.server.client_body_timeout.get()));
 
         // 1. route
-        let route = snap.routes.select(&parts);
+        let route = snap.routes.select(&parts, &path);
 
         // 2. request_filter
         let mut ctx = RequestCtx {
-            client_ip: peer.ip(),
+            client_ip,
             route: &route.name,
+            path: &path,
+            body: body_hint,
             tags: Vec::new(),
             body_limit: None,
         };
@@ -112,15 +145,17 @@ impl Worker {
 
         // 3. split
         let percent = snap.percent_for(route);
-        let (side, _reason) = split::decide(
+        let (side, reason) = split::decide(
             &SplitInput {
                 force_header: &snap.force_header,
+                may_force: snap.force_from.as_ref().is_none_or(|r| r.contains(client_ip)),
+                rolled_back: snap.rollout.phase == Phase::RolledBack,
                 sticky: &route.sticky,
                 seed: snap.seed,
                 percent,
             },
             &parts,
-            peer.ip(),
+            client_ip,
         );
 
         // 4. upstream_request
@@ -134,35 +169,42 @@ impl Worker {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::add_forwarding(&mut parts.headers, &conn.forwarded_for, host.as_ref());
+        headers::strip_controls(&mut parts.headers, &snap.force_header);
+        forwarded::set(
+            &mut parts.headers,
+            &conn.forwarded_for,
+            peer_trusted,
+            "http",
+            host.as_ref(),
+        );
         if snap.config.server.via {
             headers::append_via(&mut parts.headers, parts.version);
         }
 
         // 5. mirror
-        let upstreams = self.upstreams(snap);
         let mirrorable = route.shadow.allows(&method);
         if mirrorable && ctx.body_limit.is_some() {
-            // A rule cut this chunked body off at a size: it streams live
-            // only, and the skipped mirror is counted like any other.
+            // A rule cut this body off at a size: it streams live only, and
+            // the skipped mirror is counted like any other.
             self.shared
                 .shadow
                 .count(side.other().as_str(), &route.name, "skipped_body");
         }
         let (body, mirror) = if mirrorable && ctx.body_limit.is_none() {
-            shadow::prepare(
-                &self.shared.shadow,
+            let candidate = Candidate {
                 snap,
                 route,
-                &upstreams,
-                side,
-                &parts,
-                body,
-                &request_id,
-            )
-            .await
+                live: side,
+                parts: &parts,
+                request_id: &request_id,
+            };
+            match self.shared.shadow.prepare(candidate, body).await {
+                Ok(prepared) => prepared,
+                Err(e) => return Ok(self.client_fault(e, Some(request_id))),
+            }
         } else {
-            (ProxyBody::stream(body), Mirror::none())
+            let body = body.map_or(ProxyBody::empty(), ProxyBody::stream);
+            (body, Mirror::none())
         };
         let body = match (ctx.body_limit, body) {
             (Some(limit), ProxyBody::Stream { inner }) => ProxyBody::limited(inner, limit),
@@ -170,6 +212,7 @@ impl Worker {
         };
 
         // 6. forward
+        let upstreams = self.upstreams(snap);
         let upstream = upstreams.get(side).unwrap_or(&upstreams.old);
         upstream.aim(&mut parts);
         let result = upstream.send(Request::from_parts(parts, body)).await;
@@ -193,6 +236,20 @@ impl Worker {
                 route.chain.on_response(&mut rp, &ctx);
                 Response::from_parts(rp, body)
             }
+            Err(e) if !e.is_upstream() => {
+                // The client's fault: not the backend's, not the guard's.
+                mirror.abandon();
+                let resp = self.client_fault(e, Some(request_id));
+                return Ok(access_log(
+                    resp,
+                    log_path,
+                    &method,
+                    route,
+                    Some(side),
+                    started,
+                    ctx.tags,
+                ));
+            }
             Err(e) => {
                 mirror.abandon();
                 self.record_error(side, &e);
@@ -209,11 +266,14 @@ impl Worker {
         let status = resp.status().as_u16();
         side_metrics.count(status);
         side_metrics.duration.observe(head_latency.as_secs_f64());
-        self.shared.live.record(LiveSample {
-            side,
-            latency: head_latency,
-            error: status >= 500,
-        });
+        if reason != Reason::Forced {
+            // A pinned request says nothing about the rollout's share.
+            self.shared.live.record(LiveSample {
+                side,
+                latency: head_latency,
+                error: status >= 500,
+            });
+        }
         Ok(access_log(
             resp,
             log_path,
@@ -225,15 +285,28 @@ impl Worker {
         ))
     }
 
+    /// Answers a request the client got wrong, and counts it as the
+    /// client's: never an upstream error, never a guard sample.
+    fn client_fault(&self, e: ProxyError, request_id: Option<HeaderValue>) -> Response<ProxyBody> {
+        let kind = e.client_kind().unwrap_or("framing");
+        self.shared.metrics.client_errors.with_label_values(&[kind]).inc();
+        tracing::debug!(kind, error = %e, "client error");
+        let mut resp = e.into_response();
+        if let Some(id) = request_id {
+            resp.headers_mut().insert(&X_REQUEST_ID, id);
+        }
+        resp
+    }
+
     fn record_error(&self, side: Side, e: &ProxyError) {
-        if e.is_upstream() {
+        if let Some(kind) = e.upstream_kind() {
             self.shared
                 .metrics
                 .upstream_errors
-                .with_label_values(&[side.as_str(), e.kind()])
+                .with_label_values(&[side.as_str(), kind])
                 .inc();
+            tracing::warn!(backend = side.as_str(), kind, error = %e, "upstream request failed");
         }
-        tracing::warn!(backend = side.as_str(), kind = e.kind(), error = %e, "upstream request failed");
     }
 }
 
@@ -248,7 +321,7 @@ impl Peer {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
-            forwarded_for: headers::client_value(addr.ip()),
+            forwarded_for: forwarded::client_value(addr.ip()),
         }
     }
 }

@@ -118,6 +118,9 @@ impl Route {
                 sticky = s.clone();
             }
         }
+        if shadow.percent > 0.0 {
+            RouteMetrics::export_mirror_series(metrics, &name);
+        }
         Ok(Self {
             chain: Chain::new(&chain_modules, &name, metrics),
             metrics: RouteMetrics::new(metrics, &name),
@@ -132,14 +135,14 @@ impl Route {
         })
     }
 
-    fn matches(&self, parts: &http::request::Parts) -> bool {
+    fn matches(&self, parts: &http::request::Parts, path: &str) -> bool {
         if let Some(ms) = &self.methods {
             if !ms.contains(&parts.method) {
                 return false;
             }
         }
         if let Some(p) = &self.path_prefix {
-            if !parts.uri.path().starts_with(p.as_str()) {
+            if !path.starts_with(p.as_str()) {
                 return false;
             }
         }
@@ -178,9 +181,14 @@ impl RouteTable {
         })
     }
 
-    /// First matching route, else the default.
-    pub fn select(&self, parts: &http::request::Parts) -> &Route {
-        self.routes.iter().find(|r| r.matches(parts)).unwrap_or(&self.default)
+    /// First matching route, else the default; `path` is the request's
+    /// path as normalised (`proxy::target::normalized`), so that no spelling
+    /// of a path escapes its route.
+    pub fn select(&self, parts: &http::request::Parts, path: &str) -> &Route {
+        self.routes
+            .iter()
+            .find(|r| r.matches(parts, path))
+            .unwrap_or(&self.default)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Route> {
@@ -204,7 +212,8 @@ mod tests {
 
     fn pick(t: &RouteTable, b: http::request::Builder) -> String {
         let parts = b.body(()).unwrap().into_parts().0;
-        t.select(&parts).name.to_string()
+        let path = crate::proxy::target::normalized(parts.uri.path()).into_owned();
+        t.select(&parts, &path).name.to_string()
     }
 
     #[test]
@@ -227,6 +236,14 @@ mod tests {
             "default"
         );
         assert_eq!(pick(&t, http::Request::get("/")), "default");
+        for spelling in [
+            "//api/payments/1",
+            "/api/./payments/1",
+            "/api/%70ayments/1",
+            "/x/../api/payments/1",
+        ] {
+            assert_eq!(pick(&t, http::Request::get(spelling)), "pay", "{spelling}");
+        }
     }
 
     #[test]

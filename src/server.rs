@@ -40,8 +40,28 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Fails when something already listens on `addr`. `SO_REUSEPORT` would
+/// otherwise let a second gateway bind the same address and silently take
+/// part of the connections; a bind without it is refused by the kernel
+/// while any socket listens there (`SO_REUSEADDR` only forgets TIME_WAIT).
+fn nobody_listens(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    match probe.bind(&addr.into()) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process already listens on this address (another switchyard?); stop it or choose another address",
+        )),
+        other => other,
+    }
+}
+
 /// `n` listeners on one address; port 0 is resolved by the first.
 pub fn bind_workers(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    nobody_listens(addr)?;
     let first = bind_reuseport(addr)?;
     let actual = first.local_addr()?;
     let mut all = vec![first];

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::HeaderName;
 
+use crate::config::cidr::Ranges;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rollout::state::RolloutState;
@@ -22,6 +23,13 @@ pub struct Snapshot {
     pub generation: u64,
     pub seed: u64,
     pub force_header: HeaderName,
+    /// Read once from `admin.token` or `admin.token_file` when the snapshot
+    /// is built (start, reload): a file that vanishes later changes nothing.
+    pub admin_token: Option<Arc<str>>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Ranges,
+    /// Who may pin with the force header; `None` is anyone.
+    pub force_from: Option<Ranges>,
 }
 
 impl Snapshot {
@@ -32,7 +40,11 @@ impl Snapshot {
         metrics: &Metrics,
     ) -> Result<Self, String> {
         let routes = Arc::new(RouteTable::build(&config, metrics)?);
+        let admin_token = config.resolve_admin_token()?.map(Arc::from);
         Ok(Self {
+            admin_token,
+            trusted_proxies: Ranges::new(&config.server.trusted_proxies),
+            force_from: config.rollout.force_from.as_deref().map(Ranges::new),
             seed: crate::split::seed(&config.rollout.salt),
             force_header: HeaderName::from_bytes(config.rollout.force_header.as_bytes()).map_err(|e| e.to_string())?,
             config,
@@ -51,6 +63,9 @@ impl Snapshot {
             generation: self.generation,
             seed: self.seed,
             force_header: self.force_header.clone(),
+            admin_token: self.admin_token.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            force_from: self.force_from.clone(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The split: which side serves a request.
 //!
-//! A pinned request (force header `old`/`new`) goes where it says. Otherwise
+//! A pinned request (force header `old`/`new`, from a client `force_from`
+//! allows) goes where it says, except that after a rollback nothing reaches
+//! `new`, pinned or not, until the percent is raised again. Otherwise
 //! the sticky key is hashed with the rollout salt into a bucket in [0, 100),
 //! and the request goes to `new` iff `bucket < percent`. Because a key's
 //! bucket never changes, raising the percent only moves keys from old to
@@ -93,6 +95,10 @@ pub fn forced(parts: &Parts, header: &http::HeaderName) -> Option<Side> {
 /// Everything the split needs from the snapshot for one route.
 pub struct SplitInput<'a> {
     pub force_header: &'a http::HeaderName,
+    /// This client may pin (`rollout.force_from`).
+    pub may_force: bool,
+    /// The rollout is rolled back: new serves nothing.
+    pub rolled_back: bool,
     pub sticky: &'a StickyKey,
     pub seed: u64,
     pub percent: f64,
@@ -100,8 +106,11 @@ pub struct SplitInput<'a> {
 
 /// Decides the serving side.
 pub fn decide(input: &SplitInput<'_>, parts: &Parts, client_ip: IpAddr) -> (Side, Reason) {
-    if let Some(side) = forced(parts, input.force_header) {
-        return (side, Reason::Forced);
+    if input.may_force {
+        if let Some(side) = forced(parts, input.force_header) {
+            let side = if input.rolled_back { Side::Old } else { side };
+            return (side, Reason::Forced);
+        }
     }
     if input.percent <= 0.0 {
         return (Side::Old, Reason::Sticky);
@@ -166,6 +175,8 @@ mod tests {
     fn input<'a>(h: &'a http::HeaderName, sticky: &'a StickyKey, percent: f64) -> SplitInput<'a> {
         SplitInput {
             force_header: h,
+            may_force: true,
+            rolled_back: false,
             sticky,
             seed: seed("switchyard"),
             percent,
@@ -235,6 +246,23 @@ mod tests {
         );
         let p = parts(http::Request::get("/").header("x-switchyard-backend", "bogus"));
         assert_eq!(decide(&input(&h, &sticky, 100.0), &p, LOCAL).0, Side::New);
+    }
+
+    #[test]
+    fn a_rollback_beats_a_pin_to_new_and_force_from_gates_pins() {
+        let h = http::HeaderName::from_static("x-switchyard-backend");
+        let sticky = StickyKey::Header("x-user-id".into());
+        let p = parts(http::Request::get("/").header("x-switchyard-backend", "new"));
+        let rolled_back = SplitInput {
+            rolled_back: true,
+            ..input(&h, &sticky, 0.0)
+        };
+        assert_eq!(decide(&rolled_back, &p, LOCAL), (Side::Old, Reason::Forced));
+        let outsider = SplitInput {
+            may_force: false,
+            ..input(&h, &sticky, 0.0)
+        };
+        assert_eq!(decide(&outsider, &p, LOCAL), (Side::Old, Reason::Sticky));
     }
 
     #[test]

@@ -314,8 +314,23 @@ async fn client_commands_report_failures_clearly() {
     let o = run(&["rollout", "set", "30", "--admin", &s.admin_url()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("401 Unauthorized: this call changes the rollout"),
+        stderr(&o).contains("401 Unauthorized: this call needs the admin token")
+            && stderr(&o).contains("--token, SWITCHYARD_ADMIN_TOKEN, or -c CONFIG"),
         "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "rollout",
+        "set",
+        "30",
+        "--admin",
+        &s.admin_url(),
+        "--token",
+        "wrong-token",
+    ]);
+    assert!(
+        stderr(&o).contains("401 Unauthorized: the admin token given does not match"),
+        "a wrong token is told apart from a missing one: {}",
         stderr(&o)
     );
     let o = run(&[

@@ -146,7 +146,7 @@ async fn the_request_after_a_rollback_reply_is_served_by_old_under_load() {
             &c,
             Method::PUT,
             &format!("{admin_url}/rollout"),
-            &[],
+            &[("content-type", "application/json")],
             "{\"percent\": 100}",
         )
         .await;

@@ -2,9 +2,8 @@
 //! health, on its own listener (loopback unless a token is configured).
 //!
 //! JSON in and out; every error is `{"error": "..."}` with a status that
-//! says whose fault it was. Mutations need `Authorization: Bearer <token>`
-//! when a token is configured (compared in constant time), and bad input
-//! never changes state.
+//! says whose fault it was. Who may call what is decided first, in
+//! [`super::access`]; bad input never changes state.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -13,12 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
+use super::access;
 use crate::compare::Analysis;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
@@ -162,19 +162,6 @@ fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Acto
     )
 }
 
-fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
-    let Some(token) = token else { return true };
-    let Some(given) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    given.trim().as_bytes().ct_eq(token.as_bytes()).into()
-}
-
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Box<Response<ProxyBody>>> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
@@ -238,16 +225,16 @@ pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Result<Re
 async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mutation = matches!(method, Method::PUT | Method::POST);
-    if mutation {
-        let token = state.controller.snapshot().config.admin_token();
-        if !authorized(&req, token.as_deref()) {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "this call changes the rollout: send Authorization: Bearer <admin token>",
-            );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    {
+        let snap = state.controller.snapshot();
+        let kind = access::kind(&method, &path, &snap.config.admin.open_paths);
+        let has_body = !req.body().is_end_stream();
+        if let Err(refusal) = access::check(kind, req.headers(), has_body, snap.admin_token.as_deref()) {
+            let mut r = error(refusal.status, refusal.message);
+            if let Some(challenge) = refusal.challenge {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static(challenge));
+            }
             return r;
         }
     }
@@ -393,5 +380,6 @@ pub fn status(state: &AdminState) -> serde_json::Value {
             "old_twin": snap.config.backends.old_twin.as_ref().map(|b| b.url.clone()),
         },
         "state_file": snap.config.rollout.state_file,
+        "persisted": state.controller.persisted(),
     })
 }

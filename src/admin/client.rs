@@ -109,6 +109,11 @@ pub fn format_status(v: &serde_json::Value) -> String {
     let text = |x: Option<&serde_json::Value>| x.and_then(|x| x.as_str()).unwrap_or("-").to_string();
     out.push_str(&format!("rollout   {}% of live traffic to new\n", num("percent")));
     out.push_str(&format!("phase     {}\n", text(v.get("phase"))));
+    if v.get("persisted").and_then(|p| p.as_bool()) == Some(false) {
+        out.push_str(
+            "WARNING   this state is NOT saved in the state file (the disk refused it); see the gateway's log\n",
+        );
+    }
     let steps: Vec<String> = v
         .get("steps")
         .and_then(|s| s.as_array())

@@ -1,4 +1,5 @@
 //! The admin side: the HTTP API on its own listener, and the CLI's client.
 
+pub mod access;
 pub mod api;
 pub mod client;

@@ -7,6 +7,8 @@
 //! [`validate`] collects *every* semantic problem at once, and [`locate`]
 //! finds each one's line, so `switchyard check` shows them all in one go.
 
+pub mod cidr;
+pub mod depth;
 pub mod duration;
 pub mod locate;
 pub mod schema;
@@ -100,17 +102,48 @@ impl Config {
         ))
     }
 
-    /// The admin bearer token, from `admin.token` or `admin.token_file`.
+    /// The admin bearer token, from `admin.token` or `admin.token_file`;
+    /// `None` when neither is set, or the file cannot be read (the CLI's
+    /// use: a default, never a decision).
     pub fn admin_token(&self) -> Option<String> {
+        self.resolve_admin_token().ok().flatten()
+    }
+
+    /// The admin token as the gateway must know it: a token file that is
+    /// configured but unreadable or too short is an error, never "no token"
+    /// (that would open the API).
+    pub fn resolve_admin_token(&self) -> Result<Option<String>, String> {
         if let Some(t) = &self.admin.token {
-            return Some(t.trim().to_string());
+            return Ok(Some(t.trim().to_string()));
         }
-        let path = self.admin.token_file.as_ref()?;
-        std::fs::read_to_string(path).ok().map(|t| t.trim().to_string())
+        let Some(path) = self.admin.token_file.as_ref() else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("admin.token_file: cannot read {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 8 {
+            return Err(format!(
+                "admin.token_file: {} holds a token shorter than 8 characters",
+                path.display()
+            ));
+        }
+        Ok(Some(token.to_string()))
     }
 }
 
 fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
+    if let Some(line) = depth::too_deep(text) {
+        return Err(ConfigErrors(vec![ConfigError {
+            source: source.to_string(),
+            line: Some(line),
+            path: String::new(),
+            message: format!(
+                "brackets nested deeper than {} levels; no config needs that many (is this the right file?)",
+                depth::MAX_NESTING
+            ),
+        }]));
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, Config>(de).map_err(|err| {
         let path = err.path().to_string();
@@ -127,6 +160,9 @@ fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
                 message = rest.to_string();
             }
         }
+        if let Some(number) = out_of_range(&message) {
+            message = format!("number out of range: {number} is too large for this key");
+        }
         let path = if path == "." { String::new() } else { path };
         ConfigErrors(vec![ConfigError {
             source: source.to_string(),
@@ -135,4 +171,23 @@ fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
             message,
         }])
     })
+}
+
+/// A number too large for its type reaches serde as a string (YAML has no
+/// infinite literals); say what it is rather than "invalid type: string".
+fn out_of_range(message: &str) -> Option<&str> {
+    // Integers past u64 arrive as u128 ("integer `N` as u128").
+    if let Some(rest) = message.strip_prefix("invalid type: integer `") {
+        let (value, tail) = rest.split_once('`')?;
+        return tail.starts_with(" as u128, expected").then_some(value);
+    }
+    let rest = message.strip_prefix("invalid type: string \"")?;
+    let (value, expected) = rest.split_once("\", expected ")?;
+    let numeric = matches!(
+        expected,
+        "f64" | "f32" | "u64" | "u32" | "u16" | "usize" | "i64" | "a number"
+    );
+    let looks_like_number = value.parse::<f64>().is_ok_and(|v| v.is_infinite())
+        || (!value.is_empty() && value.trim_start_matches(['-', '+']).bytes().all(|b| b.is_ascii_digit()));
+    (numeric && looks_like_number).then_some(value)
 }

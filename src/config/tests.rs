@@ -43,7 +43,7 @@ fn the_example_config_is_valid() {
 fn unknown_key_is_an_error_with_path_and_line() {
     assert_eq!(
         with_backends("rollout:\n  precent: 5\n"),
-        vec!["f.yaml:5: rollout.precent: unknown field `precent`, expected one of `percent`, `sticky`, `salt`, `force_header`, `state_file`, `steps`, `step_every`, `guard`"]
+        vec!["f.yaml:5: rollout.precent: unknown field `precent`, expected one of `percent`, `sticky`, `salt`, `force_header`, `force_from`, `state_file`, `steps`, `step_every`, `guard`"]
     );
 }
 
@@ -364,4 +364,77 @@ fn syntax_error_has_a_line() {
     let e = errors("backends:\n  old: { url: \"http://a:1\"\n  new: x\n");
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("f.yaml:"), "{}", e[0]);
+}
+
+#[test]
+fn trust_and_isolation_keys_are_checked() {
+    let e = with_backends(
+        "server: { trusted_proxies: ['10.0.0.0/8', 'lb.internal'], client_body_timeout: 0s }\nrollout: { force_from: ['192.0.2.0/33'] }\nadmin: { open_paths: ['metrics'] }\nshadow: { max_buffered_bytes: 1000, workers: 0, max_connections: 0 }\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "f.yaml:4: server.client_body_timeout: must be longer than 0",
+            "f.yaml:4: server.trusted_proxies[1]: \"lb.internal\" is not an address or a CIDR range (e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8)",
+            "f.yaml:6: admin.open_paths[0]: \"metrics\" must be a path starting with '/'",
+            "f.yaml:5: rollout.force_from[0]: \"192.0.2.0/33\" is not an address or a CIDR range (e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8)",
+            "f.yaml:7: shadow.max_connections: must be at least 1",
+            "f.yaml:7: shadow.workers: must be from 1 to 64, got 0",
+            "f.yaml:7: shadow.max_buffered_bytes: 1000 is less than shadow.max_response_bytes (4194304); no mirrored answer would fit",
+        ]
+    );
+    let e = errors(
+        "backends:\n  old: { url: 'http://127.0.0.1:1', max_connections: 0 }\n  new: { url: 'http://127.0.0.1:2' }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.contains("backends.old.max_connections: must be at least 1")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_directory_as_state_file_and_an_empty_plan_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = with_backends(&format!(
+        "rollout: {{ state_file: '{}', steps: [] }}\n",
+        dir.path().display()
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("rollout.state_file: ") && e[0].contains("is a directory; name a file in it"),
+        "{}",
+        e[0]
+    );
+    assert_eq!(
+        e[1],
+        "f.yaml:4: rollout.steps: the step plan is empty; list at least one percent, e.g. [1, 5, 25, 50, 100]"
+    );
+}
+
+#[test]
+fn numbers_too_large_say_so() {
+    assert_eq!(
+        with_backends("rollout: { percent: 1e400 }\n"),
+        vec!["f.yaml:4: rollout.percent: number out of range: 1e400 is too large for this key"]
+    );
+    assert_eq!(
+        with_backends("server: { max_connections: 99999999999999999999999999 }\n"),
+        vec!["f.yaml:4: server.max_connections: number out of range: 99999999999999999999999999 is too large for this key"]
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_at_once() {
+    let started = std::time::Instant::now();
+    let e = with_backends(&format!("routes: {}\n", "[".repeat(200_000)));
+    assert_eq!(
+        e,
+        vec!["f.yaml:4: brackets nested deeper than 64 levels; no config needs that many (is this the right file?)"]
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -93,6 +93,20 @@ impl Findings {
         }
     }
 
+    fn ranges(&mut self, path: &str, list: &[String]) {
+        for (i, t) in list.iter().enumerate() {
+            if let Err(e) = super::cidr::parse(t) {
+                self.add(format!("{path}[{i}]"), e);
+            }
+        }
+    }
+
+    fn at_least_one(&mut self, path: impl Into<String>, value: usize) {
+        if value == 0 {
+            self.add(path, "must be at least 1");
+        }
+    }
+
     fn regex(&mut self, path: impl Into<String>, pattern: &str) {
         if let Err(e) = regex::Regex::new(pattern) {
             let first = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
@@ -194,6 +208,8 @@ fn server(f: &mut Findings, s: &ServerConfig) {
         f.add("server.http2_max_concurrent_streams", "must be at least 1");
     }
     f.nonzero_duration("server.header_read_timeout", s.header_read_timeout);
+    f.nonzero_duration("server.client_body_timeout", s.client_body_timeout);
+    f.ranges("server.trusted_proxies", &s.trusted_proxies);
 }
 
 fn admin(f: &mut Findings, a: &AdminConfig, addr: Option<SocketAddr>) {
@@ -218,6 +234,14 @@ fn admin(f: &mut Findings, a: &AdminConfig, addr: Option<SocketAddr>) {
             Err(e) => f.add("admin.token_file", format!("cannot read {}: {e}", path.display())),
         }
     }
+    for (i, p) in a.open_paths.iter().enumerate() {
+        if !p.starts_with('/') {
+            f.add(
+                format!("admin.open_paths[{i}]"),
+                format!("{p:?} must be a path starting with '/'"),
+            );
+        }
+    }
     if let Some(addr) = addr {
         if !addr.ip().is_loopback() && a.token.is_none() && a.token_file.is_none() {
             f.add(
@@ -235,6 +259,8 @@ fn backend(f: &mut Findings, path: &str, b: &BackendConfig) {
     f.nonzero_duration(format!("{path}.connect_timeout"), b.connect_timeout);
     f.nonzero_duration(format!("{path}.timeout"), b.timeout);
     f.nonzero_duration(format!("{path}.read_timeout"), b.read_timeout);
+    f.at_least_one(format!("{path}.max_connections"), b.max_connections);
+    f.nonzero_duration(format!("{path}.queue_timeout"), b.queue_timeout);
 }
 
 fn rollout(f: &mut Findings, r: &RolloutConfig) {
@@ -249,6 +275,29 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
         f.add(
             "rollout.force_header",
             format!("{:?} is not a valid header name", r.force_header),
+        );
+    }
+    if let Some(list) = &r.force_from {
+        f.ranges("rollout.force_from", list);
+    }
+    if let Some(path) = &r.state_file {
+        if path.as_os_str().is_empty() {
+            f.add("rollout.state_file", "must name a file");
+        } else if path.is_dir() {
+            f.add(
+                "rollout.state_file",
+                format!(
+                    "{} is a directory; name a file in it, e.g. {}",
+                    path.display(),
+                    path.join("rollout.json").display()
+                ),
+            );
+        }
+    }
+    if r.steps.is_empty() {
+        f.add(
+            "rollout.steps",
+            "the step plan is empty; list at least one percent, e.g. [1, 5, 25, 50, 100]",
         );
     }
     let mut previous = 0.0;
@@ -302,6 +351,19 @@ fn shadow(f: &mut Findings, s: &ShadowConfig) {
         f.add("shadow.queue", "must be at least 1");
     }
     f.nonzero_duration("shadow.timeout", s.timeout);
+    f.at_least_one("shadow.max_connections", s.max_connections);
+    if s.workers == 0 || s.workers > 64 {
+        f.add("shadow.workers", format!("must be from 1 to 64, got {}", s.workers));
+    }
+    if s.max_buffered_bytes < s.max_response_bytes {
+        f.add(
+            "shadow.max_buffered_bytes",
+            format!(
+                "{} is less than shadow.max_response_bytes ({}); no mirrored answer would fit",
+                s.max_buffered_bytes, s.max_response_bytes
+            ),
+        );
+    }
 }
 
 fn diff(f: &mut Findings, d: &DiffConfig) {

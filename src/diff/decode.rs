@@ -1,15 +1,18 @@
 //! Undoes `Content-Encoding` (gzip, deflate, br, chains of them) so bodies
-//! compare by content, with a cap against decompression bombs.
+//! compare by content, with a cap against decompression bombs that both
+//! bodies of a comparison share (so a pair can never decode to more).
 
 use std::io::Read;
 
 use bytes::Bytes;
 use http::HeaderMap;
 
-/// Largest decoded body compared.
+/// Most bytes the bodies of one comparison decode to, together.
 pub const MAX_DECODED: u64 = 32 * 1024 * 1024;
 
-pub fn decoded(headers: &HeaderMap, body: &Bytes) -> Result<Bytes, String> {
+/// The body with its encodings undone, taking what it decodes to from
+/// `budget` (bytes left for this comparison).
+pub fn decoded(headers: &HeaderMap, body: &Bytes, budget: &mut u64) -> Result<Bytes, String> {
     let encodings: Vec<String> = headers
         .get_all(http::header::CONTENT_ENCODING)
         .iter()
@@ -21,33 +24,38 @@ pub fn decoded(headers: &HeaderMap, body: &Bytes) -> Result<Bytes, String> {
     let mut data = body.clone();
     // Applied in order, so undone in reverse.
     for enc in encodings.iter().rev() {
-        data = decode_one(enc, &data)?;
+        data = decode_one(enc, &data, budget)?;
     }
     Ok(data)
 }
 
-fn read_capped(mut r: impl Read, what: &str) -> Result<Bytes, String> {
+fn read_capped(mut r: impl Read, what: &str, budget: &mut u64) -> Result<Bytes, String> {
     let mut out = Vec::new();
     let n = r
         .by_ref()
-        .take(MAX_DECODED + 1)
+        .take(*budget + 1)
         .read_to_end(&mut out)
         .map_err(|e| format!("{what} body does not decode: {e}"))?;
-    if n as u64 > MAX_DECODED {
-        return Err(format!("{what} body decodes to more than {MAX_DECODED} bytes"));
+    if n as u64 > *budget {
+        return Err(format!(
+            "{what} body decodes to more than the {MAX_DECODED} bytes a comparison may decode"
+        ));
     }
+    *budget -= n as u64;
     Ok(Bytes::from(out))
 }
 
-fn decode_one(encoding: &str, data: &[u8]) -> Result<Bytes, String> {
+fn decode_one(encoding: &str, data: &[u8], budget: &mut u64) -> Result<Bytes, String> {
     match encoding {
-        "gzip" | "x-gzip" => read_capped(flate2::read::MultiGzDecoder::new(data), "gzip"),
+        "gzip" | "x-gzip" => read_capped(flate2::read::MultiGzDecoder::new(data), "gzip", budget),
         "deflate" => {
             // RFC 9110 deflate is zlib-wrapped; some servers send it raw.
-            read_capped(flate2::read::ZlibDecoder::new(data), "deflate")
-                .or_else(|_| read_capped(flate2::read::DeflateDecoder::new(data), "deflate"))
+            let mut first = *budget;
+            read_capped(flate2::read::ZlibDecoder::new(data), "deflate", &mut first)
+                .inspect(|_| *budget = first)
+                .or_else(|_| read_capped(flate2::read::DeflateDecoder::new(data), "deflate", budget))
         }
-        "br" => read_capped(brotli::Decompressor::new(data, 4096), "br"),
+        "br" => read_capped(brotli::Decompressor::new(data, 4096), "br", budget),
         other => Err(format!("unsupported content-encoding {other:?}")),
     }
 }
@@ -78,6 +86,24 @@ mod tests {
         e.finish().unwrap()
     }
 
+    fn dec(h: &HeaderMap, b: &Bytes) -> Result<Bytes, String> {
+        decoded(h, b, &mut MAX_DECODED.clone())
+    }
+
+    #[test]
+    fn the_two_bodies_of_a_comparison_share_one_bound() {
+        let big = vec![b'a'; 20 * 1024 * 1024];
+        let bomb = Bytes::from(gzip(&big));
+        assert!(bomb.len() < 100_000, "a small body that decodes big");
+        let mut budget = MAX_DECODED;
+        assert_eq!(decoded(&headers("gzip"), &bomb, &mut budget).unwrap().len(), big.len());
+        let second = decoded(&headers("gzip"), &bomb, &mut budget).unwrap_err();
+        assert!(
+            second.contains("more than the 33554432 bytes a comparison may decode"),
+            "{second}"
+        );
+    }
+
     fn headers(enc: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("content-encoding", enc.parse().unwrap());
@@ -87,31 +113,28 @@ mod tests {
     #[test]
     fn decodes_each_encoding() {
         let text = b"{\"a\":1}";
-        assert_eq!(decoded(&headers("gzip"), &Bytes::from(gzip(text))).unwrap(), &text[..]);
-        assert_eq!(decoded(&headers("br"), &Bytes::from(br(text))).unwrap(), &text[..]);
+        assert_eq!(dec(&headers("gzip"), &Bytes::from(gzip(text))).unwrap(), &text[..]);
+        assert_eq!(dec(&headers("br"), &Bytes::from(br(text))).unwrap(), &text[..]);
         assert_eq!(
-            decoded(&headers("deflate"), &Bytes::from(deflate(text))).unwrap(),
+            dec(&headers("deflate"), &Bytes::from(deflate(text))).unwrap(),
             &text[..]
         );
-        assert_eq!(
-            decoded(&HeaderMap::new(), &Bytes::from_static(text)).unwrap(),
-            &text[..]
-        );
+        assert_eq!(dec(&HeaderMap::new(), &Bytes::from_static(text)).unwrap(), &text[..]);
     }
 
     #[test]
     fn undoes_chains_in_reverse() {
         let text = b"hello";
         let data = br(&gzip(text));
-        assert_eq!(decoded(&headers("gzip, br"), &Bytes::from(data)).unwrap(), &text[..]);
+        assert_eq!(dec(&headers("gzip, br"), &Bytes::from(data)).unwrap(), &text[..]);
     }
 
     #[test]
     fn reports_garbage_and_unknown_encodings() {
-        assert!(decoded(&headers("gzip"), &Bytes::from_static(b"nope"))
+        assert!(dec(&headers("gzip"), &Bytes::from_static(b"nope"))
             .unwrap_err()
             .contains("gzip body does not decode"));
-        assert!(decoded(&headers("zstd"), &Bytes::from_static(b"x"))
+        assert!(dec(&headers("zstd"), &Bytes::from_static(b"x"))
             .unwrap_err()
             .contains("unsupported"));
     }

@@ -219,16 +219,53 @@ fn content_type(h: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// Bodies longer than the kept size are compared on what is known: their
+/// lengths (a whole body is shorter than a cut one) and the kept prefixes,
+/// as sent (both encoded the same way, or nothing can be said).
+fn compare_truncated(old: &Exchange, new: &Exchange, out: &mut Vec<Difference>) {
+    let encoding = |e: &Exchange| e.headers.get(http::header::CONTENT_ENCODING).cloned();
+    let kept = old.body.len().min(new.body.len());
+    let first_difference = old.body[..kept].iter().zip(&new.body[..kept]).position(|(a, b)| a != b);
+    let same_encoding = encoding(old) == encoding(new);
+    let side = |e: &Exchange| {
+        if e.truncated {
+            format!("more than {} bytes", e.body.len())
+        } else {
+            format!("{} bytes", e.body.len())
+        }
+    };
+    let mut d = Difference::new("body", Kind::Truncated);
+    if !same_encoding {
+        d.detail = Some("a body was longer than shadow.max_response_bytes and the sides are encoded differently; bodies were not compared".into());
+        d.ignored = true;
+    } else if old.truncated != new.truncated {
+        d = Difference::new("body", Kind::LengthChanged).values(Some(side(old)), Some(side(new)));
+        d.detail = Some(format!(
+            "only one body is longer than the {kept} bytes kept (shadow.max_response_bytes)"
+        ));
+    } else if let Some(at) = first_difference {
+        d = Difference::new("body", Kind::BinaryChanged);
+        d.detail = Some(format!(
+            "the bodies differ at byte {at}, within the first {kept} bytes kept (shadow.max_response_bytes)"
+        ));
+    } else {
+        d.detail = Some(format!(
+            "both bodies are longer than shadow.max_response_bytes; their first {kept} bytes are equal and the rest was not compared"
+        ));
+        d.ignored = true;
+    }
+    out.push(d);
+}
+
 fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut Vec<Difference>) {
     if old.truncated || new.truncated {
-        let mut d = Difference::new("body", Kind::Truncated);
-        d.detail = Some("a body was longer than shadow.max_response_bytes; bodies were not compared".into());
-        d.ignored = true;
-        out.push(d);
+        compare_truncated(old, new, out);
         return;
     }
-    let l = decode::decoded(&old.headers, &old.body);
-    let r = decode::decoded(&new.headers, &new.body);
+    // Both sides of a comparison share one bound on decoded bytes.
+    let mut budget = decode::MAX_DECODED;
+    let l = decode::decoded(&old.headers, &old.body, &mut budget);
+    let r = decode::decoded(&new.headers, &new.body, &mut budget);
     let (l, r) = match (l, r) {
         (Ok(l), Ok(r)) => (l, r),
         (l, r) => {

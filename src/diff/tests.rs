@@ -259,13 +259,32 @@ fn gzip_and_identity_bodies_match() {
 }
 
 #[test]
-fn truncated_bodies_are_not_compared() {
-    let a = ex(r#"{"a":1}"#);
-    let mut b = ex(r#"{"a":2"#);
+fn truncated_bodies_are_compared_on_length_and_prefix() {
+    // Both cut at the same kept size, equal so far: nothing can be said.
+    let mut a = ex(r#"{"items":[1,2,"#);
+    let mut b = ex(r#"{"items":[1,2,"#);
+    a.truncated = true;
     b.truncated = true;
     let c = compare(&a, &b, &rules());
-    assert!(c.is_ignored_only());
+    assert!(c.is_ignored_only(), "{c:?}");
     assert_eq!(c.differences[0].kind, Kind::Truncated);
+    // Both cut, but they differ within what was kept: a real difference.
+    let mut b2 = ex(r#"{"items":[1,3,"#);
+    b2.truncated = true;
+    let c = compare(&a, &b2, &rules());
+    assert!(!c.is_ignored_only());
+    assert_eq!(c.differences[0].kind, Kind::BinaryChanged);
+    assert!(
+        c.differences[0].detail.as_ref().unwrap().contains("differ at byte 12"),
+        "{c:?}"
+    );
+    // Only one cut: the whole one is shorter than the kept size, so the
+    // lengths differ.
+    let whole = ex(r#"{"a":1}"#);
+    let c = compare(&whole, &a, &rules());
+    assert!(!c.is_ignored_only());
+    assert_eq!(c.differences[0].kind, Kind::LengthChanged);
+    assert_eq!(c.differences[0].right.as_deref(), Some("more than 14 bytes"));
 }
 
 #[test]

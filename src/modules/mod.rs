@@ -38,10 +38,24 @@ pub enum Verdict {
     Wait(Pin<Box<dyn Future<Output = Verdict> + Send>>),
 }
 
+/// What is known of a request body from its head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyHint {
+    None,
+    /// A declared length (`Content-Length`, or HTTP/2's).
+    Length(u64),
+    /// Chunked, or HTTP/2 without a length: known once read.
+    Unknown,
+}
+
 /// What modules may read and leave for the rest of the path.
 pub struct RequestCtx<'a> {
+    /// The client: the peer, or whom a trusted proxy says it forwards for.
     pub client_ip: IpAddr,
     pub route: &'a str,
+    /// The path to decide on: normalised (see `proxy::target::normalized`).
+    pub path: &'a str,
+    pub body: BodyHint,
     /// Names of tag rules that matched, for the access log.
     pub tags: Vec<Arc<str>>,
     /// Cut the request body off past this many bytes.
@@ -172,6 +186,8 @@ pub(crate) fn ctx() -> RequestCtx<'static> {
             .parse()
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
         route: "default",
+        path: "/",
+        body: BodyHint::None,
         tags: Vec::new(),
         body_limit: None,
     }

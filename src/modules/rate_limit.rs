@@ -208,9 +208,7 @@ mod tests {
         let mut parts = http::Request::get("/").body(()).unwrap().into_parts().0;
         let mut ctx = RequestCtx {
             client_ip: "192.0.2.1".parse().unwrap(),
-            route: "default",
-            tags: Vec::new(),
-            body_limit: None,
+            ..crate::modules::ctx()
         };
         assert!(matches!(rl.on_request(&mut parts, &mut ctx).verdict, Verdict::Continue));
         let out = rl.on_request(&mut parts, &mut ctx);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use http::{HeaderName, Method, StatusCode};
 use regex::RegexSet;
 
-use super::{Module, Outcome, RequestCtx, Verdict};
+use super::{BodyHint, Module, Outcome, RequestCtx, Verdict};
 use crate::config::{RuleAction, RuleConfig};
 use crate::proxy::error::plain;
 
@@ -146,10 +146,10 @@ impl Rules {
         })
     }
 
-    /// The first rule matching the request head, by index, and whether its
-    /// match depends on a body whose size is not declared.
-    pub fn first_match(&self, req: &http::request::Parts) -> Option<(usize, bool)> {
-        let path = req.uri.path();
+    /// The first rule matching the request head (its path as normalised,
+    /// `path`), and the limit to cut a body of unknown size at, from the
+    /// block rules before it that only its size could decide.
+    pub fn first_match(&self, req: &http::request::Parts, path: &str, body: BodyHint) -> Found {
         let path_hits = self.path_set.as_ref().map(|s| s.matches(path));
         let header_hits: Vec<Option<regex::SetMatches>> = self
             .header_groups
@@ -173,12 +173,7 @@ impl Rules {
                     .map(|v| g.set.matches(v))
             })
             .collect();
-        let declared_len: Option<u64> = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-
+        let mut found = Found::default();
         for (i, r) in self.rules.iter().enumerate() {
             if let Some(ms) = &r.methods {
                 if !ms.contains(&req.method) {
@@ -209,19 +204,36 @@ impl Rules {
                     continue;
                 }
             }
-            let mut undeclared = false;
             if let Some(limit) = r.body_larger_than {
-                match declared_len {
-                    Some(len) if len > limit => {}
-                    Some(_) => continue,
-                    None if req.headers.contains_key(http::header::TRANSFER_ENCODING) => undeclared = true,
-                    None => continue,
+                match body {
+                    BodyHint::Length(len) if len > limit => {}
+                    BodyHint::Length(_) | BodyHint::None => continue,
+                    BodyHint::Unknown => {
+                        // Only the body's size can decide: a block rule cuts
+                        // the body off there, and the rules after it still
+                        // run. A tag cannot be decided before the body has
+                        // been read, so it does not apply.
+                        if r.action == RuleAction::Block {
+                            found.body_limit = Some(found.body_limit.map_or(limit, |l| l.min(limit)));
+                        }
+                        continue;
+                    }
                 }
             }
-            return Some((i, undeclared));
+            found.rule = Some(i);
+            return found;
         }
-        None
+        found
     }
+}
+
+/// What the rules found for one request head.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// The first rule that matched.
+    pub rule: Option<usize>,
+    /// Cut a body of unknown size off past this many bytes.
+    pub body_limit: Option<u64>,
 }
 
 impl Module for Rules {
@@ -237,23 +249,21 @@ impl Module for Rules {
 
     fn on_request(&self, req: &mut http::request::Parts, ctx: &mut RequestCtx<'_>) -> Outcome {
         let pass = self.rules.len();
-        let Some((i, undeclared)) = self.first_match(req) else {
+        let found = self.first_match(req, ctx.path, ctx.body);
+        if let Some(limit) = found.body_limit {
+            ctx.body_limit = Some(ctx.body_limit.map_or(limit, |l| l.min(limit)));
+        }
+        let Some(i) = found.rule else {
             return Outcome::pass(pass);
         };
         let rule = &self.rules[i];
-        if undeclared {
-            // A chunked body: cannot know its size yet, so cut it off there.
-            let limit = rule.body_larger_than.unwrap_or(u64::MAX);
-            ctx.body_limit = Some(ctx.body_limit.map_or(limit, |l| l.min(limit)));
-            return Outcome::pass(pass);
-        }
         match rule.action {
             RuleAction::Tag => {
                 ctx.tags.push(rule.name.clone());
                 Outcome::pass(i)
             }
             RuleAction::Block => {
-                tracing::info!(rule = %rule.name, route = ctx.route, method = %req.method, path = req.uri.path(), "request blocked by rule");
+                tracing::info!(rule = %rule.name, route = ctx.route, method = %req.method, path = ctx.path, "request blocked by rule");
                 let reason = rule.status.canonical_reason().unwrap_or("Blocked");
                 Outcome {
                     verdict: Verdict::Respond(plain(rule.status, format!("{reason}: blocked by rule {}\n", rule.name))),
@@ -352,8 +362,19 @@ mod tests {
         .unwrap()
     }
 
+    /// What the pipeline would know of the body from the head alone.
+    fn hint(p: &http::request::Parts) -> BodyHint {
+        match p.headers.get("content-length") {
+            Some(v) => BodyHint::Length(v.to_str().unwrap().parse().unwrap()),
+            None if p.headers.contains_key("transfer-encoding") => BodyHint::Unknown,
+            None => BodyHint::None,
+        }
+    }
+
     fn first(r: &Rules, b: http::request::Builder) -> Option<&str> {
-        r.first_match(&req(b)).map(|(i, _)| &*r.rules[i].name)
+        let p = req(b);
+        let path = crate::proxy::target::normalized(p.uri.path()).into_owned();
+        r.first_match(&p, &path, hint(&p)).rule.map(|i| &*r.rules[i].name)
     }
 
     #[test]
@@ -412,6 +433,7 @@ mod tests {
     fn block_answers_403_and_tag_lets_through() {
         let r = sample();
         let mut c = ctx();
+        c.path = "/admin";
         let out = r.on_request(&mut req(http::Request::get("/admin")), &mut c);
         match out.verdict {
             Verdict::Respond(resp) => assert_eq!(resp.status(), 403),
@@ -419,11 +441,13 @@ mod tests {
         }
         assert_eq!(r.decisions()[out.decision], "no-admin");
 
+        c.path = "/";
         let out = r.on_request(&mut req(http::Request::get("/").header("user-agent", "bot")), &mut c);
         assert!(matches!(out.verdict, Verdict::Continue));
         assert_eq!(r.decisions()[out.decision], "bot");
         assert_eq!(&*c.tags[0], "bot");
 
+        c.path = "/ok";
         let out = r.on_request(&mut req(http::Request::get("/ok")), &mut c);
         assert_eq!(r.decisions()[out.decision], "pass");
     }
@@ -432,12 +456,64 @@ mod tests {
     fn chunked_body_gets_a_limit_instead_of_a_verdict() {
         let r = sample();
         let mut c = ctx();
-        let out = r.on_request(
-            &mut req(http::Request::post("/up").header("transfer-encoding", "chunked")),
-            &mut c,
-        );
+        c.body = BodyHint::Unknown;
+        let out = r.on_request(&mut req(http::Request::post("/up")), &mut c);
         assert!(matches!(out.verdict, Verdict::Continue));
         assert_eq!(c.body_limit, Some(100));
+    }
+
+    #[test]
+    fn a_body_of_unknown_size_still_meets_every_later_rule() {
+        let r = Rules::new(&[
+            rule(
+                "big",
+                RuleAction::Block,
+                RuleMatch {
+                    body_larger_than: Some(1000),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "huge-tag",
+                RuleAction::Tag,
+                RuleMatch {
+                    body_larger_than: Some(10),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "no-admin",
+                RuleAction::Block,
+                RuleMatch {
+                    path_prefix: Some("/admin".into()),
+                    ..Default::default()
+                },
+            ),
+        ])
+        .unwrap();
+        let mut c = ctx();
+        c.body = BodyHint::Unknown;
+        c.path = "/admin/upload";
+        let out = r.on_request(&mut req(http::Request::post("/admin/upload")), &mut c);
+        assert!(
+            matches!(out.verdict, Verdict::Respond(_)),
+            "the later block rule still runs"
+        );
+        assert_eq!(r.decisions()[out.decision], "no-admin");
+        let mut c = ctx();
+        c.body = BodyHint::Unknown;
+        let out = r.on_request(&mut req(http::Request::post("/upload")), &mut c);
+        assert!(matches!(out.verdict, Verdict::Continue));
+        assert_eq!(c.body_limit, Some(1000), "a tag rule sets no limit");
+        assert!(c.tags.is_empty());
+    }
+
+    #[test]
+    fn rules_see_the_normalised_path() {
+        let r = sample();
+        for spelling in ["//admin/users", "/x/../admin", "/%61dmin", "/./admin/"] {
+            assert_eq!(first(&r, http::Request::get(spelling)), Some("no-admin"), "{spelling}");
+        }
     }
 
     #[test]
@@ -452,7 +528,9 @@ mod tests {
         );
         cfg.status = Some(418);
         let r = Rules::new(&[cfg]).unwrap();
-        match r.on_request(&mut req(http::Request::get("/tea")), &mut ctx()).verdict {
+        let mut c = ctx();
+        c.path = "/tea";
+        match r.on_request(&mut req(http::Request::get("/tea")), &mut c).verdict {
             Verdict::Respond(resp) => assert_eq!(resp.status(), 418),
             _ => panic!("expected a block"),
         }

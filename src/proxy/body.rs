@@ -25,7 +25,8 @@ pin_project! {
         Stream { #[pin] inner: Inbound },
         /// Chunks already read, then the rest of the stream.
         Prefixed { prefix: VecDeque<Bytes>, #[pin] rest: Inbound },
-        Tee { #[pin] inner: Tee<Inbound> },
+        /// Boxed: it is large, and bodies are moved along the pipeline.
+        Tee { inner: Box<Tee<Inbound>> },
         /// A stream cut off after `remaining` more bytes.
         Limited { #[pin] inner: Inbound, remaining: u64, limit: u64 },
         /// Any of the above, counted for the access log line.
@@ -68,6 +69,18 @@ impl ProxyBody {
     }
 }
 
+impl ProxyBody {
+    /// The client's upload this body still carries, for the backend's
+    /// response timeout to wait for; `None` when there is nothing to wait on.
+    pub fn upload(&self) -> Option<std::sync::Arc<super::client_body::Upload>> {
+        match self {
+            ProxyBody::Stream { inner } | ProxyBody::Limited { inner, .. } => inner.upload(),
+            ProxyBody::Prefixed { rest, .. } => rest.upload(),
+            _ => None,
+        }
+    }
+}
+
 /// Raised by a [`ProxyBody::Limited`] stream that went past its limit.
 #[derive(Debug, thiserror::Error)]
 #[error("body is larger than {0} bytes")]
@@ -88,7 +101,7 @@ impl Body for ProxyBody {
                 }
                 rest.poll_frame(cx)
             }
-            Proj::Tee { inner } => inner.poll_frame(cx),
+            Proj::Tee { inner } => Pin::new(inner.as_mut()).poll_frame(cx),
             Proj::Limited {
                 inner,
                 remaining,

@@ -13,8 +13,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::ProxyBody;
+use super::client_body::{ClientError, Upload};
 use super::error::ProxyError;
 use super::inbound::Inbound;
+use super::limit::{ConnectionLimit, Limits};
 use super::pool::{Http1Pool, PoolError};
 use super::wire::ExchangeError;
 use crate::config::{BackendConfig, HostHeader};
@@ -24,7 +26,9 @@ use crate::side::Side;
 /// client for HTTP/2 (one multiplexed connection needs no pool of ours).
 enum Transport {
     Http1(Http1Pool),
-    Http2(Box<Client<HttpConnector, ProxyBody>>),
+    /// One multiplexed connection per worker; `max_connections` bounds its
+    /// requests in flight instead.
+    Http2(Box<Client<HttpConnector, ProxyBody>>, Arc<ConnectionLimit>),
 }
 
 /// One backend, as seen from one worker.
@@ -46,8 +50,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the client; `cfg` has been validated.
-    pub fn new(side: Side, cfg: &BackendConfig) -> Result<Self, String> {
+    /// Builds the client; `cfg` has been validated. `limit` is this
+    /// backend's connection budget, shared with the other workers.
+    pub fn new(side: Side, cfg: &BackendConfig, limit: Arc<ConnectionLimit>) -> Result<Self, String> {
         let uri = crate::config::validate::backend_url(&cfg.url)?;
         let authority = uri.authority().cloned().ok_or("backend URL has no host")?;
         let prefix = match uri.path().trim_end_matches('/') {
@@ -59,14 +64,17 @@ impl Upstream {
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
             connector.set_keepalive(Some(Duration::from_secs(60)));
-            Transport::Http2(Box::new(
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(cfg.idle_timeout.get())
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .http2_only(true)
-                    .build(connector),
-            ))
+            Transport::Http2(
+                Box::new(
+                    Client::builder(TokioExecutor::new())
+                        .pool_idle_timeout(cfg.idle_timeout.get())
+                        .pool_timer(TokioTimer::new())
+                        .timer(TokioTimer::new())
+                        .http2_only(true)
+                        .build(connector),
+                ),
+                limit,
+            )
         } else {
             let port = authority.port_u16().unwrap_or(80);
             Transport::Http1(Http1Pool::new(
@@ -75,6 +83,7 @@ impl Upstream {
                 cfg.idle_timeout.get(),
                 cfg.max_idle_connections,
                 cfg.read_timeout.get(),
+                limit,
             ))
         };
         Ok(Self {
@@ -108,7 +117,7 @@ impl Upstream {
             }
         };
         let mut parts = http::uri::Parts::default();
-        if matches!(self.transport, Transport::Http2(_)) {
+        if matches!(self.transport, Transport::Http2(..)) {
             parts.scheme = Some(self.scheme.clone());
             parts.authority = Some(self.authority.clone());
         }
@@ -143,6 +152,9 @@ impl Upstream {
         self.send_within(req, self.timeout).await
     }
 
+    /// Sends the request; `timeout` for the response head starts once the
+    /// client's upload is over (a slow client is on its own clock, the
+    /// body timeout), or once the backend stopped taking the upload.
     pub async fn send_within(
         &self,
         req: Request<ProxyBody>,
@@ -150,35 +162,76 @@ impl Upstream {
     ) -> Result<Response<Inbound>, ProxyError> {
         let side = self.side;
         let timed_out = ProxyError::Timeout { side, timeout };
+        let upload = req.body().upload();
         match &self.transport {
-            Transport::Http1(pool) => match tokio::time::timeout(timeout, pool.send(req)).await {
+            Transport::Http1(pool) => match within(timeout, upload, pool.send(req)).await {
                 Err(_) => Err(timed_out),
                 Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
                 Ok(Err(PoolError::Connect(_) | PoolError::ConnectTimeout)) => Err(ProxyError::Connect { side }),
+                Ok(Err(PoolError::Saturated(s))) => Err(ProxyError::Saturated {
+                    side,
+                    limit: s.limit,
+                    waited: s.waited,
+                }),
                 Ok(Err(PoolError::Exchange(ExchangeError::Body(e)))) => Err(classify(side, e.as_ref())),
                 Ok(Err(PoolError::Exchange(e))) => Err(ProxyError::Upstream {
                     side,
                     detail: e.to_string(),
                 }),
             },
-            Transport::Http2(client) => match tokio::time::timeout(timeout, client.request(req)).await {
-                Err(_) => Err(timed_out),
-                Ok(Ok(resp)) => {
-                    let (mut parts, body) = resp.into_parts();
-                    // The HTTP/1.1 leg drops these as it parses; hyper keeps them.
-                    super::headers::strip_hop_by_hop(&mut parts.headers);
-                    let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone());
-                    Ok(Response::from_parts(parts, body))
+            Transport::Http2(client, limit) => {
+                let permit = limit.acquire().await.map_err(|s| ProxyError::Saturated {
+                    side,
+                    limit: s.limit,
+                    waited: s.waited,
+                })?;
+                match within(timeout, upload, client.request(req)).await {
+                    Err(_) => Err(timed_out),
+                    Ok(Ok(resp)) => {
+                        let (mut parts, body) = resp.into_parts();
+                        // The HTTP/1.1 leg drops these as it parses; hyper keeps them.
+                        super::headers::strip_hop_by_hop(&mut parts.headers);
+                        let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone(), permit);
+                        Ok(Response::from_parts(parts, body))
+                    }
+                    Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect { side }),
+                    Ok(Err(e)) => Err(classify(side, &e)),
                 }
-                Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect { side }),
-                Ok(Err(e)) => Err(classify(side, &e)),
-            },
+            }
         }
     }
 }
 
-/// Maps a failed exchange to its error: our body limit, or the backend.
+/// Runs `work` with `timeout` counted from the end of the upload.
+async fn within<T>(
+    timeout: Duration,
+    upload: Option<Arc<Upload>>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    let Some(upload) = upload else {
+        return tokio::time::timeout(timeout, work).await;
+    };
+    let deadline = async {
+        upload.finished_or_stuck(timeout).await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::pin!(work, deadline);
+    tokio::select! {
+        biased;
+        done = &mut work => Ok(done),
+        _ = &mut deadline => tokio::time::timeout(Duration::ZERO, std::future::pending()).await,
+    }
+}
+
+/// Maps a failed exchange to whose fault it was: the client's body, our
+/// body limit, or the backend.
 fn classify(side: Side, e: &(dyn std::error::Error + 'static)) -> ProxyError {
+    if let Some(c) = ClientError::find(e) {
+        return ProxyError::Client {
+            fault: c.fault,
+            detail: c.detail.clone(),
+        };
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(tl) = s.downcast_ref::<super::body::TooLarge>() {
@@ -199,15 +252,27 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(generation: u64, backends: &crate::config::Backends) -> Result<Self, String> {
+    /// One worker's clients for every backend. `limits` holds the budgets
+    /// shared with the other workers; `max_connections` overrides each
+    /// backend's own (mirrors use `shadow.max_connections`).
+    pub fn new(
+        generation: u64,
+        backends: &crate::config::Backends,
+        limits: &Limits,
+        max_connections: Option<usize>,
+    ) -> Result<Self, String> {
+        let build = |side: Side, cfg: &BackendConfig| {
+            let max = max_connections.unwrap_or(cfg.max_connections);
+            Upstream::new(side, cfg, limits.get(generation, side, max, cfg.queue_timeout.get()))
+        };
         Ok(Self {
             generation,
-            old: Upstream::new(Side::Old, &backends.old)?,
-            new: Upstream::new(Side::New, &backends.new)?,
+            old: build(Side::Old, &backends.old)?,
+            new: build(Side::New, &backends.new)?,
             old_twin: backends
                 .old_twin
                 .as_ref()
-                .map(|t| Upstream::new(Side::OldTwin, t))
+                .map(|t| build(Side::OldTwin, t))
                 .transpose()?,
         })
     }

@@ -1,7 +1,6 @@
 //! Header rules of a proxy, in one place: hop-by-hop headers never cross the
-//! gateway (RFC 9110 §7.6.1), and forwarded requests say where they came from.
-
-use std::net::IpAddr;
+//! gateway (RFC 9110 §7.6.1), nor do a client's `x-switchyard-*` headers;
+//! `Via` names each hop. Forwarding headers are in [`super::forwarded`].
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
@@ -101,40 +100,18 @@ pub fn append_via(headers: &mut HeaderMap, version: Version) {
     }
 }
 
-/// A client address as it goes into `X-Forwarded-For` (IPv4-mapped IPv6
-/// written as IPv4). Made once per connection.
-pub fn client_value(client: IpAddr) -> HeaderValue {
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-/// Adds `X-Forwarded-For` (appending the client), `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (kept when an earlier proxy set them).
-pub fn add_forwarding(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
-    match headers.entry(&X_FORWARDED_FOR) {
-        Entry::Vacant(e) => {
-            e.insert(client.clone());
-        }
-        Entry::Occupied(mut e) => {
-            if let Ok(prev) = e.get().to_str() {
-                let mut xff = String::with_capacity(prev.len() + 2 + client.len());
-                xff.push_str(prev);
-                xff.push_str(", ");
-                xff.push_str(client.to_str().unwrap_or(""));
-                if let Ok(v) = HeaderValue::from_str(&xff) {
-                    e.insert(v);
-                }
-            }
-        }
+/// Removes the gateway's own control headers from a client's request: every
+/// `x-switchyard-*` header, and the force header by whatever name it has
+/// (it was read by the split already). A backend may then trust
+/// `x-switchyard-shadow: 1` to mean a mirror.
+pub fn strip_controls(headers: &mut HeaderMap, force_header: &HeaderName) {
+    let ours = |k: &HeaderName| k.as_str().starts_with("x-switchyard-") || k == force_header;
+    if !headers.keys().any(ours) {
+        return;
     }
-    headers
-        .entry(&X_FORWARDED_PROTO)
-        .or_insert_with(|| HeaderValue::from_static("http"));
-    if let Some(h) = host {
-        headers.entry(&X_FORWARDED_HOST).or_insert_with(|| h.clone());
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| ours(k)).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -195,22 +172,18 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_appends_to_an_existing_chain() {
-        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]);
-        let client = client_value("10.0.0.1".parse().unwrap());
-        add_forwarding(&mut h, &client, Some(&HeaderValue::from_static("shop.example")));
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], "shop.example");
-    }
-
-    #[test]
-    fn forwarding_sets_fresh_headers_and_unmaps_ipv4() {
-        let mut h = HeaderMap::new();
-        add_forwarding(&mut h, &client_value("::ffff:192.0.2.1".parse().unwrap()), None);
-        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert!(!h.contains_key("x-forwarded-host"));
+    fn control_headers_from_clients_stay_behind() {
+        let mut h = map(&[
+            ("x-switchyard-shadow", "1"),
+            ("x-switchyard-backend", "new"),
+            ("x-pin", "new"),
+            ("x-switchyard", "kept: not our prefix"),
+            ("accept", "*/*"),
+        ]);
+        strip_controls(&mut h, &HeaderName::from_static("x-pin"));
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept", "x-switchyard"]);
     }
 
     #[test]

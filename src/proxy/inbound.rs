@@ -1,8 +1,9 @@
-//! A body arriving at the gateway: a client's request body or an HTTP/2
-//! backend's response (under the backend's read timeout), both read by
-//! hyper, or an HTTP/1.1 backend's response read by `wire` (already whole,
-//! as small responses usually are, or still streaming). The pipeline
-//! streams, tees and mirrors each the same way.
+//! A body arriving at the gateway: a client's request body (watched for
+//! the client's faults) or an HTTP/2 backend's response (under the
+//! backend's read timeout), both read by hyper, or an HTTP/1.1 backend's
+//! response read by `wire` (already whole, as small responses usually are,
+//! or still streaming). The pipeline streams, tees and mirrors each the
+//! same way.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,15 +14,18 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::body::BoxError;
+use super::client_body::{ClientBody, Upload};
 use super::stall::Stall;
 use super::wire::BackendBody;
 
 pin_project! {
     #[project = Proj]
     pub enum Inbound {
-        Hyper { #[pin] body: Incoming },
+        /// A client's request body (boxed: most requests have none).
+        Client { body: Box<ClientBody> },
         /// An HTTP/2 backend's body, under the backend's read timeout
         /// (boxed: it is large, and bodies are moved along the pipeline).
         Watched { body: Box<Watched> },
@@ -32,20 +36,23 @@ pin_project! {
     }
 }
 
-impl From<Incoming> for Inbound {
-    fn from(body: Incoming) -> Self {
-        Inbound::Hyper { body }
+impl From<ClientBody> for Inbound {
+    fn from(body: ClientBody) -> Self {
+        Inbound::Client { body: Box::new(body) }
     }
 }
 
 impl Inbound {
     /// An HTTP/2 backend's body, cut if it sends nothing for `timeout`.
-    pub fn watched(body: Incoming, timeout: Duration, backend: Arc<str>) -> Self {
+    /// `permit` is the request's place under the backend's limit, held
+    /// until the body ends.
+    pub fn watched(body: Incoming, timeout: Duration, backend: Arc<str>, permit: OwnedSemaphorePermit) -> Self {
         Inbound::Watched {
             body: Box::new(Watched {
                 body,
                 stall: Stall::new(timeout, backend),
                 failed: false,
+                _permit: permit,
             }),
         }
     }
@@ -56,6 +63,7 @@ pub struct Watched {
     body: Incoming,
     stall: Stall,
     failed: bool,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Body for Watched {
@@ -91,6 +99,16 @@ impl Body for Watched {
     }
 }
 
+impl Inbound {
+    /// A client's upload still in progress, if this is one.
+    pub fn upload(&self) -> Option<Arc<Upload>> {
+        match self {
+            Inbound::Client { body } if !body.is_end_stream() => Some(body.upload()),
+            _ => None,
+        }
+    }
+}
+
 impl From<BackendBody> for Inbound {
     fn from(mut body: BackendBody) -> Self {
         match body.take_whole() {
@@ -106,7 +124,7 @@ impl Body for Inbound {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            Proj::Hyper { body } => body.poll_frame(cx).map_err(Into::into),
+            Proj::Client { body } => Pin::new(body.as_mut()).poll_frame(cx),
             Proj::Watched { body } => Pin::new(body.as_mut()).poll_frame(cx),
             Proj::Whole { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Proj::Wire { body } => Pin::new(body.as_mut()).poll_frame(cx),
@@ -115,7 +133,7 @@ impl Body for Inbound {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Inbound::Hyper { body } => body.is_end_stream(),
+            Inbound::Client { body } => body.is_end_stream(),
             Inbound::Watched { body } => body.is_end_stream(),
             Inbound::Whole { data } => data.is_none(),
             Inbound::Wire { body } => body.is_end_stream(),
@@ -124,7 +142,7 @@ impl Body for Inbound {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Inbound::Hyper { body } => body.size_hint(),
+            Inbound::Client { body } => body.size_hint(),
             Inbound::Watched { body } => body.size_hint(),
             Inbound::Whole { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Inbound::Wire { body } => body.size_hint(),

@@ -1,12 +1,17 @@
 //! The proxy mechanics of the live path: headers, bodies, forwarding, errors.
 
 pub mod body;
+pub mod budget;
+pub mod client_body;
 pub mod error;
 pub mod forward;
+pub mod forwarded;
 pub mod headers;
 pub mod inbound;
+pub mod limit;
 pub mod pool;
 pub mod stall;
+pub mod target;
 pub mod tee;
 pub mod wire;
 

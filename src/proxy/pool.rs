@@ -17,6 +17,7 @@ use http_body::Body;
 use tokio::net::TcpStream;
 
 use super::body::ProxyBody;
+use super::limit::{ConnectionLimit, Saturated};
 use super::wire::{encode_request, BackendBody, Connection, ExchangeError};
 
 struct Idle {
@@ -89,6 +90,12 @@ impl IdleConnections {
         });
     }
 
+    /// Closes the longest-idle connection, if any; its permit is freed.
+    pub(crate) fn close_oldest(&self) -> bool {
+        let oldest = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        oldest.is_some()
+    }
+
     fn reap(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|c| now.duration_since(c.since) <= self.idle_timeout && c.conn.is_open());
@@ -103,6 +110,7 @@ impl IdleConnections {
 pub struct Http1Pool {
     connect_timeout: Duration,
     idle: Arc<IdleConnections>,
+    limit: Arc<ConnectionLimit>,
 }
 
 /// Why a request could not be sent.
@@ -110,6 +118,8 @@ pub struct Http1Pool {
 pub enum PoolError {
     Connect(std::io::Error),
     ConnectTimeout,
+    /// The backend's `max_connections` are all open and busy.
+    Saturated(Saturated),
     Exchange(ExchangeError),
 }
 
@@ -120,8 +130,10 @@ impl Http1Pool {
         idle_timeout: Duration,
         max_idle: usize,
         read_timeout: Duration,
+        limit: Arc<ConnectionLimit>,
     ) -> Self {
-        Self {
+        let pool = Self {
+            limit,
             idle: Arc::new(IdleConnections {
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
@@ -132,10 +144,13 @@ impl Http1Pool {
                 authority: authority.into(),
             }),
             connect_timeout,
-        }
+        };
+        pool.limit.register(&pool.idle);
+        pool
     }
 
     async fn connect(&self) -> Result<Connection, PoolError> {
+        let permit = self.limit.acquire().await.map_err(PoolError::Saturated)?;
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.idle.authority))
             .await
             .map_err(|_| PoolError::ConnectTimeout)?
@@ -143,7 +158,7 @@ impl Http1Pool {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        Ok(Connection::new(stream))
+        Ok(Connection::new(stream).with_permit(permit))
     }
 
     /// Sends a request (origin-form URI, `Host` set, hop-by-hop headers

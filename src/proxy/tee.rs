@@ -1,9 +1,11 @@
 //! Copies a streaming body, up to a cap, while it streams to the client.
 //!
 //! The live response is never held back: each frame is passed on as soon as
-//! it arrives, and the copy is only a list of reference-counted chunks. When
-//! the body ends the copy is handed to the comparison; if the client goes
-//! away first, the copy is dropped and the comparison learns it was cancelled.
+//! it arrives, and the copy is only a list of reference-counted chunks, held
+//! against the mirrors' byte budget (past it, the copy stops as if the cap
+//! had been reached). When the body ends the copy is handed to the
+//! comparison; if the client goes away first, the copy is dropped and the
+//! comparison learns it was cancelled.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,18 +16,25 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
 use super::body::BoxError;
+use super::budget::Hold;
 
 /// What a tee saw of a body.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Captured {
     pub body: Bytes,
     /// The body was longer than the cap; `body` holds its start.
     pub truncated: bool,
     /// The stream failed before its end.
     pub failed: bool,
+    /// The budget ran out before the cap: the copy is incomplete and cannot
+    /// be compared.
+    pub over_budget: bool,
+    /// The copy's bytes, held against the budget until the comparison ends.
+    pub hold: Hold,
 }
 
 pin_project! {
+    #[project = TeeProj]
     pub struct Tee<B> {
         #[pin]
         inner: B,
@@ -33,12 +42,14 @@ pin_project! {
         len: usize,
         cap: usize,
         truncated: bool,
+        over_budget: bool,
+        hold: Option<Hold>,
         done: Option<oneshot::Sender<Captured>>,
     }
 }
 
 impl<B> Tee<B> {
-    pub fn new(inner: B, cap: usize) -> (Self, oneshot::Receiver<Captured>) {
+    pub fn new(inner: B, cap: usize, hold: Hold) -> (Self, oneshot::Receiver<Captured>) {
         let (tx, rx) = oneshot::channel();
         (
             Self {
@@ -47,10 +58,27 @@ impl<B> Tee<B> {
                 len: 0,
                 cap,
                 truncated: false,
+                over_budget: false,
+                hold: Some(hold),
                 done: Some(tx),
             },
             rx,
         )
+    }
+}
+
+impl<B> TeeProj<'_, B> {
+    /// Hands the copy over, once.
+    fn finish(&mut self, failed: bool) {
+        if let (Some(tx), Some(hold)) = (self.done.take(), self.hold.take()) {
+            let _ = tx.send(Captured {
+                body: join(self.chunks, *self.len),
+                truncated: *self.truncated,
+                failed,
+                over_budget: *self.over_budget,
+                hold,
+            });
+        }
     }
 }
 
@@ -80,50 +108,38 @@ where
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
+                if let (Some(data), Some(hold)) = (frame.data_ref(), this.hold.as_mut()) {
                     if !*this.truncated {
                         let room = *this.cap - *this.len;
-                        if data.len() <= room {
-                            this.chunks.push(data.clone());
-                            *this.len += data.len();
+                        let keep = data.len().min(room);
+                        // Past the budget the copy ends as if at the cap.
+                        if hold.try_grow(keep) {
+                            this.chunks.push(if keep == data.len() {
+                                data.clone()
+                            } else {
+                                data.slice(..keep)
+                            });
+                            *this.len += keep;
+                            *this.truncated = keep < data.len();
                         } else {
-                            this.chunks.push(data.slice(..room));
-                            *this.len += room;
                             *this.truncated = true;
+                            *this.over_budget = true;
                         }
                     }
                 }
                 // hyper stops polling once a body says it has ended, so the
                 // end is noticed here rather than by a final `None`.
                 if this.inner.is_end_stream() {
-                    if let Some(tx) = this.done.take() {
-                        let _ = tx.send(Captured {
-                            body: join(this.chunks, *this.len),
-                            truncated: *this.truncated,
-                            failed: false,
-                        });
-                    }
+                    this.finish(false);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                if let Some(tx) = this.done.take() {
-                    let _ = tx.send(Captured {
-                        body: join(this.chunks, *this.len),
-                        truncated: *this.truncated,
-                        failed: true,
-                    });
-                }
+                this.finish(true);
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
-                if let Some(tx) = this.done.take() {
-                    let _ = tx.send(Captured {
-                        body: join(this.chunks, *this.len),
-                        truncated: *this.truncated,
-                        failed: false,
-                    });
-                }
+                this.finish(false);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -152,9 +168,13 @@ mod tests {
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
+    fn hold(limit: usize) -> Hold {
+        crate::proxy::budget::Budget::new(limit).hold()
+    }
+
     #[tokio::test]
     async fn passes_everything_and_keeps_a_copy() {
-        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 1024);
+        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 1024, hold(1024));
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out, "hello world");
         let c = rx.await.unwrap();
@@ -164,17 +184,28 @@ mod tests {
 
     #[tokio::test]
     async fn copy_stops_at_the_cap_but_the_stream_does_not() {
-        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 8);
+        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 8, hold(1024));
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out, "hello world");
         let c = rx.await.unwrap();
         assert_eq!(c.body, "hello wo");
         assert!(c.truncated);
+        assert_eq!(c.hold.bytes(), 8);
+    }
+
+    #[tokio::test]
+    async fn past_the_budget_the_copy_stops_but_the_stream_does_not() {
+        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 1024, hold(8));
+        let out = tee.collect().await.unwrap().to_bytes();
+        assert_eq!(out, "hello world");
+        let c = rx.await.unwrap();
+        assert_eq!(c.body, "hello ");
+        assert!(c.truncated && c.over_budget);
     }
 
     #[tokio::test]
     async fn dropped_early_means_cancelled() {
-        let (tee, rx) = Tee::new(chunks(&["a", "b"]), 8);
+        let (tee, rx) = Tee::new(chunks(&["a", "b"]), 8, hold(8));
         drop(tee);
         assert!(rx.await.is_err());
     }

@@ -456,7 +456,8 @@ fn snippet(bytes: &[u8]) -> String {
 }
 
 fn side_sample(x: &Exchange) -> SideSample {
-    let body = crate::diff::decode::decoded(&x.headers, &x.body).unwrap_or_else(|_| x.body.clone());
+    let mut budget = crate::diff::decode::MAX_DECODED;
+    let body = crate::diff::decode::decoded(&x.headers, &x.body, &mut budget).unwrap_or_else(|_| x.body.clone());
     SideSample {
         status: x.status,
         content_type: x
@@ -516,6 +517,7 @@ mod tests {
             old: ex(old),
             new: ex(new),
             twin: twin.map(ex),
+            hold: crate::proxy::budget::Budget::new(0).hold(),
         }
     }
 

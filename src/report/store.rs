@@ -62,7 +62,9 @@ impl Store {
     }
 
     /// Appends one record; returns true if the file was rotated first (the
-    /// caller then writes fresh tallies so the new file stands alone).
+    /// caller then writes fresh tallies so the new file stands alone). A
+    /// line the disk took only part of is cut off again: the file only ever
+    /// holds whole lines.
     pub fn append(&mut self, record: &Record) -> io::Result<bool> {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
@@ -70,7 +72,15 @@ impl Store {
         if rotated {
             self.rotate()?;
         }
-        self.file.write_all(&line)?;
+        if let Err(e) = self.file.write_all(&line) {
+            if let Err(cut) = self.file.set_len(self.size) {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; and the partial line could not be cut off: {cut}"),
+                ));
+            }
+            return Err(e);
+        }
         self.size += line.len() as u64;
         Ok(rotated)
     }

@@ -3,14 +3,17 @@
 //! serialised, recorded with who/why/when, persisted, logged as one line,
 //! exported as metrics, and published by swapping the snapshot.
 //!
-//! A rollback swaps first and persists second: traffic must leave `new` even
-//! if the disk is full. Every other change persists first, so a failed write
-//! changes nothing.
+//! A rollback swaps first and persists second: traffic must leave `new`
+//! even if the disk is full. If the state file cannot take it, the rollback
+//! still stands, is written into the rollback slot (see `persist`) so a
+//! restart keeps it, and is shown as `persisted: false` until a later change
+//! is saved. Every other change persists first, so a failed write changes
+//! nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::persist::{self, PersistError};
+use super::persist::{self, PersistError, RollbackSlot};
 use super::state::{now_ms, Change, Phase, RolloutState};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -65,6 +68,10 @@ pub struct Controller {
     metrics: Metrics,
     write: Mutex<()>,
     generation: AtomicU64,
+    /// Where a rollback goes when the state file cannot take it.
+    slot: Option<RollbackSlot>,
+    /// The current state is the one the state file holds.
+    persisted: AtomicBool,
 }
 
 fn validate_percent(p: f64) -> Result<(), ControlError> {
@@ -82,7 +89,7 @@ fn step_at(steps: &[f64], percent: f64) -> Option<usize> {
 }
 
 impl Controller {
-    pub fn new(cell: SnapshotCell, metrics: Metrics) -> Self {
+    pub fn new(cell: SnapshotCell, metrics: Metrics, slot: Option<RollbackSlot>) -> Self {
         let snap = cell.load();
         metrics.set_rollout(snap.rollout.percent, snap.rollout.phase.as_str());
         let generation = snap.generation;
@@ -91,7 +98,15 @@ impl Controller {
             metrics,
             write: Mutex::new(()),
             generation: AtomicU64::new(generation),
+            slot,
+            persisted: AtomicBool::new(true),
         }
+    }
+
+    /// Whether the current state is saved in the state file (false after a
+    /// rollback the disk would not take, until a change is saved again).
+    pub fn persisted(&self) -> bool {
+        self.persisted.load(Ordering::SeqCst)
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -133,9 +148,30 @@ impl Controller {
             publish(&next);
         }
         if let Some(path) = &path {
-            if let Err(e) = persist::save(path, &next) {
-                tracing::error!(error = %e, "rollout state not persisted");
-                return Err(e.into());
+            match persist::save(path, &next) {
+                Ok(()) => self.persisted.store(true, Ordering::SeqCst),
+                Err(e) => {
+                    self.metrics.state_persist_failures.inc();
+                    if !swap_first {
+                        tracing::error!(error = %e, "rollout change refused: the state file cannot be written; nothing changed");
+                        return Err(e.into());
+                    }
+                    // The rollback stands: traffic has left new already.
+                    self.persisted.store(false, Ordering::SeqCst);
+                    match self.slot.as_ref().map(|s| s.record(&next)) {
+                        Some(Ok(())) => tracing::error!(
+                            error = %e,
+                            slot = %persist::slot_path(path).display(),
+                            "rollback in force but the state file cannot be written; it is recorded in the rollback slot, so a restart stays rolled back"
+                        ),
+                        Some(Err(slot_error)) => tracing::error!(
+                            error = %e,
+                            slot_error = %slot_error,
+                            "rollback in force but neither the state file nor the rollback slot could be written: a restart would come back at the state file's percent"
+                        ),
+                        None => tracing::error!(error = %e, "rollback in force but the state file cannot be written"),
+                    }
+                }
             }
         }
         if !swap_first {
@@ -295,7 +331,11 @@ mod tests {
         let cfg = Arc::new(Config::from_yaml(&yaml, "t").unwrap());
         let m = Metrics::new();
         let snap = Snapshot::build(cfg, RolloutState::initial(0.0), 0, &m).unwrap();
-        (Controller::new(Arc::new(crate::snapshot::Published::new(snap)), m), dir)
+        let slot = persist::RollbackSlot::prepare(&dir.path().join("s.json")).unwrap();
+        (
+            Controller::new(Arc::new(crate::snapshot::Published::new(snap)), m, Some(slot)),
+            dir,
+        )
     }
 
     fn sre() -> Actor {
@@ -342,7 +382,7 @@ mod tests {
             ("pager", "5xx spike", 25.0)
         );
         let saved = persist::load(&d.path().join("s.json")).unwrap().unwrap();
-        assert_eq!(saved.phase, Phase::RolledBack);
+        assert_eq!(saved.state.phase, Phase::RolledBack);
         assert_eq!(c.metrics.rollbacks.with_label_values(&["manual"]).get(), 1);
         // After a rollback, step starts again from the first step.
         assert_eq!(c.step(&sre()).unwrap().percent, 1.0);
@@ -383,14 +423,21 @@ mod tests {
         std::fs::create_dir_all(&blocker).unwrap();
         assert!(matches!(c.set_percent(50.0, &sre()), Err(ControlError::Persist(_))));
         assert_eq!(c.state().percent, 5.0);
-        assert!(matches!(
-            c.rollback(&sre(), RollbackReason::Manual),
-            Err(ControlError::Persist(_))
-        ));
+        assert!(c.persisted(), "a refused change leaves the saved state true");
+        let rolled = c.rollback(&sre(), RollbackReason::Manual).unwrap();
         assert_eq!(
-            c.state().phase,
+            rolled.phase,
             Phase::RolledBack,
             "traffic leaves new even when the disk fails"
         );
+        assert!(!c.persisted());
+        assert_eq!(c.metrics.state_persist_failures.get(), 2);
+        // The slot holds it, so a restart stays rolled back.
+        let loaded = persist::load(&d.path().join("s.json")).unwrap().unwrap();
+        assert!(loaded.from_slot);
+        assert_eq!(loaded.state.phase, Phase::RolledBack);
+        std::fs::remove_dir(&blocker).unwrap();
+        c.step(&sre()).unwrap();
+        assert!(c.persisted(), "the next saved change is persisted again");
     }
 }

@@ -49,4 +49,13 @@ pub struct BackendConfig {
     /// Speak HTTP/2 with prior knowledge (h2c) to this backend.
     #[serde(default)]
     pub http2: bool,
+    /// Connections to this backend open at once for live traffic, across
+    /// every worker (HTTP/2: requests in flight). Mirrors have their own
+    /// budget, `shadow.max_connections`.
+    #[serde(default = "defaults::backend_max_connections")]
+    pub max_connections: usize,
+    /// How long a request waits for a connection once `max_connections` are
+    /// open, before it is answered 503.
+    #[serde(default = "defaults::queue_timeout")]
+    pub queue_timeout: HumanDuration,
 }

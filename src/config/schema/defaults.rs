@@ -151,3 +151,27 @@ pub fn max_keys() -> usize {
 pub fn log_level() -> String {
     "info".into()
 }
+pub fn client_body_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+pub fn admin_open_paths() -> Vec<String> {
+    ["/healthz", "/readyz", "/metrics", "/status"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+pub fn backend_max_connections() -> usize {
+    1024
+}
+pub fn queue_timeout() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+pub fn max_buffered_bytes() -> usize {
+    256 * 1024 * 1024
+}
+pub fn shadow_max_connections() -> usize {
+    256
+}
+pub fn shadow_workers() -> usize {
+    1
+}

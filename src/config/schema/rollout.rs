@@ -22,6 +22,10 @@ pub struct RolloutConfig {
     /// Request header whose value `old` or `new` pins the request.
     #[serde(default = "defaults::force_header")]
     pub force_header: String,
+    /// Client addresses or CIDRs that may pin with the force header; unset
+    /// means anyone. A rollback overrides a pin to new either way.
+    #[serde(default)]
+    pub force_from: Option<Vec<String>>,
     /// Where rollout state is persisted; without it a restart forgets changes.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
@@ -42,6 +46,7 @@ impl Default for RolloutConfig {
             sticky: defaults::sticky(),
             salt: defaults::salt(),
             force_header: defaults::force_header(),
+            force_from: None,
             state_file: None,
             steps: defaults::steps(),
             step_every: None,

@@ -40,6 +40,15 @@ pub struct ServerConfig {
     /// Add `Via` to forwarded requests and to responses.
     #[serde(default = "yes")]
     pub via: bool,
+    /// Peers (addresses or CIDRs) whose `X-Forwarded-*` headers are kept and
+    /// appended to, and whose `X-Forwarded-For` names the client. Everyone
+    /// else's are replaced with what the gateway itself saw.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Longest wait for the next bytes of a client's request body; past it
+    /// the client gets 408 (its fault, never a backend's).
+    #[serde(default = "defaults::client_body_timeout")]
+    pub client_body_timeout: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +63,8 @@ impl Default for ServerConfig {
             http2_max_concurrent_streams: defaults::http2_max_streams(),
             served_by_header: true,
             via: true,
+            trusted_proxies: Vec::new(),
+            client_body_timeout: defaults::client_body_timeout(),
         }
     }
 }
@@ -66,9 +77,14 @@ pub struct AdminConfig {
     /// Bearer token for mutations. Prefer `token_file` outside a laptop.
     #[serde(default)]
     pub token: Option<String>,
-    /// File whose trimmed content is the bearer token.
+    /// File whose trimmed content is the bearer token; read at start and on
+    /// reload (an unreadable file refuses the start or keeps the last token).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Paths anyone may `GET` even when a token is set; every other read
+    /// (the report, stored samples) needs the token too.
+    #[serde(default = "defaults::admin_open_paths")]
+    pub open_paths: Vec<String>,
 }
 
 impl Default for AdminConfig {
@@ -77,6 +93,7 @@ impl Default for AdminConfig {
             listen: defaults::admin_listen(),
             token: None,
             token_file: None,
+            open_paths: defaults::admin_open_paths(),
         }
     }
 }

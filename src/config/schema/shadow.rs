@@ -30,6 +30,18 @@ pub struct ShadowConfig {
     /// Comparisons queued for analysis; beyond it they are dropped and counted.
     #[serde(default = "defaults::queue")]
     pub queue: usize,
+    /// Bytes of every mirrored body held at once: request bodies read ahead,
+    /// response bodies being read or copied, and pairs queued for analysis.
+    /// A mirror that would go past it is dropped and counted.
+    #[serde(default = "defaults::max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
+    /// Connections each backend gets for mirrors, apart from live traffic's.
+    #[serde(default = "defaults::shadow_max_connections")]
+    pub max_connections: usize,
+    /// Threads that send mirrors; they run at the lowest CPU priority, so
+    /// under contention the live workers are served first.
+    #[serde(default = "defaults::shadow_workers")]
+    pub workers: usize,
 }
 
 impl Default for ShadowConfig {
@@ -42,6 +54,9 @@ impl Default for ShadowConfig {
             max_in_flight: defaults::max_in_flight(),
             timeout: defaults::shadow_timeout(),
             queue: defaults::queue(),
+            max_buffered_bytes: defaults::max_buffered_bytes(),
+            max_connections: defaults::shadow_max_connections(),
+            workers: defaults::shadow_workers(),
         }
     }
 }

@@ -11,9 +11,11 @@ use http::Method;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::head::{parse_response, HeadError, RequestFraming, ResponseHead};
 use crate::proxy::body::{BoxError, ProxyBody};
+use crate::proxy::client_body::{ClientError, ClientFault};
 
 /// Room kept free in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -25,6 +27,8 @@ pub struct Connection {
     pub(super) buf: BytesMut,
     /// Exchanges completed on this connection.
     served: u32,
+    /// Its place under the backend's `max_connections`, given back on close.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Why an exchange failed.
@@ -63,7 +67,14 @@ impl Connection {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             served: 0,
+            permit: None,
         }
+    }
+
+    /// Holds the connection's place under its backend's limit for its life.
+    pub fn with_permit(mut self, permit: OwnedSemaphorePermit) -> Self {
+        self.permit = Some(permit);
+        self
     }
 
     /// Whether a request was exchanged on this connection before.
@@ -175,12 +186,30 @@ async fn write_body<W: AsyncWrite + Unpin>(
 ) -> Result<(), SendError> {
     let mut body = std::pin::pin!(body);
     let mut scratch = Vec::new();
+    // The bytes sent must be the bytes the head declared: a body that says
+    // one length and carries another would desynchronise the connection.
+    let mut left = match framing {
+        RequestFraming::Length(n) => Some(n),
+        _ => None,
+    };
+    let lying = |declared: u64, detail: &str| {
+        SendError::Body(Box::new(ClientError::new(
+            ClientFault::Framing,
+            format!("the request body {detail} its Content-Length ({declared} bytes)"),
+        )))
+    };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(SendError::Body)?;
         // Request trailers are not forwarded: few backends accept them.
         let Ok(data) = frame.into_data() else { continue };
         if data.is_empty() {
             continue;
+        }
+        if let (Some(rest), RequestFraming::Length(declared)) = (left.as_mut(), framing) {
+            if data.len() as u64 > *rest {
+                return Err(lying(declared, "is longer than"));
+            }
+            *rest -= data.len() as u64;
         }
         if framing != RequestFraming::Chunked {
             wr.write_all(&data).await.map_err(SendError::Io)?;
@@ -197,6 +226,11 @@ async fn write_body<W: AsyncWrite + Unpin>(
             wr.write_all(&scratch).await.map_err(SendError::Io)?;
             wr.write_all(&data).await.map_err(SendError::Io)?;
             wr.write_all(b"\r\n").await.map_err(SendError::Io)?;
+        }
+    }
+    if let (Some(rest), RequestFraming::Length(declared)) = (left, framing) {
+        if rest > 0 {
+            return Err(lying(declared, "ended before"));
         }
     }
     if framing == RequestFraming::Chunked {

@@ -60,9 +60,7 @@ pub fn encode_request(parts: &http::request::Parts, body: &SizeHint, out: &mut V
     let mut declared = None;
     for (name, value) in &parts.headers {
         if name == CONTENT_LENGTH {
-            let n = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let n = parse_length(value.as_bytes());
             // An unreadable length is left out rather than contradicted:
             // the body's own framing is written below instead.
             if n.is_none() || declared.is_some() {
@@ -98,6 +96,17 @@ pub fn encode_request(parts: &http::request::Parts, body: &SizeHint, out: &mut V
     };
     out.extend_from_slice(b"\r\n");
     framing
+}
+
+/// A Content-Length value: one or more ASCII digits and nothing else (no
+/// sign, no spaces, no list), within u64 (RFC 9110 §8.6).
+pub fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
@@ -185,10 +194,8 @@ fn build(
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| HeadError::Malformed(format!("invalid value for header {name}")))?;
         if name == CONTENT_LENGTH {
-            let n = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| HeadError::Malformed("invalid Content-Length".into()))?;
+            let n =
+                parse_length(value.as_bytes()).ok_or_else(|| HeadError::Malformed("invalid Content-Length".into()))?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::ConflictingLength);
             }
@@ -358,10 +365,17 @@ mod tests {
             .unwrap_err(),
             HeadError::ConflictingLength
         );
-        assert_eq!(
-            parse("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", Method::GET).unwrap_err(),
-            HeadError::Malformed("invalid Content-Length".into())
-        );
+        for bad in ["x", "+5", "-5", "5 5", "5,5", "0x10", "99999999999999999999"] {
+            assert_eq!(
+                parse(
+                    &format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n"),
+                    Method::GET
+                )
+                .unwrap_err(),
+                HeadError::Malformed("invalid Content-Length".into()),
+                "{bad}"
+            );
+        }
         assert_eq!(
             parse("HTTP/1.1 101 Switching\r\n\r\n", Method::GET).unwrap_err(),
             HeadError::Upgrade

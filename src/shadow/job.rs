@@ -1,0 +1,272 @@
+//! The mirror's side, run on the shadow runtime: send the request to the
+//! other side (and the baseline), read each answer up to the kept size under
+//! the byte budget, wait for the live answer's copy, and hand the pair to
+//! the analysis thread; count every outcome.
+
+use std::sync::mpsc::TrySendError;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::BodyExt;
+use tokio::sync::oneshot;
+
+use super::prepare::{Baseline, LiveOutcome};
+use super::{Dispatcher, Pair, Shed, Work};
+use crate::diff::Exchange;
+use crate::proxy::budget::Hold;
+use crate::proxy::forward::{Upstream, Upstreams};
+use crate::proxy::headers::X_SHADOW;
+use crate::proxy::{Inbound, ProxyBody, ProxyError};
+use crate::side::Side;
+use crate::snapshot::Snapshot;
+
+/// Everything a mirror task owns.
+pub(super) struct Job {
+    pub dispatcher: Dispatcher,
+    pub snap: Arc<Snapshot>,
+    pub route: Arc<str>,
+    pub rules: Arc<crate::diff::rules::DiffRules>,
+    pub live: Side,
+    pub method: Method,
+    pub target: String,
+    pub headers: HeaderMap,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub body: Bytes,
+    /// The request body's bytes, against the budget.
+    pub hold: Hold,
+    pub baseline: Option<Baseline>,
+    pub request_id: String,
+    pub timeout: Duration,
+    pub cap: usize,
+}
+
+/// How one mirrored exchange ended, when it gave nothing to compare: the
+/// `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failed {
+    Error,
+    Timeout,
+    /// The budget could not hold the answer.
+    Dropped,
+}
+
+impl Failed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Failed::Error => "error",
+            Failed::Timeout => "timeout",
+            Failed::Dropped => "dropped",
+        }
+    }
+}
+
+type Answer = Result<(Exchange, Hold), Failed>;
+
+fn outcome(answer: &Answer) -> &'static str {
+    match answer {
+        Ok((x, _)) if x.truncated => "truncated",
+        Ok(_) => "completed",
+        Err(f) => f.as_str(),
+    }
+}
+
+impl Job {
+    fn request(&self, upstream: &Upstream) -> Request<ProxyBody> {
+        let mut req = Request::new(ProxyBody::full(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req.headers_mut().insert(&X_SHADOW, HeaderValue::from_static("1"));
+        let (mut parts, body) = req.into_parts();
+        upstream.aim(&mut parts);
+        Request::from_parts(parts, body)
+    }
+
+    /// Sends to one side and reads its answer, within the deadline.
+    async fn exchange(&self, upstreams: &Upstreams, side: Side) -> Answer {
+        let Some(upstream) = upstreams.get(side) else {
+            return Err(Failed::Error);
+        };
+        let started = Instant::now();
+        let work = async {
+            let resp = upstream
+                .send_within(self.request(upstream), self.timeout)
+                .await
+                .map_err(|e| match e {
+                    ProxyError::Timeout { .. } => Failed::Timeout,
+                    _ => Failed::Error,
+                })?;
+            let latency = started.elapsed();
+            let (parts, body) = resp.into_parts();
+            let mut hold = self.dispatcher.budget.hold();
+            let (body, truncated) = read_capped(body, self.cap, &mut hold).await?;
+            Ok((
+                Exchange {
+                    status: parts.status.as_u16(),
+                    headers: parts.headers,
+                    body,
+                    truncated,
+                    latency,
+                },
+                hold,
+            ))
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Failed::Timeout),
+        }
+    }
+
+    pub(super) async fn run(self, live_rx: oneshot::Receiver<LiveOutcome>) {
+        let target = self.live.other();
+        let baseline = self.baseline;
+        let upstreams = match self.dispatcher.runtime.upstreams(&self.snap) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the mirrors' backend pools; not mirroring");
+                self.dispatcher.count(target.as_str(), &self.route, "error");
+                return;
+            }
+        };
+        let shadow = self.exchange(&upstreams, target);
+        let twin = async {
+            match baseline {
+                Some(b) => Some(self.exchange(&upstreams, b.side).await),
+                None => None,
+            }
+        };
+        let live = async {
+            match live_rx.await.ok()? {
+                LiveOutcome::Head {
+                    status,
+                    headers,
+                    latency,
+                    body,
+                } => {
+                    let captured = body.await.ok()?;
+                    (!captured.failed).then_some(Ok((captured, status, headers, latency)))
+                }
+                LiveOutcome::Failed => Some(Err(())),
+            }
+        };
+        let (shadow, twin, live) = tokio::join!(shadow, twin, live);
+
+        let route = &self.route;
+        let d = &self.dispatcher;
+        let Some(live) = live else {
+            // The client went away: no comparison for a half-seen answer.
+            d.count(target.as_str(), route, "cancelled");
+            if let Some(b) = baseline {
+                d.count(b.label, route, "cancelled");
+            }
+            return;
+        };
+        d.count(target.as_str(), route, outcome(&shadow));
+        if let (Some(t), Some(b)) = (&twin, baseline) {
+            d.count(b.label, route, outcome(t));
+        }
+        if matches!(shadow, Err(Failed::Dropped)) || matches!(twin, Some(Err(Failed::Dropped))) {
+            d.shed(Shed::BufferedBytes);
+        }
+        let m = &d.metrics;
+        let ((captured, status, headers, latency), (shadow, shadow_hold)) = match (live, shadow) {
+            (Ok(live), Ok(shadow)) => (live, shadow),
+            (_, Err(Failed::Dropped)) => return,
+            _ => {
+                m.comparisons.with_label_values(&[route, "error"]).inc();
+                let failed = Work::Failed {
+                    route: self.route.clone(),
+                    method: self.method,
+                    target: self.target,
+                };
+                if let Some(q) = &d.queue {
+                    let _ = q.try_send(failed);
+                }
+                return;
+            }
+        };
+        if captured.over_budget {
+            // The live answer's copy is incomplete: nothing fair to compare.
+            m.comparisons.with_label_values(&[route, "dropped"]).inc();
+            d.shed(Shed::BufferedBytes);
+            return;
+        }
+        let live_exchange = Exchange {
+            status,
+            headers,
+            body: captured.body,
+            truncated: captured.truncated,
+            latency,
+        };
+        m.pair_duration
+            .with_label_values(&[self.live.as_str(), route])
+            .observe(live_exchange.latency.as_secs_f64());
+        m.pair_duration
+            .with_label_values(&[target.as_str(), route])
+            .observe(shadow.latency.as_secs_f64());
+        let (old, new) = if self.live == Side::New {
+            (shadow, live_exchange)
+        } else {
+            (live_exchange, shadow)
+        };
+        let mut hold = self.hold;
+        hold.absorb(shadow_hold);
+        hold.absorb(captured.hold);
+        let twin = match twin {
+            Some(Ok((x, h))) => {
+                hold.absorb(h);
+                Some(x)
+            }
+            _ => None,
+        };
+        let pair = Pair {
+            route: self.route.clone(),
+            rules: self.rules.clone(),
+            method: self.method,
+            target: self.target,
+            request_headers: self.headers,
+            request_body: self.body,
+            request_id: self.request_id,
+            at: SystemTime::now(),
+            live: self.live,
+            old,
+            new,
+            twin,
+            hold,
+        };
+        if let Some(q) = &d.queue {
+            if let Err(TrySendError::Full(_)) = q.try_send(Work::Compare(Box::new(pair))) {
+                // Analysis is behind: shed the comparison, not the traffic.
+                m.comparisons.with_label_values(&[&self.route, "dropped"]).inc();
+                d.shed(Shed::Queue);
+            }
+        }
+    }
+}
+
+/// Reads a body up to `cap` bytes, held against `hold`. At the cap it stops
+/// and drops the body, which closes the connection: the rest of a huge or
+/// endless answer is never read, on any thread.
+async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> Result<(Bytes, bool), Failed> {
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| Failed::Error)?.into_data() else {
+            continue;
+        };
+        let room = cap - buf.len();
+        let keep = data.len().min(room);
+        if !hold.try_grow(keep) {
+            return Err(Failed::Dropped);
+        }
+        buf.extend_from_slice(&data[..keep]);
+        if data.len() > room {
+            return Ok((buf.freeze(), true));
+        }
+    }
+    Ok((buf.freeze(), false))
+}

@@ -1,0 +1,135 @@
+//! Mirroring: a sampled request is sent to the other side (and to the twin)
+//! at the same moment as the live one, and the answers go to the analysis
+//! thread as a pair.
+//!
+//! A faulty shadow side can never cost live traffic:
+//! - mirrors run on their own low-priority threads with their own backend
+//!   pools and connection budget ([`runtime`]), never on a live worker;
+//! - a shadow answer is read only up to the kept size, then its connection
+//!   is closed (the pair is compared as truncated, on length and prefix);
+//! - every mirrored byte held (bodies read ahead, copied, read, queued for
+//!   analysis) counts against one budget, `shadow.max_buffered_bytes`;
+//! - every bound (in-flight mirrors, bytes, the analysis queue, the
+//!   deadline) drops and counts rather than waits.
+//!
+//! The live path's side is [`prepare`]; the mirror's is [`job`].
+
+mod job;
+pub mod prepare;
+pub mod runtime;
+
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use tokio::sync::Semaphore;
+
+use crate::diff::Exchange;
+use crate::metrics::Metrics;
+use crate::proxy::budget::{Budget, Hold};
+use crate::side::Side;
+
+pub use prepare::{Candidate, Mirror};
+pub use runtime::ShadowRuntime;
+
+/// A mirrored request and every answer to it, ready to compare.
+pub struct Pair {
+    pub route: Arc<str>,
+    pub rules: Arc<crate::diff::rules::DiffRules>,
+    pub method: Method,
+    /// Path and query as the client sent them.
+    pub target: String,
+    pub request_headers: HeaderMap,
+    pub request_body: Bytes,
+    pub request_id: String,
+    pub at: SystemTime,
+    pub live: Side,
+    pub old: Exchange,
+    pub new: Exchange,
+    pub twin: Option<Exchange>,
+    /// Every body above, held against the budget until the pair is analysed.
+    pub hold: Hold,
+}
+
+/// What the analysis thread is handed.
+pub enum Work {
+    /// Both sides answered: compare them.
+    Compare(Box<Pair>),
+    /// A side failed: nothing to compare, but the report counts it.
+    Failed {
+        route: Arc<str>,
+        method: Method,
+        target: String,
+    },
+}
+
+/// Why a mirror was shed: the `reason` of `switchyard_shadow_drops_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shed {
+    /// `shadow.max_in_flight` mirrors were already under way.
+    InFlight,
+    /// Holding its bodies would pass `shadow.max_buffered_bytes`.
+    BufferedBytes,
+    /// The analysis queue (`shadow.queue`) was full.
+    Queue,
+}
+
+impl Shed {
+    pub const ALL: [Shed; 3] = [Shed::InFlight, Shed::BufferedBytes, Shed::Queue];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Shed::InFlight => "in_flight",
+            Shed::BufferedBytes => "buffered_bytes",
+            Shed::Queue => "queue",
+        }
+    }
+}
+
+/// Shared by every worker: the bounds on mirrors, the runtime they run on,
+/// and the analysis queue.
+#[derive(Clone)]
+pub struct Dispatcher {
+    in_flight: Arc<Semaphore>,
+    budget: Arc<Budget>,
+    runtime: Arc<ShadowRuntime>,
+    queue: Option<SyncSender<Work>>,
+    metrics: Metrics,
+}
+
+impl Dispatcher {
+    pub fn new(
+        max_in_flight: usize,
+        budget: Arc<Budget>,
+        runtime: Arc<ShadowRuntime>,
+        queue: Option<SyncSender<Work>>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            budget,
+            runtime,
+            queue,
+            metrics,
+        }
+    }
+
+    pub(crate) fn count(&self, backend: &str, route: &str, outcome: &str) {
+        self.metrics
+            .shadow_requests
+            .with_label_values(&[backend, route, outcome])
+            .inc();
+    }
+
+    /// Counts a mirror, or a comparison, shed by one of the bounds.
+    pub(crate) fn shed(&self, why: Shed) {
+        self.metrics.shadow_drops.with_label_values(&[why.as_str()]).inc();
+    }
+
+    /// Bytes of mirrored bodies held now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used()
+    }
+}

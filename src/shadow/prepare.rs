@@ -1,0 +1,266 @@
+//! The live path's side of a mirror: decide whether this request is
+//! mirrored, read a small request body ahead so both sides get it, hand the
+//! mirror to the shadow runtime, and keep the end ([`Mirror`]) through which
+//! the live answer reaches the comparison. Everything here is bounded and
+//! non-blocking: a mirror that does not fit a bound is skipped and counted.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::sync::oneshot;
+
+use super::job::Job;
+use super::Dispatcher;
+use super::Shed;
+use crate::proxy::budget::Hold;
+use crate::proxy::client_body::{ClientBody, ClientError};
+use crate::proxy::tee::{Captured, Tee};
+use crate::proxy::{Inbound, ProxyBody, ProxyError};
+use crate::route::Route;
+use crate::side::Side;
+use crate::snapshot::Snapshot;
+
+/// A live request that may be mirrored, as the live path knows it.
+pub struct Candidate<'a> {
+    pub snap: &'a Arc<Snapshot>,
+    pub route: &'a Route,
+    /// The side serving it live; the mirror goes to the other.
+    pub live: Side,
+    pub parts: &'a http::request::Parts,
+    pub request_id: &'a HeaderValue,
+}
+
+/// What the live path gives the mirror task: the live answer's head, and
+/// later its body.
+pub(super) enum LiveOutcome {
+    Head {
+        status: u16,
+        headers: HeaderMap,
+        latency: Duration,
+        body: oneshot::Receiver<Captured>,
+    },
+    Failed,
+}
+
+/// The live path's end of a mirror; inert when the request is not mirrored.
+pub struct Mirror {
+    tx: Option<oneshot::Sender<LiveOutcome>>,
+    started: Instant,
+    cap: usize,
+    hold: Option<Hold>,
+}
+
+impl Mirror {
+    pub fn none() -> Self {
+        Self {
+            tx: None,
+            started: Instant::now(),
+            cap: 0,
+            hold: None,
+        }
+    }
+
+    /// Wraps the live response body in a tee when mirrored.
+    pub fn attach(self, body: Inbound, head: &http::response::Parts) -> ProxyBody {
+        let (Some(tx), Some(hold)) = (self.tx, self.hold) else {
+            return ProxyBody::stream(body);
+        };
+        let (tee, rx) = Tee::new(body, self.cap, hold);
+        let _ = tx.send(LiveOutcome::Head {
+            status: head.status.as_u16(),
+            headers: head.headers.clone(),
+            latency: self.started.elapsed(),
+            body: rx,
+        });
+        ProxyBody::Tee { inner: Box::new(tee) }
+    }
+
+    /// The live side failed before answering.
+    pub fn abandon(self) {
+        if let Some(tx) = self.tx {
+            let _ = tx.send(LiveOutcome::Failed);
+        }
+    }
+}
+
+/// Where the noise baseline of a mirrored request comes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Baseline {
+    pub side: Side,
+    /// The `backend` label its outcomes are counted under.
+    pub label: &'static str,
+}
+
+/// The twin when there is one; otherwise, for a sample of safe requests,
+/// `old` asked a second time (what old disagrees with itself on is noise).
+fn choose_baseline(snap: &Snapshot, method: &Method) -> Option<Baseline> {
+    if snap.config.backends.old_twin.is_some() {
+        return Some(Baseline {
+            side: Side::OldTwin,
+            label: "old_twin",
+        });
+    }
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let pct = snap.config.diff.noise.repeat_percent;
+    (safe && pct > 0.0 && rand::random::<f64>() * 100.0 < pct).then_some(Baseline {
+        side: Side::Old,
+        label: "old_repeat",
+    })
+}
+
+fn live_only(body: Option<ClientBody>) -> ProxyBody {
+    body.map_or(ProxyBody::empty(), ProxyBody::stream)
+}
+
+impl Dispatcher {
+    /// Decides whether to mirror `c`, reads a small request body ahead so
+    /// both sides get it, and starts the mirror on the shadow runtime.
+    /// Returns the body for the live request, or the client's error when its
+    /// body broke while it was read ahead.
+    pub async fn prepare(&self, c: Candidate<'_>, body: Option<ClientBody>) -> Result<(ProxyBody, Mirror), ProxyError> {
+        let Candidate {
+            snap,
+            route,
+            live,
+            parts,
+            request_id,
+        } = c;
+        if route.shadow.percent < 100.0 && rand::random::<f64>() * 100.0 >= route.shadow.percent {
+            return Ok((live_only(body), Mirror::none()));
+        }
+        let target = live.other();
+        let baseline = choose_baseline(snap, &parts.method);
+        let count = |outcome: &str| {
+            self.count(target.as_str(), &route.name, outcome);
+            if let Some(b) = baseline {
+                self.count(b.label, &route.name, outcome);
+            }
+        };
+
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            count("dropped");
+            self.shed(Shed::InFlight);
+            return Ok((live_only(body), Mirror::none()));
+        };
+
+        // The request body, if small enough to send twice.
+        let mut hold = self.budget.hold();
+        let (live_body, shadow_body) = match body {
+            None => (ProxyBody::empty(), Bytes::new()),
+            Some(body) => match read_ahead(body, parts, route.shadow.max_body_bytes, &mut hold).await {
+                ReadAhead::Whole(bytes) => (ProxyBody::full(bytes.clone()), bytes),
+                ReadAhead::TooLarge(body) => {
+                    count("skipped_body");
+                    return Ok((body, Mirror::none()));
+                }
+                ReadAhead::OverBudget(body) => {
+                    count("dropped");
+                    self.shed(Shed::BufferedBytes);
+                    return Ok((body, Mirror::none()));
+                }
+                ReadAhead::Failed(e) => return Err(e),
+            },
+        };
+
+        let (tx, rx) = oneshot::channel();
+        let cfg = &snap.config.shadow;
+        let job = Job {
+            dispatcher: self.clone(),
+            snap: snap.clone(),
+            route: route.name.clone(),
+            rules: route.diff.clone(),
+            live,
+            method: parts.method.clone(),
+            target: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+            headers: parts.headers.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            body: shadow_body,
+            hold,
+            baseline,
+            request_id: request_id.to_str().unwrap_or("").to_string(),
+            timeout: cfg.timeout.get(),
+            cap: cfg.max_response_bytes,
+        };
+        self.runtime.spawn(async move {
+            job.run(rx).await;
+            drop(permit);
+        });
+        Ok((
+            live_body,
+            Mirror {
+                tx: Some(tx),
+                started: Instant::now(),
+                cap: cfg.max_response_bytes,
+                hold: Some(self.budget.hold()),
+            },
+        ))
+    }
+}
+
+enum ReadAhead {
+    Whole(Bytes),
+    /// Longer than the mirror's limit: the live request alone gets it.
+    TooLarge(ProxyBody),
+    /// No room in the byte budget: the live request alone gets it.
+    OverBudget(ProxyBody),
+    Failed(ProxyError),
+}
+
+/// Reads up to `cap` bytes of the body, held against `hold`; a longer body
+/// (or one that does not fit the budget) is handed back intact (the chunks
+/// already read, then the rest) for the live request alone.
+async fn read_ahead(mut body: ClientBody, parts: &http::request::Parts, cap: usize, hold: &mut Hold) -> ReadAhead {
+    if body.is_end_stream() {
+        return ReadAhead::Whole(Bytes::new());
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return ReadAhead::TooLarge(ProxyBody::stream(body));
+    }
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    let mut len = 0usize;
+    let give_back = |chunks: VecDeque<Bytes>, body: ClientBody| ProxyBody::Prefixed {
+        prefix: chunks,
+        rest: body.into(),
+    };
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => {
+                let (fault, detail) = match ClientError::find(e.as_ref()) {
+                    Some(c) => (c.fault, c.detail.clone()),
+                    None => (crate::proxy::client_body::ClientFault::Framing, e.to_string()),
+                };
+                return ReadAhead::Failed(ProxyError::Client { fault, detail });
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    len += data.len();
+                    let fits = hold.try_grow(data.len());
+                    chunks.push_back(data);
+                    if len > cap {
+                        return ReadAhead::TooLarge(give_back(chunks, body));
+                    }
+                    if !fits {
+                        return ReadAhead::OverBudget(give_back(chunks, body));
+                    }
+                }
+            }
+        }
+    }
+    let mut whole = BytesMut::with_capacity(len);
+    for c in chunks {
+        whole.extend_from_slice(&c);
+    }
+    ReadAhead::Whole(whole.freeze())
+}
