@@ -45,8 +45,12 @@ impl DiffWindow {
         (n, d)
     }
 
-    pub fn clear(&self) {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    /// Forgets the verdicts before `t` (a rollout change).
+    pub fn forget_before(&self, t: Instant) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(at, _)| *at >= t);
     }
 }
 

@@ -9,6 +9,7 @@
 //! access log has a queue of its own, so a flood of requests cannot push
 //! warnings and errors out.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use tracing::Subscriber;
@@ -77,7 +78,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let mine = filter_fn(move |m| (m.target() == ACCESS) == access);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         fmt.json()
             .flatten_event(true)

@@ -28,6 +28,7 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use http_body::Body as _;
+use prometheus::IntCounter;
 
 use crate::metrics::Metrics;
 use crate::modules::{BodyHint, RequestCtx};
@@ -58,6 +59,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     view: WorkerView,
     upstreams: ArcSwap<Upstreams>,
+    /// `switchyard_client_errors_total{kind="aborted"}`, resolved once.
+    aborted: IntCounter,
 }
 
 impl Worker {
@@ -66,6 +69,7 @@ impl Worker {
         let ups = Upstreams::new(snap.generation, &snap.config.backends, &shared.limits, None)?;
         Ok(Self {
             view: WorkerView::new(&shared.snapshot),
+            aborted: shared.metrics.client_errors.with_label_values(&["aborted"]),
             shared,
             upstreams: ArcSwap::from_pointee(ups),
         })
@@ -91,12 +95,21 @@ impl Worker {
         }
     }
 
-    /// Serves one request; never fails (errors become responses).
+    /// Serves one request; never fails (errors become responses). A request
+    /// the client abandons before its answer (hyper drops this future, as
+    /// when an HTTP/2 stream is reset) is counted as the client's abort.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         conn: Arc<Peer>,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let mut unanswered = Unanswered(Some(&self.aborted));
+        let resp = self.serve(req, conn).await;
+        unanswered.0 = None;
+        Ok(resp)
+    }
+
+    async fn serve(&self, req: Request<Incoming>, conn: Arc<Peer>) -> Response<ProxyBody> {
         let started = Instant::now();
         let current = self.view.get(&self.shared.snapshot);
         let snap = &current.snapshot;
@@ -104,7 +117,7 @@ impl Worker {
 
         // 0. request_checks: what no origin server may accept stops here.
         if let Err(refused) = target::check(&mut parts) {
-            return Ok(self.client_fault(ProxyError::Refused(refused), None));
+            return self.client_fault(ProxyError::Refused(refused), None);
         }
         let method = parts.method.clone();
         let log_path = snap.config.logging.access_log.then(|| parts.uri.path().to_string());
@@ -122,8 +135,13 @@ impl Worker {
         } else {
             body.size_hint().exact().map_or(BodyHint::Unknown, BodyHint::Length)
         };
-        let body =
-            (body_hint != BodyHint::None).then(|| ClientBody::new(body, snap.config.server.client_body_timeout.get()));
+        let body = (body_hint != BodyHint::None).then(|| {
+            ClientBody::new(
+                body,
+                snap.config.server.client_body_timeout.get(),
+                self.shared.metrics.client_errors.clone(),
+            )
+        });
 
         // 1. route
         let route = snap.routes.select(&parts, &path);
@@ -139,7 +157,7 @@ impl Worker {
         };
         if !route.chain.is_empty() {
             if let Some(resp) = route.chain.on_request(&mut parts, &mut ctx).await {
-                return Ok(access_log(resp, log_path, &method, route, None, started, ctx.tags));
+                return access_log(resp, log_path, &method, route, None, started, ctx.tags);
             }
         }
 
@@ -200,7 +218,7 @@ impl Worker {
             };
             match self.shared.shadow.prepare(candidate, body).await {
                 Ok(prepared) => prepared,
-                Err(e) => return Ok(self.client_fault(e, Some(request_id))),
+                Err(e) => return self.client_fault(e, Some(request_id)),
             }
         } else {
             let body = body.map_or(ProxyBody::empty(), ProxyBody::stream);
@@ -240,15 +258,7 @@ impl Worker {
                 // The client's fault: not the backend's, not the guard's.
                 mirror.abandon();
                 let resp = self.client_fault(e, Some(request_id));
-                return Ok(access_log(
-                    resp,
-                    log_path,
-                    &method,
-                    route,
-                    Some(side),
-                    started,
-                    ctx.tags,
-                ));
+                return access_log(resp, log_path, &method, route, Some(side), started, ctx.tags);
             }
             Err(e) => {
                 mirror.abandon();
@@ -269,27 +279,22 @@ impl Worker {
         if reason != Reason::Forced {
             // A pinned request says nothing about the rollout's share.
             self.shared.live.record(LiveSample {
+                at: started,
                 side,
                 latency: head_latency,
                 error: status >= 500,
             });
         }
-        Ok(access_log(
-            resp,
-            log_path,
-            &method,
-            route,
-            Some(side),
-            started,
-            ctx.tags,
-        ))
+        access_log(resp, log_path, &method, route, Some(side), started, ctx.tags)
     }
 
     /// Answers a request the client got wrong, and counts it as the
     /// client's: never an upstream error, never a guard sample.
     fn client_fault(&self, e: ProxyError, request_id: Option<HeaderValue>) -> Response<ProxyBody> {
         let kind = e.client_kind().unwrap_or("framing");
-        self.shared.metrics.client_errors.with_label_values(&[kind]).inc();
+        if e.uncounted_client_fault() {
+            self.shared.metrics.client_errors.with_label_values(&[kind]).inc();
+        }
         tracing::debug!(kind, error = %e, "client error");
         let mut resp = e.into_response();
         if let Some(id) = request_id {
@@ -306,6 +311,18 @@ impl Worker {
                 .with_label_values(&[side.as_str(), kind])
                 .inc();
             tracing::warn!(backend = side.as_str(), kind, error = %e, "upstream request failed");
+        }
+    }
+}
+
+/// Counts a request whose handling was dropped before it was answered.
+struct Unanswered<'a>(Option<&'a IntCounter>);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(aborted) = self.0 {
+            aborted.inc();
+            tracing::debug!("the client abandoned a request before its answer");
         }
     }
 }

@@ -87,6 +87,8 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_headers(cfg.max_headers)
         .keep_alive(true)
+        // A client that shuts its side after the request still gets the answer.
+        .half_close(true)
         .writev(false);
     b.http2()
         .timer(TokioTimer::new())

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use prometheus::IntCounterVec;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
@@ -51,6 +52,9 @@ impl ClientFault {
 pub struct ClientError {
     pub fault: ClientFault,
     pub detail: String,
+    /// Already counted in `switchyard_client_errors_total` where it was
+    /// found (an HTTP/2 stream may be reset before the answer is built).
+    pub counted: bool,
 }
 
 impl ClientError {
@@ -58,6 +62,7 @@ impl ClientError {
         Self {
             fault,
             detail: detail.into(),
+            counted: false,
         }
     }
 
@@ -71,7 +76,7 @@ impl ClientError {
         } else {
             fault_of_source(e)
         };
-        Self { fault, detail }
+        Self::new(fault, detail)
     }
 
     /// The client error anywhere in an error's chain.
@@ -183,6 +188,9 @@ impl Upload {
 /// The client's body, under `server.client_body_timeout` between chunks.
 pub struct ClientBody {
     body: Incoming,
+    /// `switchyard_client_errors_total`, counted here, where the fault is
+    /// seen: the request may be cancelled before anyone else could.
+    errors: IntCounterVec,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     /// Bytes arrived since the timer was last armed.
@@ -192,9 +200,10 @@ pub struct ClientBody {
 }
 
 impl ClientBody {
-    pub fn new(body: Incoming, idle: Duration) -> Self {
+    pub fn new(body: Incoming, idle: Duration, errors: IntCounterVec) -> Self {
         Self {
             body,
+            errors,
             idle,
             timer: None,
             progressed: false,
@@ -210,6 +219,14 @@ impl ClientBody {
     fn end(&mut self) {
         self.ended = true;
         self.upload.mark(DONE);
+    }
+
+    fn fail(&mut self, mut e: ClientError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.end();
+        self.errors.with_label_values(&[e.fault.as_str()]).inc();
+        tracing::debug!(kind = e.fault.as_str(), error = %e.detail, "client's request body failed");
+        e.counted = true;
+        Poll::Ready(Some(Err(Box::new(e))))
     }
 }
 
@@ -232,10 +249,7 @@ impl Body for ClientBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.end();
-                Poll::Ready(Some(Err(Box::new(ClientError::from_hyper(&e)))))
-            }
+            Poll::Ready(Some(Err(e))) => this.fail(ClientError::from_hyper(&e)),
             Poll::Ready(None) => {
                 this.end();
                 Poll::Ready(None)
@@ -254,14 +268,13 @@ impl Body for ClientBody {
                     None => this.timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
                 };
                 if timer.as_mut().poll(cx).is_ready() {
-                    this.end();
-                    return Poll::Ready(Some(Err(Box::new(ClientError::new(
+                    return this.fail(ClientError::new(
                         ClientFault::Timeout,
                         format!(
                             "the client sent no body bytes for {} (server.client_body_timeout)",
                             crate::config::duration::format(idle)
                         ),
-                    )))));
+                    ));
                 }
                 Poll::Pending
             }

@@ -33,7 +33,12 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     /// The client's request body failed: its fault, not the backend's.
     #[error("the request body could not be read: {detail}")]
-    Client { fault: ClientFault, detail: String },
+    Client {
+        fault: ClientFault,
+        detail: String,
+        /// Counted already where it was found.
+        counted: bool,
+    },
     /// A request head no origin server may accept.
     #[error("{}", .0.message())]
     Refused(Refused),
@@ -79,6 +84,11 @@ impl ProxyError {
             ProxyError::Refused(Refused::Connect) => Some("connect"),
             _ => None,
         }
+    }
+
+    /// Whether `switchyard_client_errors_total` still has to count it.
+    pub fn uncounted_client_fault(&self) -> bool {
+        !matches!(self, ProxyError::Client { counted: true, .. }) && self.client_kind().is_some()
     }
 
     /// Whether the backend (rather than the client) is at fault.

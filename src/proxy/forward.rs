@@ -230,6 +230,7 @@ fn classify(side: Side, e: &(dyn std::error::Error + 'static)) -> ProxyError {
         return ProxyError::Client {
             fault: c.fault,
             detail: c.detail.clone(),
+            counted: c.counted,
         };
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);

@@ -233,13 +233,16 @@ impl Guard {
         self.window.set_span(cfg.window.get());
         self.window.trim(now);
 
-        // A new step (or any change) is judged on fresh data only.
+        // A new step (or any change) is judged on requests split after it:
+        // those taken since the change are kept, the ones before forgotten.
         let change = snap.rollout.last_change.as_ref().map(|c| c.at_ms);
         if change != self.seen_change {
             self.seen_change = change;
-            self.window.clear();
+            let ago = Duration::from_millis(now_ms().saturating_sub(change.unwrap_or(0)));
+            let at = now.checked_sub(ago).unwrap_or(now);
+            self.window.forget_before(at);
             if let Some(d) = &self.diffs {
-                d.clear();
+                d.forget_before(at);
             }
         }
 

@@ -10,6 +10,8 @@ use crate::side::Side;
 
 #[derive(Clone, Copy, Debug)]
 pub struct LiveSample {
+    /// When the request was split (its rollout state was read).
+    pub at: std::time::Instant,
     pub side: Side,
     pub latency: Duration,
     pub error: bool,

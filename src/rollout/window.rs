@@ -48,13 +48,13 @@ impl Window {
         q.push_back(obs);
     }
 
-    /// Takes everything waiting in the sink, stamped now.
+    /// Takes everything waiting in the sink.
     pub fn drain(&mut self, rx: &Receiver<LiveSample>, now: Instant) {
         while let Ok(s) = rx.try_recv() {
             self.push(
                 s.side,
                 Observation {
-                    at: now,
+                    at: s.at,
                     latency_s: s.latency.as_secs_f64(),
                     error: s.error,
                 },
@@ -76,8 +76,11 @@ impl Window {
         }
     }
 
-    pub fn clear(&mut self) {
-        self.old.clear();
-        self.new.clear();
+    /// Forgets the requests split before `t` (a rollout change): they
+    /// were served under the previous percent.
+    pub fn forget_before(&mut self, t: Instant) {
+        for q in [&mut self.old, &mut self.new] {
+            q.retain(|o| o.at >= t);
+        }
     }
 }

@@ -237,11 +237,11 @@ async fn read_ahead(mut body: ClientBody, parts: &http::request::Parts, cap: usi
         match body.frame().await {
             None => break,
             Some(Err(e)) => {
-                let (fault, detail) = match ClientError::find(e.as_ref()) {
-                    Some(c) => (c.fault, c.detail.clone()),
-                    None => (crate::proxy::client_body::ClientFault::Framing, e.to_string()),
+                let (fault, detail, counted) = match ClientError::find(e.as_ref()) {
+                    Some(c) => (c.fault, c.detail.clone(), c.counted),
+                    None => (crate::proxy::client_body::ClientFault::Framing, e.to_string(), false),
                 };
-                return ReadAhead::Failed(ProxyError::Client { fault, detail });
+                return ReadAhead::Failed(ProxyError::Client { fault, detail, counted });
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {

@@ -2,6 +2,8 @@
 //! reached them, a gateway started in-process from YAML, and small clients.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
