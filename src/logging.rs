@@ -27,7 +27,7 @@ pub const ACCESS: &str = "switchyard::access";
 
 /// Lines queued per sink before new ones are dropped.
 const LOG_QUEUE: usize = 16_384;
-const ACCESS_QUEUE: usize = 65_536;
+const ACCESS_QUEUE: usize = 16_384;
 
 static DROPS: OnceLock<[(&'static str, ErrorCounter); 2]> = OnceLock::new();
 

@@ -50,11 +50,15 @@ impl Running {
     /// for it to serve. With `read_log: false` the log is read only until
     /// then: afterwards stderr is a pipe nobody reads, which fills up.
     pub fn start(config: &std::path::Path, extra: &[&str], read_log: bool) -> Result<Running, String> {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg("-c")
-            .arg(config)
-            .args(extra)
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").arg("-c").arg(config).args(extra);
+        Self::spawn(cmd, read_log)
+    }
+
+    /// Like [`Running::start`], for a command that ends up running `serve`
+    /// (a shell setting limits first, say).
+    pub fn spawn(mut cmd: Command, read_log: bool) -> Result<Running, String> {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .env_remove("SWITCHYARD_CONFIG")
             .stdout(Stdio::null())
