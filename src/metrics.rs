@@ -12,6 +12,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use std::sync::Arc;
+
 use crate::side::Side;
 
 /// Latency buckets for a proxy, in seconds: 100 µs to 10 s, roughly 1-2.5-5.
@@ -327,23 +329,45 @@ impl RouteMetrics {
         }
     }
 
-    /// Creates a mirrored route's shadow and comparison series at zero, so
-    /// that dashboards and alerts see every outcome before its first event.
-    pub fn export_mirror_series(m: &Metrics, route: &str) {
-        for backend in ["old", "new", "old_twin", "old_repeat"] {
-            for outcome in SHADOW_OUTCOMES {
-                m.shadow_requests.with_label_values(&[backend, route, outcome]);
-            }
-        }
-        for result in COMPARISON_RESULTS {
-            m.comparisons.with_label_values(&[route, result]);
-        }
-    }
-
     pub fn side(&self, side: Side) -> &SideMetrics {
         match side {
             Side::New => &self.new,
             _ => &self.old,
+        }
+    }
+}
+
+/// Where mirrors go, as the `backend` label says it.
+pub const MIRROR_BACKENDS: [&str; 4] = ["old", "new", "old_twin", "old_repeat"];
+
+/// A mirrored route's `switchyard_shadow_requests_total` series (and its
+/// comparison results), resolved once when the route is built: they exist
+/// at zero from the start, and counting one costs no label lookup on the
+/// live path.
+#[derive(Clone)]
+pub struct MirrorCounters {
+    series: Arc<[[IntCounter; SHADOW_OUTCOMES.len()]; MIRROR_BACKENDS.len()]>,
+}
+
+impl MirrorCounters {
+    pub fn new(m: &Metrics, route: &str) -> Self {
+        for result in COMPARISON_RESULTS {
+            m.comparisons.with_label_values(&[route, result]);
+        }
+        Self {
+            series: Arc::new(MIRROR_BACKENDS.map(|b| {
+                std::array::from_fn(|i| m.shadow_requests.with_label_values(&[b, route, SHADOW_OUTCOMES[i]]))
+            })),
+        }
+    }
+
+    /// Counts one outcome (names from [`MIRROR_BACKENDS`], [`SHADOW_OUTCOMES`]).
+    pub fn inc(&self, backend: &str, outcome: &str) {
+        let b = MIRROR_BACKENDS.iter().position(|x| *x == backend);
+        let o = SHADOW_OUTCOMES.iter().position(|x| *x == outcome);
+        debug_assert!(b.is_some() && o.is_some(), "unknown mirror series {backend}/{outcome}");
+        if let (Some(b), Some(o)) = (b, o) {
+            self.series[b][o].inc();
         }
     }
 }

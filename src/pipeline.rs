@@ -201,12 +201,10 @@ impl Worker {
 
         // 5. mirror
         let mirrorable = route.shadow.allows(&method);
-        if mirrorable && ctx.body_limit.is_some() {
+        if let (true, Some(_), Some(counters)) = (mirrorable, ctx.body_limit, &route.mirrors) {
             // A rule cut this body off at a size: it streams live only, and
             // the skipped mirror is counted like any other.
-            self.shared
-                .shadow
-                .count(side.other().as_str(), &route.name, "skipped_body");
+            counters.inc(side.other().as_str(), "skipped_body");
         }
         let (body, mirror) = if mirrorable && ctx.body_limit.is_none() {
             let candidate = Candidate {

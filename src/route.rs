@@ -8,7 +8,7 @@ use http::Method;
 
 use crate::config::{Config, RouteConfig, StickyKey};
 use crate::diff::rules::DiffRules;
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{Metrics, MirrorCounters, RouteMetrics};
 use crate::modules::{self, Chain, Module};
 
 /// Which requests a route mirrors, and how much.
@@ -43,6 +43,8 @@ pub struct Route {
     pub diff: Arc<DiffRules>,
     pub chain: Chain,
     pub metrics: RouteMetrics,
+    /// Its mirrors' outcome counters, when it mirrors at all.
+    pub mirrors: Option<MirrorCounters>,
 }
 
 fn methods(list: &[String]) -> Vec<Method> {
@@ -118,10 +120,8 @@ impl Route {
                 sticky = s.clone();
             }
         }
-        if shadow.percent > 0.0 {
-            RouteMetrics::export_mirror_series(metrics, &name);
-        }
         Ok(Self {
+            mirrors: (shadow.percent > 0.0).then(|| MirrorCounters::new(metrics, &name)),
             chain: Chain::new(&chain_modules, &name, metrics),
             metrics: RouteMetrics::new(metrics, &name),
             diff: Arc::new(DiffRules::new(ignore_headers, &ignore_fields, &unordered, tolerance)?),

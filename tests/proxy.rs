@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -494,26 +493,45 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let n = first.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 
-    let url = format!("{}/b", proxy(&g));
-    let done = Arc::new(AtomicU64::new(0));
-    let d2 = done.clone();
-    let second = tokio::spawn(async move {
-        let a = get(&client(), &url, &[]).await;
-        d2.store(1, Ordering::SeqCst);
-        a
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        done.load(Ordering::SeqCst),
-        0,
+    // The second connection is made (the kernel completes it) but waits in
+    // the listener's accept queue, unserved, while the slot is taken.
+    let mut second = tokio::net::TcpStream::connect(g.proxy_addr).await.unwrap();
+    second
+        .write_all(b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let port = g.proxy_addr.port();
+    eventually(
+        Duration::from_secs(10),
+        "the second connection waits in the accept queue",
+        || accept_queue(port) == Some(1),
+    )
+    .await;
+    let mut probe = [0u8; 1];
+    assert!(
+        matches!(second.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "a second connection was served past the cap"
     );
+    assert!(!old.seen().iter().any(|s| s.path == "/b"));
     drop(first);
-    let a = second.await.unwrap();
-    assert_eq!(a.status, 200);
+    let answer = support::raw::read_to_close(&mut second, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let seen: HashSet<String> = old.seen().iter().map(|s| s.path.clone()).collect();
     assert!(seen.contains("/b"));
     stop(g).await;
+}
+
+/// Connections waiting to be accepted on the IPv4 loopback listener of
+/// `port` (the `rx_queue` of a LISTEN socket in /proc/net/tcp).
+fn accept_queue(port: u16) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+            .then(|| u32::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok())
+            .flatten()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

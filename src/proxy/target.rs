@@ -106,7 +106,10 @@ pub fn normalized(path: &str) -> Cow<'_, str> {
 }
 
 /// Decodes `%XX` for unreserved characters (RFC 3986 §2.3) and `/`; other
-/// escapes stay, with upper-case hex; a malformed `%` stays as it is.
+/// escapes stay, with upper-case hex. A `%` that starts no escape is
+/// written `%25`, so decoding can never make a new escape (`%%354F` must not
+/// become `%54F`, which a second pass would read as `T`): normalising is
+/// idempotent.
 fn decode(path: &str) -> String {
     let b = path.as_bytes();
     let mut out = String::with_capacity(b.len());
@@ -126,8 +129,12 @@ fn decode(path: &str) -> String {
                 continue;
             }
         }
-        // The URI parser only lets visible ASCII through.
-        out.push(b[i] as char);
+        if b[i] == b'%' {
+            out.push_str("%25");
+        } else {
+            // The URI parser only lets visible ASCII through.
+            out.push(b[i] as char);
+        }
         i += 1;
     }
     out
@@ -180,8 +187,16 @@ mod tests {
             "reserved escapes stay escaped"
         );
         assert_eq!(normalized("/a%20b"), "/a%20b");
-        assert_eq!(normalized("/a%zz/./b"), "/a%zz/b", "a malformed escape stays");
-        assert_eq!(normalized("/a%2"), "/a%2");
+        assert_eq!(
+            normalized("/a%zz/./b"),
+            "/a%25zz/b",
+            "a stray % is written as an escape"
+        );
+        assert_eq!(normalized("/a%2"), "/a%252");
+        // Found by fuzzing: decoding must not make a new escape.
+        let once = normalized("/$/Eei%%354Fb%zz").into_owned();
+        assert_eq!(once, "/$/Eei%2554Fb%25zz");
+        assert_eq!(normalized(&once), once);
         assert_eq!(normalized("*"), "*");
         assert_eq!(normalized("/.well-known/x"), "/.well-known/x");
     }

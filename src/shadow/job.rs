@@ -25,6 +25,7 @@ use crate::snapshot::Snapshot;
 /// Everything a mirror task owns.
 pub(super) struct Job {
     pub dispatcher: Dispatcher,
+    pub counters: crate::metrics::MirrorCounters,
     pub snap: Arc<Snapshot>,
     pub route: Arc<str>,
     pub rules: Arc<crate::diff::rules::DiffRules>,
@@ -128,7 +129,7 @@ impl Job {
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the mirrors' backend pools; not mirroring");
-                self.dispatcher.count(target.as_str(), &self.route, "error");
+                self.counters.inc(target.as_str(), "error");
                 return;
             }
         };
@@ -159,15 +160,15 @@ impl Job {
         let d = &self.dispatcher;
         let Some(live) = live else {
             // The client went away: no comparison for a half-seen answer.
-            d.count(target.as_str(), route, "cancelled");
+            self.counters.inc(target.as_str(), "cancelled");
             if let Some(b) = baseline {
-                d.count(b.label, route, "cancelled");
+                self.counters.inc(b.label, "cancelled");
             }
             return;
         };
-        d.count(target.as_str(), route, outcome(&shadow));
+        self.counters.inc(target.as_str(), outcome(&shadow));
         if let (Some(t), Some(b)) = (&twin, baseline) {
-            d.count(b.label, route, outcome(t));
+            self.counters.inc(b.label, outcome(t));
         }
         if matches!(shadow, Err(Failed::Dropped)) || matches!(twin, Some(Err(Failed::Dropped))) {
             d.shed(Shed::BufferedBytes);

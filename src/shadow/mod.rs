@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
+use prometheus::IntCounter;
 use tokio::sync::Semaphore;
 
 use crate::diff::Exchange;
@@ -69,11 +70,11 @@ pub enum Work {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shed {
     /// `shadow.max_in_flight` mirrors were already under way.
-    InFlight,
+    InFlight = 0,
     /// Holding its bodies would pass `shadow.max_buffered_bytes`.
-    BufferedBytes,
+    BufferedBytes = 1,
     /// The analysis queue (`shadow.queue`) was full.
-    Queue,
+    Queue = 2,
 }
 
 impl Shed {
@@ -97,6 +98,8 @@ pub struct Dispatcher {
     runtime: Arc<ShadowRuntime>,
     queue: Option<SyncSender<Work>>,
     metrics: Metrics,
+    /// `switchyard_shadow_drops_total`, by [`Shed`], resolved once.
+    drops: Arc<[IntCounter; 3]>,
 }
 
 impl Dispatcher {
@@ -112,20 +115,14 @@ impl Dispatcher {
             budget,
             runtime,
             queue,
+            drops: Arc::new(Shed::ALL.map(|why| metrics.shadow_drops.with_label_values(&[why.as_str()]))),
             metrics,
         }
     }
 
-    pub(crate) fn count(&self, backend: &str, route: &str, outcome: &str) {
-        self.metrics
-            .shadow_requests
-            .with_label_values(&[backend, route, outcome])
-            .inc();
-    }
-
     /// Counts a mirror, or a comparison, shed by one of the bounds.
     pub(crate) fn shed(&self, why: Shed) {
-        self.metrics.shadow_drops.with_label_values(&[why.as_str()]).inc();
+        self.drops[why as usize].inc();
     }
 
     /// Bytes of mirrored bodies held now.

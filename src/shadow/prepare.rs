@@ -130,15 +130,18 @@ impl Dispatcher {
             parts,
             request_id,
         } = c;
+        let Some(counters) = route.mirrors.as_ref() else {
+            return Ok((live_only(body), Mirror::none()));
+        };
         if route.shadow.percent < 100.0 && rand::random::<f64>() * 100.0 >= route.shadow.percent {
             return Ok((live_only(body), Mirror::none()));
         }
         let target = live.other();
         let baseline = choose_baseline(snap, &parts.method);
         let count = |outcome: &str| {
-            self.count(target.as_str(), &route.name, outcome);
+            counters.inc(target.as_str(), outcome);
             if let Some(b) = baseline {
-                self.count(b.label, &route.name, outcome);
+                counters.inc(b.label, outcome);
             }
         };
 
@@ -171,6 +174,7 @@ impl Dispatcher {
         let cfg = &snap.config.shadow;
         let job = Job {
             dispatcher: self.clone(),
+            counters: counters.clone(),
             snap: snap.clone(),
             route: route.name.clone(),
             rules: route.diff.clone(),

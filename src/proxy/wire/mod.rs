@@ -16,5 +16,8 @@ mod conn;
 mod head;
 
 pub use body::BackendBody;
+pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
 pub use conn::{Connection, ExchangeError};
-pub use head::{encode_request, HeadError, RequestFraming};
+pub use head::{
+    encode_request, parse_length, parse_response, HeadError, RequestFraming, ResponseFraming, ResponseHead,
+};

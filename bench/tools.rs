@@ -1,0 +1,248 @@
+//! Helpers for the benchmarks in `bench/` (run by hand, not by CI):
+//!
+//! - `origin --port P [--faults PCT] [--items N] [--variant V]`: a JSON API
+//!   whose answers list N items (default 2; 50 make about 4 KB) and carry
+//!   `"variant": V` (default 1: give new another to plant a difference);
+//!   with `--faults`, that share of answers fails, in turn: slow (10 s),
+//!   reset mid-body, 10 MB, and a gzip bomb (100 KB that decodes to 100 MB).
+//! - `load --url URL --rate N --seconds S [--users U]`: an open-loop load at
+//!   a fixed rate (a request every 1/N s whatever the answers take), each
+//!   with a random `x-user-id`; prints sent, non-2xx, failures and p50/p99.
+//!
+//! Usage: cargo run --release --example bench-tools -- origin --port 18081
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match args.first().map(String::as_str) {
+        Some("origin") => {
+            let port: u16 = arg(&args, "--port").and_then(|p| p.parse().ok()).expect("--port P");
+            let shape = Shape {
+                faults: arg(&args, "--faults").and_then(|p| p.parse().ok()).unwrap_or(0.0),
+                items: arg(&args, "--items").and_then(|p| p.parse().ok()).unwrap_or(2),
+                variant: arg(&args, "--variant").and_then(|p| p.parse().ok()).unwrap_or(1),
+            };
+            rt.block_on(origin(port, shape));
+        }
+        Some("load") => {
+            let url = arg(&args, "--url").expect("--url URL");
+            let rate: f64 = arg(&args, "--rate").and_then(|p| p.parse().ok()).expect("--rate N");
+            let secs: u64 = arg(&args, "--seconds")
+                .and_then(|p| p.parse().ok())
+                .expect("--seconds S");
+            let users: u64 = arg(&args, "--users").and_then(|p| p.parse().ok()).unwrap_or(10_000);
+            rt.block_on(load(url, rate, secs, users));
+        }
+        _ => {
+            eprintln!("usage: bench-tools origin --port P [--faults PCT] [--items N] [--variant V] | load --url URL --rate N --seconds S [--users U]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// What an origin answers.
+#[derive(Clone, Copy)]
+struct Shape {
+    faults: f64,
+    items: usize,
+    variant: u32,
+}
+
+fn json_body(path: &str, shape: Shape) -> String {
+    let items: Vec<String> = (0..shape.items)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"name\":\"item-{i}\",\"price\":{}.25,\"tags\":[\"a\",\"b\"]}}",
+                i % 97
+            )
+        })
+        .collect();
+    format!(
+        "{{\"path\":\"{path}\",\"variant\":{},\"items\":[{}],\"ok\":true}}",
+        shape.variant,
+        items.join(",")
+    )
+}
+
+async fn answer(req: Request<Incoming>, shape: Shape, turn: Arc<AtomicUsize>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let faults = shape.faults;
+    let normal = || {
+        let mut r = Response::new(full(json_body(&path, shape)));
+        r.headers_mut()
+            .insert("content-type", http::HeaderValue::from_static("application/json"));
+        r
+    };
+    if faults <= 0.0 || rand::random::<f64>() * 100.0 >= faults {
+        return normal();
+    }
+    match turn.fetch_add(1, Ordering::Relaxed) % 4 {
+        0 => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            normal()
+        }
+        1 => {
+            // Promises 1,000 bytes, sends 11, then breaks: the connection
+            // is closed mid-answer.
+            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"{\"partial\":"))),
+                Err(std::io::Error::other("reset")),
+            ];
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream::iter(frames))));
+            r.headers_mut()
+                .insert("content-type", http::HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert("content-length", http::HeaderValue::from_static("1000"));
+            r
+        }
+        2 => {
+            let mut r = Response::new(full(vec![b'x'; 10 * 1024 * 1024]));
+            r.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        _ => {
+            static BOMB: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+            let bomb = BOMB.get_or_init(|| {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                let zeros = vec![b'0'; 1024 * 1024];
+                for _ in 0..100 {
+                    let _ = e.write_all(&zeros);
+                }
+                Bytes::from(e.finish().unwrap_or_default())
+            });
+            let mut r = Response::new(full(bomb.clone()));
+            r.headers_mut()
+                .insert("content-type", http::HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+            r
+        }
+    }
+}
+
+async fn origin(port: u16, shape: Shape) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+    let turn = Arc::new(AtomicUsize::new(0));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let turn = turn.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let turn = turn.clone();
+                async move { Ok::<_, Infallible>(answer(req, shape, turn).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn load(url: String, rate: f64, secs: u64, users: u64) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http();
+    let sent = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        let (client, url, sent, bad, failed, latencies) = (
+            client.clone(),
+            url.clone(),
+            sent.clone(),
+            bad.clone(),
+            failed.clone(),
+            latencies.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let user = format!("u{}", rand::random::<u64>() % users);
+            let req = Request::get(format!("{url}/items/{}", rand::random::<u16>()))
+                .header("x-user-id", user)
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let started = Instant::now();
+            sent.fetch_add(1, Ordering::Relaxed);
+            match client.request(req).await {
+                Ok(resp) => {
+                    let ok = resp.status().is_success();
+                    let body = resp.into_body().collect().await;
+                    if !ok {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    } else if body.is_err() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(_) => {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+                .lock()
+                .expect("latencies")
+                .push(started.elapsed().as_secs_f64() * 1000.0);
+        }));
+        if tasks.len() > 10_000 {
+            tasks.retain(|t| !t.is_finished());
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut l = latencies.lock().expect("latencies").clone();
+    l.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "sent {} non_2xx {} failed {} p50_ms {:.2} p99_ms {:.2}",
+        sent.load(Ordering::Relaxed),
+        bad.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        q(0.5),
+        q(0.99)
+    );
+}
