@@ -87,8 +87,10 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_headers(cfg.max_headers)
         .keep_alive(true)
-        // A client that shuts its side after the request still gets the answer.
-        .half_close(true)
+        // A client's end of stream is the client leaving (as NGINX takes it):
+        // the request in flight is stopped, its backend call and mirror
+        // cancelled, rather than finished for nobody.
+        .half_close(false)
         .writev(false);
     b.http2()
         .timer(TokioTimer::new())

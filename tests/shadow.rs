@@ -453,5 +453,11 @@ async fn a_request_the_client_abandons_is_not_compared() {
     })
     .await;
     assert_eq!(comparisons(&g), 0.0);
+    // Leaving is the client's doing: its request is stopped and counted so.
+    assert_eq!(
+        metric(&g, "switchyard_client_errors_total", &[("kind", "aborted")]),
+        1.0
+    );
+    assert_eq!(metric(&g, "switchyard_upstream_errors_total", &[]), 0.0);
     stop(g).await;
 }

@@ -35,11 +35,12 @@ const CASES: &[Case] = &[
         client: &[200],
         backend: &[("POST /a", "")],
     },
-    // the chunk claims more than the client sends: the backend never gets a whole request
+    // the chunk claims more than the client sends: the backend never gets a
+    // whole request, and the client, which sends nothing more, gets 408
     Case {
         name: "te.cl",
         bytes: b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\nx=1\r\n0\r\n\r\n",
-        client: &[400],
+        client: &[408],
         backend: &[],
     },
     Case {
@@ -233,9 +234,12 @@ fn parsed(r: &support::raw::Recorded) -> (String, String) {
     )
 }
 
+/// A gateway in front of `b`, quick to give up on a client that stops
+/// sending: an idle keep-alive connection, or a body that never arrives,
+/// ends each exchange within a second.
 fn recording_gateway(b: &Recorder) -> switchyard::gateway::Gateway {
     gateway(&format!(
-        "backends:\n  old: {{ url: \"{}\" }}\n  new: {{ url: \"{}\" }}\n",
+        "server: {{ header_read_timeout: 1s, client_body_timeout: 1s }}\nbackends:\n  old: {{ url: \"{}\" }}\n  new: {{ url: \"{}\" }}\n",
         b.url(),
         b.url()
     ))

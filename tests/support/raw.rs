@@ -12,12 +12,13 @@ use tokio::net::TcpStream;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-/// Writes `bytes`, half-closes, and reads until the server closes (at most
-/// `within`): every response the connection carried, as text.
+/// Writes `bytes` and reads until the server closes (at most `within`):
+/// every response the connection carried, as text. The client keeps its
+/// side open, as clients do: a gateway treats a client's end of stream as
+/// the client leaving, and stops the request.
 pub async fn exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
-    let _ = s.shutdown().await;
     read_to_close(&mut s, within).await
 }
 
