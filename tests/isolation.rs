@@ -320,9 +320,15 @@ async fn mirrors_and_analysis_run_at_the_lowest_cpu_priority() {
         lowered("switchyard-anal", 1)
     })
     .await;
+    // Workers are started after the shadow runtime: wait until they have
+    // named themselves, then they must still be at the default priority.
+    eventually(Duration::from_secs(10), "the live workers named", || {
+        !nice_of_threads("switchyard-w").is_empty()
+    })
+    .await;
     let workers = nice_of_threads("switchyard-w");
     assert!(
-        !workers.is_empty() && workers.iter().all(|n| *n == 0),
+        workers.iter().all(|n| *n == 0),
         "live workers keep their priority: {workers:?}"
     );
     stop(g).await;
