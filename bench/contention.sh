@@ -25,11 +25,7 @@ command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk"; exit 1;
 cargo build --release --quiet --bin switchyard --example bench-tools
 BIN=${BIN:-target/release/switchyard}
 TOOLS=target/release/examples/bench-tools
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+. bench/lib.sh
 
 # old serves live traffic from the load's core. new and the twin only answer
 # mirrors: they run on Switchyard's core at nice 19 too, so the mirrors'

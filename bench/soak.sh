@@ -15,12 +15,7 @@ RATE=${2:-300}
 cargo build --release --quiet --bin switchyard --example bench-tools
 BIN=target/release/switchyard
 TOOLS=target/release/examples/bench-tools
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+. bench/lib.sh
 
 $TOOLS origin --port 18281 & pids+=($!)
 $TOOLS origin --port 18283 & pids+=($!)

@@ -1,6 +1,7 @@
 //! Helpers for the benchmarks in `bench/` (run by hand, not by CI):
 //!
-//! - `origin --port P [--faults PCT] [--items N] [--variant V]`: a JSON API
+//! - `origin --port P [--faults PCT] [--items N] [--variant V] [--errors PCT]
+//!   [--delay-ms D] [--differ PCT]`: a JSON API
 //!   whose answers list N items (default 2; 50 make about 4 KB) and carry
 //!   `"variant": V` (default 1: give new another to plant a difference);
 //!   with `--faults`, that share of answers fails, in turn: slow (10 s),
@@ -48,6 +49,13 @@ fn main() {
                 faults: arg(&args, "--faults").and_then(|p| p.parse().ok()).unwrap_or(0.0),
                 items: arg(&args, "--items").and_then(|p| p.parse().ok()).unwrap_or(2),
                 variant: arg(&args, "--variant").and_then(|p| p.parse().ok()).unwrap_or(1),
+                errors: arg(&args, "--errors").and_then(|p| p.parse().ok()).unwrap_or(0.0),
+                delay: Duration::from_micros(
+                    arg(&args, "--delay-ms")
+                        .and_then(|p| p.parse::<f64>().ok())
+                        .map_or(0, |ms| (ms * 1000.0) as u64),
+                ),
+                differ: arg(&args, "--differ").and_then(|p| p.parse().ok()).unwrap_or(0.0),
             };
             rt.block_on(origin(port, shape));
         }
@@ -61,7 +69,7 @@ fn main() {
             rt.block_on(load(url, rate, secs, users));
         }
         _ => {
-            eprintln!("usage: bench-tools origin --port P [--faults PCT] [--items N] [--variant V] | load --url URL --rate N --seconds S [--users U]");
+            eprintln!("usage: bench-tools origin --port P [--faults PCT] [--items N] [--variant V] [--errors PCT] [--delay-ms D] [--differ PCT] | load --url URL --rate N --seconds S [--users U]");
             std::process::exit(2);
         }
     }
@@ -77,6 +85,12 @@ struct Shape {
     faults: f64,
     items: usize,
     variant: u32,
+    /// Share of answers that are 500s (same body), in percent.
+    errors: f64,
+    /// Time taken by every answer.
+    delay: Duration,
+    /// Share of answers carrying another variant (a real difference).
+    differ: f64,
 }
 
 fn json_body(path: &str, shape: Shape) -> String {
@@ -98,10 +112,22 @@ fn json_body(path: &str, shape: Shape) -> String {
 async fn answer(req: Request<Incoming>, shape: Shape, turn: Arc<AtomicUsize>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let faults = shape.faults;
+    if !shape.delay.is_zero() {
+        tokio::time::sleep(shape.delay).await;
+    }
+    let pick = |pct: f64| pct > 0.0 && rand::random::<f64>() * 100.0 < pct;
+    let (failed, differs) = (pick(shape.errors), pick(shape.differ));
     let normal = || {
+        let shape = Shape {
+            variant: shape.variant + u32::from(differs),
+            ..shape
+        };
         let mut r = Response::new(full(json_body(&path, shape)));
         r.headers_mut()
             .insert("content-type", http::HeaderValue::from_static("application/json"));
+        if failed {
+            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        }
         r
     };
     if faults <= 0.0 || rand::random::<f64>() * 100.0 >= faults {

@@ -318,11 +318,16 @@ fn summary(file: &Path, c: &Config) -> String {
     s.push_str(&format!(
         "  guard         {}\n",
         if c.rollout.guard.enabled {
+            let g = &c.rollout.guard;
             format!(
-                "{:?} on failure, every {} over {}",
-                c.rollout.guard.action, c.rollout.guard.interval, c.rollout.guard.window
+                "{} on failure, looking every {}, a test at most {}; false rollbacks held to {} per rollout; slower means ×{} and +{}",
+                format!("{:?}", g.action).to_lowercase(),
+                g.interval,
+                g.window,
+                g.false_alarm_rate,
+                g.max_latency_ratio,
+                g.min_latency_increase
             )
-            .to_lowercase()
         } else {
             "off".into()
         }

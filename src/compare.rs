@@ -19,30 +19,63 @@ use crate::shadow::{Pair, Work};
 const TALLY_EVERY: Duration = Duration::from_secs(5);
 const DIFF_WINDOW_CAP: usize = 200_000;
 
-/// Recent comparison verdicts, for the guard's diff-rate check.
+/// What one comparison says to the guard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardVerdict {
+    /// A real (non-noise) difference.
+    pub real: bool,
+    /// The side answered 5xx.
+    pub old_error: bool,
+    pub new_error: bool,
+}
+
+/// Comparisons since a time, as the guard judges them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compared {
+    pub comparisons: u64,
+    pub real: u64,
+    /// Same request, new answered 5xx and old did not.
+    pub new_only_errors: u64,
+    /// Same request, old answered 5xx and new did not.
+    pub old_only_errors: u64,
+}
+
+impl Compared {
+    pub fn add(&mut self, v: GuardVerdict) {
+        self.comparisons += 1;
+        self.real += u64::from(v.real);
+        self.new_only_errors += u64::from(v.new_error && !v.old_error);
+        self.old_only_errors += u64::from(v.old_error && !v.new_error);
+    }
+}
+
+/// Recent comparison verdicts, for the guard's diff-rate and mirrored
+/// error checks.
 #[derive(Default)]
 pub struct DiffWindow {
-    events: Mutex<VecDeque<(Instant, bool)>>,
+    events: Mutex<VecDeque<(Instant, GuardVerdict)>>,
 }
 
 impl DiffWindow {
-    pub fn push(&self, real_diff: bool) {
+    pub fn push(&self, v: GuardVerdict) {
         let mut e = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if e.len() >= DIFF_WINDOW_CAP {
             e.pop_front();
         }
-        e.push_back((Instant::now(), real_diff));
+        e.push_back((Instant::now(), v));
     }
 
-    /// (comparisons, real diffs) since `since`.
-    pub fn count_since(&self, since: Instant) -> (u64, u64) {
+    /// What was compared since `since`.
+    pub fn count_since(&self, since: Instant) -> Compared {
         let mut e = self.events.lock().unwrap_or_else(|p| p.into_inner());
         while e.front().is_some_and(|(t, _)| *t < since) {
             e.pop_front();
         }
-        let n = e.len() as u64;
-        let d = e.iter().filter(|(_, d)| *d).count() as u64;
-        (n, d)
+        let mut c = Compared::default();
+        for (_, v) in e.iter() {
+            c.add(*v);
+        }
+        c
     }
 
     /// Forgets the verdicts before `t` (a rollout change).
@@ -162,7 +195,11 @@ impl Worker {
             .comparisons
             .with_label_values(&[&pair.route, ingested.verdict.as_str()])
             .inc();
-        self.analysis.diffs.push(ingested.verdict == Verdict::Diff);
+        self.analysis.diffs.push(GuardVerdict {
+            real: ingested.verdict == Verdict::Diff,
+            old_error: pair.old.status >= 500,
+            new_error: pair.new.status >= 500,
+        });
         if ingested.verdict == Verdict::Diff {
             tracing::debug!(endpoint = %ingested.endpoint, request_id = %pair.request_id, fields = ingested.real.len(), "real difference");
         }

@@ -59,6 +59,8 @@ pub struct Gateway {
     pub analysis: Analysis,
     pub metrics: Metrics,
     pub reloader: Reloader,
+    /// What the guard last judged, as `/status` and the report show it.
+    pub guard: Arc<Mutex<GuardReport>>,
     shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -195,7 +197,7 @@ impl Gateway {
             live_rx,
             Some(analysis.diffs.clone()),
             metrics.clone(),
-            guard_report,
+            guard_report.clone(),
         );
         let rt = runtime()?;
         let (shutdown_c, drain) = (shutdown.clone(), config.server.drain_timeout.get());
@@ -247,10 +249,21 @@ impl Gateway {
             analysis,
             metrics,
             reloader,
+            guard: guard_report,
             shutdown,
             ready,
             threads,
             analysis_thread: Some(analysis_thread),
+        })
+    }
+
+    /// The diff report as it stands.
+    pub fn report(&self) -> crate::report::model::Report {
+        crate::report::model::build(&crate::report::model::Sources {
+            controller: &self.controller,
+            metrics: &self.metrics,
+            analysis: &self.analysis,
+            guard: &self.guard,
         })
     }
 

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub module_decisions: IntCounterVec,
     pub guard_value: GaugeVec,
     pub guard_threshold: GaugeVec,
+    pub guard_progress: GaugeVec,
     pub connections_active: IntGauge,
     pub connections: IntCounter,
     pub config_reloads: IntCounterVec,
@@ -181,6 +182,12 @@ impl Metrics {
                 "Threshold of each guard check.",
                 &["check"],
             ),
+            guard_progress: gauge_vec(
+                r,
+                "switchyard_guard_check_evidence",
+                "How far each guard check is from failing the current test: ln(evidence) / ln(evidence needed); 1 or more fails.",
+                &["check"],
+            ),
             config_reloads: counter(
                 r,
                 "switchyard_config_reloads_total",
@@ -245,9 +252,6 @@ impl Metrics {
             for kind in crate::proxy::error::UPSTREAM_KINDS {
                 m.upstream_errors.with_label_values(&[backend, kind]);
             }
-        }
-        for why in crate::shadow::Shed::ALL {
-            m.shadow_drops.with_label_values(&[why.as_str()]);
         }
         for sink in ["log", "access"] {
             m.log_lines_dropped.with_label_values(&[sink]);

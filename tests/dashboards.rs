@@ -18,6 +18,8 @@ fn exported() -> BTreeSet<String> {
         .inc();
     m.guard_value.with_label_values(&["latency"]).set(1.0);
     m.guard_threshold.with_label_values(&["latency"]).set(1.0);
+    m.guard_progress.with_label_values(&["latency"]).set(0.0);
+    m.shadow_drops.with_label_values(&["queue"]).inc();
     m.config_reloads.with_label_values(&["applied"]).inc();
     let mut names = BTreeSet::new();
     for f in m.registry.gather() {

@@ -50,8 +50,19 @@ async fn the_demo_report_lists_exactly_the_planted_differences() {
         progress.clone(),
     )
     .await;
-    eventually(Duration::from_secs(20), "every request compared", || {
-        demo.comparisons() == 3000
+    // Mirrors run at the lowest CPU priority: on a busy machine they are
+    // the last to get a core, and a few may be shed by the shadow side's
+    // bounds. Every one is accounted for: compared, or counted as shed.
+    let to_new = |outcome: &str| {
+        metric(
+            &demo.gateway,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", outcome)],
+        ) as u64
+    };
+    eventually(Duration::from_secs(60), "every request compared or shed", || {
+        let shed = to_new("dropped");
+        shed < 300 && demo.comparisons() + shed == 3000
     })
     .await;
     let report = get(&client(), &format!("{}/report.json", demo.admin_url()), &[])

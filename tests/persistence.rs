@@ -175,9 +175,21 @@ async fn the_diff_store_keeps_whole_lines_and_logs_failures_once_a_minute() {
         assert!(std::time::Instant::now() < deadline, "the store never hit the limit");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let text = std::fs::read_to_string(&store).unwrap();
+    // An append the disk takes only part of is cut back right after: a
+    // read in between may see it, so the file is read until it ends whole.
+    let whole_by = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&store).unwrap();
+        if text.ends_with('\n') {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < whole_by,
+            "a torn last line stayed: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(text.len() <= 20_000);
-    assert!(text.ends_with('\n'), "no torn last line");
     for line in text.lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("torn line ({e}): {line}"));
     }

@@ -141,10 +141,23 @@ async fn ten_thousand_distinct_paths_add_no_series() {
             })
             .sum::<f64>()
     };
-    eventually(Duration::from_secs(60), "every mirror compared or shed", || {
-        mirrors("completed") + mirrors("dropped") == 10_050.0 && comparisons(&g) == mirrors("completed")
-    })
-    .await;
+    let outcomes = || {
+        switchyard::metrics::SHADOW_OUTCOMES
+            .iter()
+            .map(|o| format!("{o}={}", mirrors(o)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(mirrors("completed") + mirrors("dropped") == 10_050.0 && comparisons(&g) == mirrors("completed")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every mirror was compared or shed: {}; comparisons {}",
+            outcomes(),
+            comparisons(&g)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let after = scrape(&g).await;
     assert_eq!(series(&after), before, "new series appeared");
     assert!(!after.contains("p9999"));

@@ -392,7 +392,12 @@ async fn guard_rolls_back(old: Handler, new: Handler, extra: &str, failed_check:
         .unwrap();
     let s = run_until_phase(&g, "rolled_back", Duration::from_secs(30)).await;
     let why = s["last_change"]["why"].as_str().unwrap();
-    assert!(why.starts_with(&format!("guard: {failed_check} failed")), "{why}");
+    assert!(
+        why.starts_with(&format!("guard: {failed_check} failed at look ")),
+        "{why}"
+    );
+    // It says how strong the evidence was, against what a failure needed.
+    assert!(why.contains("evidence ×") && why.contains(" needed"), "{why}");
     assert_eq!(s["last_change"]["who"], "guard");
     assert_eq!(metric(&g, "switchyard_rollbacks_total", &[("reason", "guard")]), 1.0);
     g
@@ -438,7 +443,13 @@ async fn the_guard_pauses_instead_when_told_to() {
         .step(&switchyard::rollout::controller::Actor::new("t", "start"))
         .unwrap();
     let s = run_until_phase(&g, "paused", Duration::from_secs(30)).await;
-    assert_eq!(s["percent"], 20.0, "paused where it was");
+    // Paused where it was (a step the plan took before the evidence was
+    // in stays taken), never promoted, never rolled back.
+    let percent = s["percent"].as_f64().unwrap();
+    assert!(percent < 100.0, "{s:#}");
+    assert_eq!(s["last_change"]["from_percent"].as_f64(), Some(percent), "{s:#}");
+    assert_eq!(s["last_change"]["to_percent"].as_f64(), Some(percent), "{s:#}");
+    assert_eq!(s["last_change"]["who"], "guard");
     assert_eq!(metric(&g, "switchyard_rollbacks_total", &[("reason", "guard")]), 0.0);
     stop(g).await;
 }
@@ -455,6 +466,50 @@ async fn an_identical_new_is_walked_through_every_step_to_promoted() {
     assert_eq!(s["percent"], 100.0);
     assert_eq!(s["last_change"]["who"], "guard");
     assert_eq!(metric(&g, "switchyard_rollbacks_total", &[]), 0.0);
+    stop(g).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_checks_evidence_and_the_looks_taken() {
+    let old = Origin::start(behaving(0, 0, "v")).await;
+    let new = Origin::start(behaving(0, 0, "v")).await;
+    // No step_every: the plan stays at 20 % while the guard looks.
+    let g = gateway(&guard_config(&old, &new, "shadow: { percent: 100 }\n").replace("  step_every: \"300ms\"\n", ""));
+    g.controller
+        .step(&switchyard::rollout::controller::Actor::new("t", "start"))
+        .unwrap();
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let t = traffic(format!("{}/g", proxy(&g)), stop_flag.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = status(&g).await;
+        let judged = s["guard"]["checks"]
+            .as_array()
+            .is_some_and(|c| c.len() == 4 && c.iter().all(|c| c["needed"].is_number()));
+        if judged && s["guard"]["test"]["looks"].as_u64() >= Some(3) {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "never judged: {s:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop_flag.store(true, Ordering::Relaxed);
+    t.await.unwrap();
+    let guard = &s["guard"];
+    assert_eq!(guard["test"]["number"], 1, "the rollout's first test: {guard:#}");
+    assert_eq!(guard["false_alarm_rate"], 0.01);
+    for c in guard["checks"].as_array().unwrap() {
+        assert_eq!(c["state"], "pass", "{c:#}");
+        // 1/α of the first test, shared by four checks: 4π²/(6·0.01) ≈ 658.
+        let needed = c["needed"].as_f64().unwrap();
+        assert!((needed - 657.97).abs() < 0.1, "{c:#}");
+        assert!(c["progress"].as_f64().unwrap() < 1.0, "{c:#}");
+        assert!(c["detail"].as_str().unwrap().contains(" needed"), "{c:#}");
+    }
+    assert_eq!(s["phase"], "progressing");
+    assert!(metric(&g, "switchyard_guard_check_evidence", &[("check", "latency")]) < 1.0);
+    // The report shows the same.
+    let report = call(&g, Method::GET, "/report.json", "", None).await.json();
+    assert_eq!(report["guard"]["checks"].as_array().map(Vec::len), Some(4));
     stop(g).await;
 }
 

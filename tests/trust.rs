@@ -61,6 +61,26 @@ async fn status(g: &Gateway) -> serde_json::Value {
     get(&client(), &format!("{}/status", admin(g)), &[]).await.json()
 }
 
+/// A guarded gateway at 50 %, sticky by user, that has served ten good
+/// requests on each side; with its origins and the users it puts on new.
+async fn at_half_with_ten_good_requests_each() -> ((Origin, Origin), Gateway, Vec<String>) {
+    let (old, new) = (body_counter("old").await, body_counter("new").await);
+    let g = gateway(&format!(
+        "{}rollout:\n  sticky: \"header:x-user-id\"\n{GUARD}",
+        backends(&old, &new)
+    ));
+    g.controller.set_percent(50.0, &sre()).unwrap();
+    let (on_new, on_old) = users(50.0);
+    let c = client();
+    for u in on_new.iter().take(10).chain(on_old.iter().take(10)) {
+        assert_eq!(
+            get(&c, &format!("{}/ok", proxy(&g)), &[("x-user-id", u)]).await.status,
+            200
+        );
+    }
+    ((old, new), g, on_new)
+}
+
 /// Waits for two guard runs that began after now.
 async fn guard_has_judged(g: &Gateway) {
     let start = status(g).await["guard"]["last_run_ms"].as_u64().unwrap_or(0);
@@ -81,20 +101,7 @@ async fn guard_has_judged(g: &Gateway) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_bodies_are_the_clients_fault_and_never_roll_back() {
-    let (old, new) = (body_counter("old").await, body_counter("new").await);
-    let g = gateway(&format!(
-        "{}rollout:\n  sticky: \"header:x-user-id\"\n{GUARD}",
-        backends(&old, &new)
-    ));
-    g.controller.set_percent(50.0, &sre()).unwrap();
-    let (on_new, on_old) = users(50.0);
-    let c = client();
-    for u in on_new.iter().take(10).chain(on_old.iter().take(10)) {
-        assert_eq!(
-            get(&c, &format!("{}/ok", proxy(&g)), &[("x-user-id", u)]).await.status,
-            200
-        );
-    }
+    let (_origins, g, on_new) = at_half_with_ten_good_requests_each().await;
     // 30 malformed chunked bodies from users served by new: before, each
     // was a 502 "the new backend failed" and the guard rolled back.
     for u in on_new.iter().take(30) {
@@ -129,17 +136,8 @@ async fn broken_bodies_are_the_clients_fault_and_never_roll_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_requests_are_not_guard_samples() {
-    let (old, new) = (body_counter("old").await, body_counter("new").await);
-    let g = gateway(&format!(
-        "{}rollout:\n  sticky: \"header:x-user-id\"\n{GUARD}",
-        backends(&old, &new)
-    ));
-    g.controller.set_percent(50.0, &sre()).unwrap();
-    let (on_new, on_old) = users(50.0);
+    let (_origins, g, _) = at_half_with_ten_good_requests_each().await;
     let c = client();
-    for u in on_new.iter().take(10).chain(on_old.iter().take(10)) {
-        get(&c, &format!("{}/ok", proxy(&g)), &[("x-user-id", u)]).await;
-    }
     for _ in 0..30 {
         let a = get(&c, &format!("{}/boom", proxy(&g)), &[("x-switchyard-backend", "new")]).await;
         assert_eq!(a.status, 500);

@@ -97,6 +97,17 @@ pub struct AdminState {
     pub reloader: Reloader,
 }
 
+impl AdminState {
+    fn report_sources(&self) -> model::Sources<'_> {
+        model::Sources {
+            controller: &self.controller,
+            metrics: &self.metrics,
+            analysis: &self.analysis,
+            guard: &self.guard,
+        }
+    }
+}
+
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
@@ -299,7 +310,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
             ),
         },
         (&Method::GET, "/report") => {
-            let r = model::build(state);
+            let r = model::build(&state.report_sources());
             typed(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
@@ -307,11 +318,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
             )
         }
         (&Method::GET, "/report.json") => {
-            let r = model::build(state);
+            let r = model::build(&state.report_sources());
             json_response(StatusCode::OK, &serde_json::to_value(&r).unwrap_or_default())
         }
         (&Method::GET, "/report.txt") => {
-            let r = model::build(state);
+            let r = model::build(&state.report_sources());
             typed(
                 StatusCode::OK,
                 "text/plain; charset=utf-8",
@@ -325,7 +336,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
                 Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be a whole number from 1 to 1000"),
             };
             let samples = model::samples(
-                state,
+                &state.report_sources(),
                 query_param(&req, "endpoint").as_deref(),
                 query_param(&req, "field").as_deref(),
                 limit,

@@ -106,7 +106,6 @@ impl AdminClient {
 pub fn format_status(v: &serde_json::Value) -> String {
     let mut out = String::new();
     let num = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
-    let text = |x: Option<&serde_json::Value>| x.and_then(|x| x.as_str()).unwrap_or("-").to_string();
     out.push_str(&format!("rollout   {}% of live traffic to new\n", num("percent")));
     out.push_str(&format!("phase     {}\n", text(v.get("phase"))));
     if v.get("persisted").and_then(|p| p.as_bool()) == Some(false) {
@@ -138,24 +137,7 @@ pub fn format_status(v: &serde_json::Value) -> String {
         ));
     }
     if let Some(g) = v.get("guard") {
-        let enabled = g.get("enabled").and_then(|x| x.as_bool()).unwrap_or(false);
-        out.push_str(&format!(
-            "guard     {} (window: old {} / new {} requests)\n",
-            if enabled { "on" } else { "off" },
-            g.get("requests_old").and_then(|x| x.as_u64()).unwrap_or(0),
-            g.get("requests_new").and_then(|x| x.as_u64()).unwrap_or(0)
-        ));
-        for c in g.get("checks").and_then(|c| c.as_array()).into_iter().flatten() {
-            out.push_str(&format!(
-                "  {:<10} {:<8} {}\n",
-                text(c.get("name")),
-                text(c.get("state")),
-                text(c.get("detail"))
-            ));
-        }
-        if let Some(a) = g.get("last_action").and_then(|a| a.as_str()) {
-            out.push_str(&format!("  last action: {a}\n"));
-        }
+        out.push_str(&guard_lines(g));
     }
     for r in v.get("routes").and_then(|r| r.as_array()).into_iter().flatten() {
         if r.get("override").is_some_and(|o| !o.is_null()) {
@@ -165,6 +147,42 @@ pub fn format_status(v: &serde_json::Value) -> String {
                 r.get("percent").and_then(|x| x.as_f64()).unwrap_or(0.0)
             ));
         }
+    }
+    out
+}
+
+fn text(x: Option<&serde_json::Value>) -> String {
+    x.and_then(|x| x.as_str()).unwrap_or("-").to_string()
+}
+
+/// The guard's part of `switchyard status`: the test under way, and each
+/// check's reading and how far it is from a decision.
+fn guard_lines(g: &serde_json::Value) -> String {
+    let enabled = g.get("enabled").and_then(|x| x.as_bool()).unwrap_or(false);
+    let num = |k: &str| g.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    let test = g.get("test").filter(|t| !t.is_null());
+    let mut out = format!(
+        "guard     {}, test {} of this rollout, look {} (old {} / new {} requests since it began); false alarms held to {} per rollout\n",
+        if enabled { "on" } else { "off" },
+        test.and_then(|t| t.get("number")).and_then(|x| x.as_u64()).unwrap_or(0),
+        test.and_then(|t| t.get("looks")).and_then(|x| x.as_u64()).unwrap_or(0),
+        num("requests_old"),
+        num("requests_new"),
+        g.get("false_alarm_rate").and_then(|x| x.as_f64()).unwrap_or(0.0)
+    );
+    for c in g.get("checks").and_then(|c| c.as_array()).into_iter().flatten() {
+        let progress = c.get("progress").and_then(|x| x.as_f64()).map_or(String::new(), |p| {
+            format!(" [{:>3.0}% to a failure]", (p * 100.0).min(999.0))
+        });
+        out.push_str(&format!(
+            "  {:<13} {:<12}{progress} {}\n",
+            text(c.get("name")),
+            text(c.get("state")),
+            text(c.get("detail"))
+        ));
+    }
+    if let Some(a) = g.get("last_action").and_then(|a| a.as_str()) {
+        out.push_str(&format!("  last action: {a}\n"));
     }
     out
 }

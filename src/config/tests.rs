@@ -216,7 +216,7 @@ fn steps_must_rise_within_range() {
 #[test]
 fn guard_rules() {
     let e = with_backends(
-        "rollout:\n  guard:\n    interval: \"10s\"\n    window: \"5s\"\n    max_error_rate_increase: 2\n    max_latency_ratio: 0.5\n    confidence: 1.5\n    min_requests: 0\n    max_diff_rate: -0.1\n",
+        "rollout:\n  guard:\n    interval: \"10s\"\n    window: \"5s\"\n    max_error_rate_increase: 2\n    max_latency_ratio: 0.5\n    confidence: 0.98\n    min_requests: 0\n    max_diff_rate: -0.1\n    false_alarm_rate: 0.5\n",
     );
     assert_eq!(
         e,
@@ -225,7 +225,8 @@ fn guard_rules() {
             "f.yaml:8: rollout.guard.max_error_rate_increase: must be a fraction between 0 and 1, got 2",
             "f.yaml:12: rollout.guard.max_diff_rate: must be a fraction between 0 and 1, got -0.1",
             "f.yaml:9: rollout.guard.max_latency_ratio: must be at least 1.0 (new as fast as old), got 0.5",
-            "f.yaml:10: rollout.guard.confidence: must be above 0.5 and below 1, got 1.5",
+            "f.yaml:10: rollout.guard.confidence: was replaced by rollout.guard.false_alarm_rate, the chance of a false rollback over a whole rollout (default 0.01); a confidence held at every look let identical backends roll back. Remove confidence: 0.98, and set false_alarm_rate if 0.01 is not what you want",
+            "f.yaml:13: rollout.guard.false_alarm_rate: must be above 0 and below 0.5 (e.g. 0.01: one false rollback in a hundred rollouts), got 0.5",
             "f.yaml:11: rollout.guard.min_requests: must be at least 1",
         ]
     );

@@ -330,10 +330,23 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
             format!("must be at least 1.0 (new as fast as old), got {}", g.max_latency_ratio),
         );
     }
-    if !g.confidence.is_finite() || g.confidence <= 0.5 || g.confidence >= 1.0 {
+    if let Some(c) = g.confidence {
         f.add(
             "rollout.guard.confidence",
-            format!("must be above 0.5 and below 1, got {}", g.confidence),
+            format!(
+                "was replaced by rollout.guard.false_alarm_rate, the chance of a false rollback over a whole rollout \
+                 (default 0.01); a confidence held at every look let identical backends roll back. \
+                 Remove confidence: {c}, and set false_alarm_rate if 0.01 is not what you want"
+            ),
+        );
+    }
+    if !g.false_alarm_rate.is_finite() || g.false_alarm_rate <= 0.0 || g.false_alarm_rate >= 0.5 {
+        f.add(
+            "rollout.guard.false_alarm_rate",
+            format!(
+                "must be above 0 and below 0.5 (e.g. 0.01: one false rollback in a hundred rollouts), got {}",
+                g.false_alarm_rate
+            ),
         );
     }
     if g.min_requests == 0 {

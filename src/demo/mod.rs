@@ -274,7 +274,7 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
             change.to_phase, change.who, change.why
         ));
     }
-    let report = crate::report::text::render(&crate::report::model::build_from(&demo.gateway));
+    let report = crate::report::text::render(&demo.gateway.report());
     out(String::new());
     out(report);
     if let Some(t) = traffic {

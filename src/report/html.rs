@@ -74,6 +74,9 @@ details{margin:6px 0}summary{cursor:pointer;color:#175cd3}
 .charts{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .legend i{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px;border-radius:2px}
 .muted{color:#5b6577}
+.state-fail{color:#b42318;font-weight:600}.state-suspect,.state-above_margin{color:#b54708;font-weight:600}.state-pass{color:#067647}
+.meter{display:inline-block;width:90px;height:8px;background:#eef1f5;border-radius:4px;vertical-align:middle;margin-right:6px}
+.meter i{display:block;height:8px;border-radius:4px;background:#b54708}
 "#;
 
 /// Renders the whole page.
@@ -120,6 +123,8 @@ pub fn render(r: &Report) -> String {
     card(&mut h, "", format!("{}%", hl.percent), "rollout");
     card(&mut h, "", escape(&hl.phase), "phase");
     h.push_str("</div>");
+
+    guard_section(&mut h, &r.guard);
 
     h.push_str("<h2>Diff rate over time</h2>");
     h.push_str(&timeline_svg(&r.timeline));
@@ -423,6 +428,64 @@ fn timeline_svg(points: &[Point]) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+/// The guard's checks: where each stands and how far from a decision.
+fn guard_section(h: &mut String, g: &crate::rollout::guard::GuardReport) {
+    let _ = write!(h, "<h2>Guard</h2><p class=\"muted\" id=\"guard-test\">");
+    match g.test {
+        Some(t) => {
+            let _ = write!(
+                h,
+                "{} · test {} of this rollout (each step is one), look {} · old {} / new {} requests since it began · false alarms held to {} per rollout, every look counted",
+                if g.enabled {
+                    "on (it acts while the phase is progressing)"
+                } else {
+                    "off: judging, never acting"
+                },
+                t.number,
+                t.looks,
+                g.requests_old,
+                g.requests_new,
+                g.false_alarm_rate
+            );
+        }
+        None => h.push_str("no look taken yet"),
+    }
+    h.push_str("</p>");
+    if g.checks.is_empty() {
+        return;
+    }
+    h.push_str("<table id=\"guard\"><thead><tr><th>check</th><th>state</th><th>evidence / needed</th><th>to a failure</th><th>reading</th></tr></thead><tbody>");
+    for c in &g.checks {
+        let state = serde_json::to_value(c.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let evidence = match (c.evidence, c.needed) {
+            (Some(e), Some(n)) => format!(
+                "×{} / ×{}",
+                crate::rollout::checks::short(e),
+                crate::rollout::checks::short(n)
+            ),
+            _ => "-".into(),
+        };
+        let progress = c.progress.map_or("-".into(), |p| {
+            format!(
+                "<span class=\"meter\"><i style=\"width:{:.0}%\"></i></span>{:.0}%",
+                (p * 100.0).min(100.0),
+                p * 100.0
+            )
+        });
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td class=\"state-{state}\">{}</td><td class=\"n\">{evidence}</td><td>{progress}</td><td>{}</td></tr>",
+            c.name,
+            state.replace('_', " "),
+            escape(&c.detail)
+        );
+    }
+    h.push_str("</tbody></table>");
 }
 
 #[cfg(test)]

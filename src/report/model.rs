@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::collector::{Collector, EndpointStats, FieldStats, Results, Sample, OVERFLOW};
 use super::latency::Latency;
-use crate::admin::api::AdminState;
 use crate::diff::Kind;
 
 #[derive(Clone, Debug, Serialize)]
@@ -133,6 +132,8 @@ pub struct Report {
     pub backends: Backends,
     pub endpoints: Vec<EndpointReport>,
     pub timeline: Vec<Point>,
+    /// The guard's checks at its last look, with their evidence.
+    pub guard: crate::rollout::guard::GuardReport,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -212,21 +213,25 @@ fn field_report(
     }
 }
 
+/// What a report is built from: the parts of a running gateway it reads.
+/// The admin API and the demo each hand theirs in, so the report depends
+/// on neither.
+pub struct Sources<'a> {
+    pub controller: &'a crate::rollout::controller::Controller,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub analysis: &'a crate::compare::Analysis,
+    pub guard: &'a std::sync::Mutex<crate::rollout::guard::GuardReport>,
+}
+
 /// Builds the whole report.
-pub fn build(state: &AdminState) -> Report {
-    build_parts(&state.controller, &state.metrics, &state.analysis)
-}
-
-/// Builds the report straight from a running gateway.
-pub fn build_from(g: &crate::gateway::Gateway) -> Report {
-    build_parts(&g.controller, &g.metrics, &g.analysis)
-}
-
-fn build_parts(
-    controller: &crate::rollout::controller::Controller,
-    metrics: &crate::metrics::Metrics,
-    analysis: &crate::compare::Analysis,
-) -> Report {
+pub fn build(src: &Sources<'_>) -> Report {
+    let Sources {
+        controller,
+        metrics,
+        analysis,
+        guard,
+    } = *src;
+    let guard = guard.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let snap = controller.snapshot();
     let backends = Backends {
         old: snap.config.backends.old.url.clone(),
@@ -295,6 +300,7 @@ fn build_parts(
     });
     let t = &c.totals;
     Report {
+        guard,
         generated_ms: crate::rollout::state::now_ms(),
         headline: Headline {
             served_old,
@@ -353,14 +359,9 @@ fn served(metrics: &crate::metrics::Metrics) -> (u64, u64) {
 }
 
 /// Stored samples, newest first, optionally for one endpoint and field.
-pub fn samples(
-    state: &AdminState,
-    endpoint: Option<&str>,
-    field: Option<&str>,
-    limit: usize,
-) -> Vec<serde_json::Value> {
-    let snap = state.controller.snapshot();
-    let c = state.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+pub fn samples(src: &Sources<'_>, endpoint: Option<&str>, field: Option<&str>, limit: usize) -> Vec<serde_json::Value> {
+    let snap = src.controller.snapshot();
+    let c = src.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
     let redacted = |h: &str| c.is_redacted(h);
     let mut out: Vec<(u64, serde_json::Value)> = Vec::new();
     for (name, e) in &c.endpoints {

@@ -26,6 +26,27 @@ pub fn render(r: &Report) -> String {
         "rollout {}% ({}) · served old {} new {} · {} comparisons: {} real diff, {} noise, {} identical, {} errors",
         h.percent, h.phase, h.served_old, h.served_new, h.comparisons, h.real_diffs, h.noise, h.matched, h.errors
     );
+    if let Some(t) = r.guard.test {
+        let _ = writeln!(
+            out,
+            "guard: test {} of this rollout, look {}; false alarms held to {} per rollout",
+            t.number, t.looks, r.guard.false_alarm_rate
+        );
+        for c in &r.guard.checks {
+            let state = serde_json::to_value(c.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<13} {:<12} {:>4} {}",
+                c.name,
+                state,
+                c.progress.map_or("-".into(), |p| format!("{:.0}%", p * 100.0)),
+                c.detail
+            );
+        }
+    }
     if r.endpoints.is_empty() {
         out.push_str("no comparisons yet\n");
         return out;

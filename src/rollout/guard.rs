@@ -1,14 +1,13 @@
 //! The automatic guard: while the rollout is progressing, it judges `new`
-//! against `old` over a sliding window and rolls back (or pauses) on its own
-//! when new is worse, or advances the step plan when new has held up for
-//! `step_every`.
+//! against `old` and rolls back (or pauses) on its own when new is worse,
+//! or advances the step plan when new has held up for `step_every`.
 //!
-//! Three checks, each judged only with enough data:
-//! - error rate: new's 5xx rate minus old's, against `max_error_rate_increase`;
-//! - latency: a one-sided Mann–Whitney U test (new slower, at `confidence`)
-//!   *and* an effect-size floor (`max_latency_ratio` on the median or p99),
-//!   so a statistically clear but tiny slowdown does not trip it;
-//! - diffs: the rate of real (non-noise) differences, when mirroring is on.
+//! Every step is one sequential test (see [`super::sequential`] for why the
+//! false-alarm rate then holds over the whole rollout, however often the
+//! guard looks): what each side saw since the step began is accumulated in
+//! [`Arms`], judged every `interval` by [`super::checks`]. A step held
+//! longer than `window` starts a new test, so a problem that appears late
+//! is not diluted by hours of good traffic.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -17,47 +16,38 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::arms::Arms;
+use super::checks::{judge, TestInfo};
+pub use super::checks::{Check, CheckState};
 use super::controller::{Actor, Controller, RollbackReason};
 use super::sink::LiveSample;
-use super::state::{now_ms, Phase};
-use super::stats;
-use super::window::{Observation, Window};
+use super::state::{now_ms, Phase, RolloutState};
 use crate::compare::DiffWindow;
-use crate::config::{GuardAction, GuardConfig, LatencyStatistic};
+use crate::config::GuardAction;
 use crate::metrics::Metrics;
 
-/// How often the sink is drained, whatever the check interval.
+/// How often the sink is drained and the state looked at, whatever the
+/// check interval.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
-/// Latencies per side given to the U test at most (the most recent).
-const MAX_TEST_SAMPLES: usize = 5_000;
+/// Samples kept after they were counted, so that a test begun by a change
+/// seen a little late still gets every request split after it.
+const RECENT: Duration = Duration::from_secs(2);
+const RECENT_MAX: usize = 200_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckState {
-    Pass,
-    Fail,
-    /// Not enough data yet.
-    Pending,
-    /// Not applicable (no mirroring for the diff check).
-    Skipped,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Check {
-    pub name: &'static str,
-    pub state: CheckState,
-    pub value: Option<f64>,
-    pub threshold: f64,
-    pub detail: String,
-}
-
-/// What `/status` shows of the guard.
+/// What `/status` and the report show of the guard.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GuardReport {
     pub enabled: bool,
     pub last_run_ms: Option<u64>,
-    pub requests_old: usize,
-    pub requests_new: usize,
+    /// Requests each side served in the current test.
+    pub requests_old: u64,
+    pub requests_new: u64,
+    /// The current test: its number in the rollout and the looks taken.
+    pub test: Option<TestInfo>,
+    /// When the current test began (Unix ms).
+    pub test_since_ms: Option<u64>,
+    /// The chance of a false rollback the whole rollout is held to.
+    pub false_alarm_rate: f64,
     pub checks: Vec<Check>,
     /// The last thing the guard did, and when.
     pub last_action: Option<String>,
@@ -66,123 +56,25 @@ pub struct GuardReport {
 pub struct Guard {
     controller: Arc<Controller>,
     rx: Receiver<LiveSample>,
-    window: Window,
+    arms: Arms,
+    recent: std::collections::VecDeque<LiveSample>,
+    /// The current test's number in the rollout (0: none begun).
+    test: u32,
+    looks: u32,
+    test_since_ms: u64,
+    /// A reading was beyond its margin at the last look: the test runs on
+    /// past `window`.
+    suspect: bool,
     diffs: Option<Arc<DiffWindow>>,
     metrics: Metrics,
     report: Arc<Mutex<GuardReport>>,
     seen_change: Option<u64>,
 }
 
-fn error_rate(q: &std::collections::VecDeque<Observation>) -> f64 {
-    if q.is_empty() {
-        return 0.0;
-    }
-    q.iter().filter(|o| o.error).count() as f64 / q.len() as f64
-}
-
-fn recent_latencies(q: &std::collections::VecDeque<Observation>) -> Vec<f64> {
-    q.iter().rev().take(MAX_TEST_SAMPLES).map(|o| o.latency_s).collect()
-}
-
-/// Judges the window; pure apart from the diff window's clock.
-pub fn judge(cfg: &GuardConfig, window: &Window, diffs: Option<(u64, u64)>) -> Vec<Check> {
-    let (n_old, n_new) = (window.old.len() as u64, window.new.len() as u64);
-    let enough = n_old >= cfg.min_requests && n_new >= cfg.min_requests;
-    let pending = |name, threshold| Check {
-        name,
-        state: CheckState::Pending,
-        value: None,
-        threshold,
-        detail: format!(
-            "waiting for {} requests on each side (old {n_old}, new {n_new})",
-            cfg.min_requests
-        ),
-    };
-    let mut checks = Vec::with_capacity(3);
-
-    if enough {
-        let (eo, en) = (error_rate(&window.old), error_rate(&window.new));
-        let increase = en - eo;
-        checks.push(Check {
-            name: "error_rate",
-            state: if increase > cfg.max_error_rate_increase {
-                CheckState::Fail
-            } else {
-                CheckState::Pass
-            },
-            value: Some(increase),
-            threshold: cfg.max_error_rate_increase,
-            detail: format!("new {:.2}% vs old {:.2}% 5xx", en * 100.0, eo * 100.0),
-        });
-
-        let mut old_l = recent_latencies(&window.old);
-        let mut new_l = recent_latencies(&window.new);
-        let mw = stats::mann_whitney_greater(&old_l, &new_l);
-        let q = match cfg.latency_statistic {
-            LatencyStatistic::P50 => 0.5,
-            LatencyStatistic::P99 => 0.99,
-        };
-        let (qo, qn) = (stats::quantile(&mut old_l, q), stats::quantile(&mut new_l, q));
-        let ratio = match (qo, qn) {
-            (Some(o), Some(n)) if o > 0.0 => n / o,
-            _ => 1.0,
-        };
-        let p = mw.map_or(1.0, |m| m.p_value);
-        let significant = p < 1.0 - cfg.confidence;
-        let fail = significant && ratio > cfg.max_latency_ratio;
-        checks.push(Check {
-            name: "latency",
-            state: if fail { CheckState::Fail } else { CheckState::Pass },
-            value: Some(ratio),
-            threshold: cfg.max_latency_ratio,
-            detail: format!(
-                "{} new {:.2} ms vs old {:.2} ms (×{ratio:.2}); Mann–Whitney p = {p:.4} ({} at {:.0}% confidence)",
-                match cfg.latency_statistic {
-                    LatencyStatistic::P50 => "p50",
-                    LatencyStatistic::P99 => "p99",
-                },
-                qn.unwrap_or(0.0) * 1000.0,
-                qo.unwrap_or(0.0) * 1000.0,
-                if significant { "slower" } else { "not slower" },
-                cfg.confidence * 100.0
-            ),
-        });
-    } else {
-        checks.push(pending("error_rate", cfg.max_error_rate_increase));
-        checks.push(pending("latency", cfg.max_latency_ratio));
-    }
-
-    checks.push(match diffs {
-        None => Check {
-            name: "diff_rate",
-            state: CheckState::Skipped,
-            value: None,
-            threshold: cfg.max_diff_rate,
-            detail: "mirroring is off".into(),
-        },
-        Some((n, _)) if n < cfg.min_comparisons => Check {
-            name: "diff_rate",
-            state: CheckState::Pending,
-            value: None,
-            threshold: cfg.max_diff_rate,
-            detail: format!("waiting for {} comparisons ({n} so far)", cfg.min_comparisons),
-        },
-        Some((n, d)) => {
-            let rate = d as f64 / n as f64;
-            Check {
-                name: "diff_rate",
-                state: if rate > cfg.max_diff_rate {
-                    CheckState::Fail
-                } else {
-                    CheckState::Pass
-                },
-                value: Some(rate),
-                threshold: cfg.max_diff_rate,
-                detail: format!("{d} real differences in {n} comparisons"),
-            }
-        }
-    });
-    checks
+/// A change that ends a rollout (or is not one): the next raise starts a
+/// new rollout with the whole false-alarm budget.
+fn ends_rollout(state: &RolloutState) -> bool {
+    state.percent <= 0.0 || matches!(state.phase, Phase::RolledBack | Phase::Promoted)
 }
 
 impl Guard {
@@ -194,12 +86,16 @@ impl Guard {
         report: Arc<Mutex<GuardReport>>,
     ) -> Self {
         let cfg = controller.snapshot().config.rollout.guard.clone();
-        let window = Window::new(cfg.window.get());
         report.lock().unwrap_or_else(|p| p.into_inner()).enabled = cfg.enabled;
         Self {
             controller,
             rx,
-            window,
+            arms: Arms::new(Instant::now()),
+            recent: std::collections::VecDeque::new(),
+            test: 0,
+            looks: 0,
+            test_since_ms: now_ms(),
+            suspect: false,
             diffs,
             metrics,
             report,
@@ -217,7 +113,8 @@ impl Guard {
                 _ = tick.tick() => {}
             }
             let now = Instant::now();
-            self.window.drain(&self.rx, now);
+            self.take_samples(now);
+            self.follow_changes(now);
             let interval = self.controller.snapshot().config.rollout.guard.interval.get();
             if now.duration_since(last_check) >= interval {
                 last_check = now;
@@ -226,33 +123,85 @@ impl Guard {
         }
     }
 
+    /// Counts what waits in the sink, and keeps it a little while.
+    fn take_samples(&mut self, now: Instant) {
+        while let Ok(s) = self.rx.try_recv() {
+            self.arms.record(s.side, s.at, s.latency.as_secs_f64(), s.error);
+            if self.recent.len() >= RECENT_MAX {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(s);
+        }
+        let keep_from = now.checked_sub(RECENT);
+        while let (Some(s), Some(from)) = (self.recent.front(), keep_from) {
+            if s.at >= from {
+                break;
+            }
+            self.recent.pop_front();
+        }
+    }
+
+    /// Begins a new test at every rollout change, and when the current one
+    /// has run for `window` with no check suspect.
+    fn follow_changes(&mut self, now: Instant) {
+        let snap = self.controller.snapshot();
+        let change = snap.rollout.last_change.as_ref().map(|c| c.at_ms);
+        if change != self.seen_change {
+            self.seen_change = change;
+            let at_ms = change.unwrap_or_else(now_ms);
+            let ago = Duration::from_millis(now_ms().saturating_sub(at_ms));
+            let at = now.checked_sub(ago).unwrap_or(now);
+            // A change that ends the rollout resets the budget's count.
+            let number = if ends_rollout(&snap.rollout) { 0 } else { self.test + 1 };
+            self.begin_test(number, at, at_ms);
+        } else if self.test > 0
+            && !self.suspect
+            && now.duration_since(self.arms.since) >= snap.config.rollout.guard.window.get()
+        {
+            // Ending a test that has not failed, whenever, costs nothing of
+            // its guarantee; the next test starts on fresh data.
+            self.begin_test(self.test + 1, now, now_ms());
+        } else if self.test == 0 && !ends_rollout(&snap.rollout) {
+            // The gateway started with a rollout under way.
+            self.test = 1;
+        }
+    }
+
+    /// Starts test number `number` with the requests split from `at` on.
+    fn begin_test(&mut self, number: u32, at: Instant, at_ms: u64) {
+        self.test = number;
+        self.looks = 0;
+        self.test_since_ms = at_ms;
+        self.arms = Arms::new(at);
+        for s in &self.recent {
+            self.arms.record(s.side, s.at, s.latency.as_secs_f64(), s.error);
+        }
+        if let Some(d) = &self.diffs {
+            d.forget_before(at);
+        }
+    }
+
     /// One round of checks, and the action they call for.
     pub fn evaluate(&mut self, now: Instant) {
         let snap = self.controller.snapshot();
         let cfg = &snap.config.rollout.guard;
-        self.window.set_span(cfg.window.get());
-        self.window.trim(now);
 
-        // A new step (or any change) is judged on requests split after it:
-        // those taken since the change are kept, the ones before forgotten.
-        let change = snap.rollout.last_change.as_ref().map(|c| c.at_ms);
-        if change != self.seen_change {
-            self.seen_change = change;
-            let ago = Duration::from_millis(now_ms().saturating_sub(change.unwrap_or(0)));
-            let at = now.checked_sub(ago).unwrap_or(now);
-            self.window.forget_before(at);
-            if let Some(d) = &self.diffs {
-                d.forget_before(at);
-            }
-        }
+        self.take_samples(now);
+        self.follow_changes(now);
+        self.looks += 1;
 
         let mirroring = snap.config.shadow.percent > 0.0
             || snap.config.routes.iter().any(|r| r.shadow.percent.unwrap_or(0.0) > 0.0);
-        let diffs = match (&self.diffs, mirroring) {
-            (Some(d), true) => Some(d.count_since(now.checked_sub(cfg.window.get()).unwrap_or(now))),
+        let compared = match (&self.diffs, mirroring) {
+            (Some(d), true) => Some(d.count_since(self.arms.since)),
             _ => None,
         };
-        let checks = judge(cfg, &self.window, diffs);
+        let test = TestInfo {
+            number: self.test.max(1),
+            looks: self.looks,
+        };
+        let checks = judge(cfg, &self.arms, compared, test);
+        self.suspect = checks.iter().any(|c| c.state.beyond_margin());
         for c in &checks {
             self.metrics
                 .guard_threshold
@@ -261,19 +210,26 @@ impl Guard {
             if let Some(v) = c.value {
                 self.metrics.guard_value.with_label_values(&[c.name]).set(v);
             }
+            self.metrics
+                .guard_progress
+                .with_label_values(&[c.name])
+                .set(c.progress.unwrap_or(0.0));
         }
 
         let mut action = None;
         let active = cfg.enabled && snap.rollout.phase == Phase::Progressing;
         if active {
             if let Some(failed) = checks.iter().find(|c| c.state == CheckState::Fail) {
-                let why = format!("guard: {} failed: {}", failed.name, failed.detail);
+                let why = format!(
+                    "guard: {} failed at look {} of test {}: {}",
+                    failed.name, test.looks, test.number, failed.detail
+                );
                 let actor = Actor::new("guard", why.clone());
                 let result = match cfg.action {
                     GuardAction::Rollback => self.controller.rollback(&actor, RollbackReason::Guard),
                     GuardAction::Pause => self.controller.pause(&actor),
                 };
-                tracing::warn!(target: "switchyard::guard", check = failed.name, value = ?failed.value, threshold = failed.threshold, action = ?cfg.action, "guard tripped");
+                tracing::warn!(target: "switchyard::guard", check = failed.name, value = ?failed.value, threshold = failed.threshold, evidence = ?failed.evidence, needed = ?failed.needed, looks = test.looks, test = test.number, action = ?cfg.action, "guard tripped");
                 if let Err(e) = result {
                     tracing::error!(error = %e, "guard action failed");
                 }
@@ -283,9 +239,11 @@ impl Guard {
                     .rollout
                     .step_since_ms
                     .is_some_and(|since| now_ms().saturating_sub(since) >= every.get().as_millis() as u64);
-                let all_good = checks
-                    .iter()
-                    .all(|c| matches!(c.state, CheckState::Pass | CheckState::Skipped));
+                // A suspect check holds the plan, and one above its margin
+                // holds it before 100 %: more traffic settles it either way.
+                let next = snap.config.rollout.steps.iter().find(|s| **s > snap.rollout.percent);
+                let last = next.is_none_or(|n| *n >= 100.0);
+                let all_good = checks.iter().all(|c| c.state.lets_advance(last));
                 if held && all_good {
                     match self
                         .controller
@@ -301,112 +259,14 @@ impl Guard {
         let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
         r.enabled = cfg.enabled;
         r.last_run_ms = Some(now_ms());
-        r.requests_old = self.window.old.len();
-        r.requests_new = self.window.new.len();
+        r.requests_old = self.arms.old.requests;
+        r.requests_new = self.arms.new.requests;
+        r.test = Some(test);
+        r.test_since_ms = Some(self.test_since_ms);
+        r.false_alarm_rate = cfg.false_alarm_rate;
         r.checks = checks;
         if let Some(a) = action {
             r.last_action = Some(a);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::side::Side;
-
-    fn window(old: &[(f64, bool)], new: &[(f64, bool)]) -> Window {
-        let mut w = Window::new(Duration::from_secs(60));
-        let at = Instant::now();
-        for (l, e) in old {
-            w.push(
-                Side::Old,
-                Observation {
-                    at,
-                    latency_s: *l,
-                    error: *e,
-                },
-            );
-        }
-        for (l, e) in new {
-            w.push(
-                Side::New,
-                Observation {
-                    at,
-                    latency_s: *l,
-                    error: *e,
-                },
-            );
-        }
-        w
-    }
-
-    fn cfg() -> GuardConfig {
-        GuardConfig {
-            min_requests: 50,
-            ..GuardConfig::default()
-        }
-    }
-
-    fn spread(n: usize, base: f64, err_every: usize) -> Vec<(f64, bool)> {
-        (0..n)
-            .map(|i| {
-                (
-                    base * (1.0 + (i % 10) as f64 / 20.0),
-                    err_every > 0 && i % err_every == 0,
-                )
-            })
-            .collect()
-    }
-
-    fn state(checks: &[Check], name: &str) -> CheckState {
-        checks.iter().find(|c| c.name == name).unwrap().state
-    }
-
-    #[test]
-    fn pending_until_both_sides_have_enough() {
-        let w = window(&spread(100, 0.01, 0), &spread(10, 0.01, 0));
-        let c = judge(&cfg(), &w, None);
-        assert_eq!(state(&c, "error_rate"), CheckState::Pending);
-        assert_eq!(state(&c, "latency"), CheckState::Pending);
-        assert_eq!(state(&c, "diff_rate"), CheckState::Skipped);
-    }
-
-    #[test]
-    fn identical_sides_pass() {
-        let w = window(&spread(500, 0.01, 0), &spread(500, 0.01, 0));
-        let c = judge(&cfg(), &w, Some((100, 0)));
-        assert!(c.iter().all(|c| c.state == CheckState::Pass), "{c:?}");
-    }
-
-    #[test]
-    fn five_percent_errors_fail() {
-        let w = window(&spread(500, 0.01, 0), &spread(500, 0.01, 20));
-        assert_eq!(state(&judge(&cfg(), &w, None), "error_rate"), CheckState::Fail);
-    }
-
-    #[test]
-    fn thirty_percent_slower_fails_but_five_percent_does_not() {
-        let w = window(&spread(500, 0.01, 0), &spread(500, 0.013, 0));
-        assert_eq!(state(&judge(&cfg(), &w, None), "latency"), CheckState::Fail);
-        let w = window(&spread(500, 0.01, 0), &spread(500, 0.0105, 0));
-        assert_eq!(
-            state(&judge(&cfg(), &w, None), "latency"),
-            CheckState::Pass,
-            "under the effect-size floor"
-        );
-    }
-
-    #[test]
-    fn diff_rate_fails_above_threshold() {
-        let w = window(&spread(500, 0.01, 0), &spread(500, 0.01, 0));
-        assert_eq!(
-            state(&judge(&cfg(), &w, Some((100, 20))), "diff_rate"),
-            CheckState::Fail
-        );
-        assert_eq!(
-            state(&judge(&cfg(), &w, Some((10, 10))), "diff_rate"),
-            CheckState::Pending
-        );
     }
 }

@@ -52,6 +52,10 @@ enum Failed {
     Timeout,
     /// The budget could not hold the answer.
     Dropped,
+    /// Every mirror connection to the side was busy past its queue time
+    /// (`shadow.max_connections`): the gateway's own bound, not the side's
+    /// failure.
+    Saturated,
 }
 
 impl Failed {
@@ -59,7 +63,7 @@ impl Failed {
         match self {
             Failed::Error => "error",
             Failed::Timeout => "timeout",
-            Failed::Dropped => "dropped",
+            Failed::Dropped | Failed::Saturated => "dropped",
         }
     }
 }
@@ -99,6 +103,7 @@ impl Job {
                 .await
                 .map_err(|e| match e {
                     ProxyError::Timeout { .. } => Failed::Timeout,
+                    ProxyError::Saturated { .. } => Failed::Saturated,
                     _ => Failed::Error,
                 })?;
             let latency = started.elapsed();
@@ -170,13 +175,17 @@ impl Job {
         if let (Some(t), Some(b)) = (&twin, baseline) {
             self.counters.inc(b.label, outcome(t));
         }
-        if matches!(shadow, Err(Failed::Dropped)) || matches!(twin, Some(Err(Failed::Dropped))) {
-            d.shed(Shed::BufferedBytes);
+        for failed in [shadow.as_ref().err(), twin.as_ref().and_then(|t| t.as_ref().err())] {
+            match failed {
+                Some(Failed::Dropped) => d.shed(Shed::BufferedBytes),
+                Some(Failed::Saturated) => d.shed(Shed::Connections),
+                _ => {}
+            }
         }
         let m = &d.metrics;
         let ((captured, status, headers, latency), (shadow, shadow_hold)) = match (live, shadow) {
             (Ok(live), Ok(shadow)) => (live, shadow),
-            (_, Err(Failed::Dropped)) => return,
+            (_, Err(Failed::Dropped | Failed::Saturated)) => return,
             _ => {
                 m.comparisons.with_label_values(&[route, "error"]).inc();
                 let failed = Work::Failed {

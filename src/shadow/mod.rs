@@ -75,16 +75,20 @@ pub enum Shed {
     BufferedBytes = 1,
     /// The analysis queue (`shadow.queue`) was full.
     Queue = 2,
+    /// Every mirror connection to the side (`shadow.max_connections`) was
+    /// busy past the backend's `queue_timeout`.
+    Connections = 3,
 }
 
 impl Shed {
-    pub const ALL: [Shed; 3] = [Shed::InFlight, Shed::BufferedBytes, Shed::Queue];
+    pub const ALL: [Shed; 4] = [Shed::InFlight, Shed::BufferedBytes, Shed::Queue, Shed::Connections];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Shed::InFlight => "in_flight",
             Shed::BufferedBytes => "buffered_bytes",
             Shed::Queue => "queue",
+            Shed::Connections => "max_connections",
         }
     }
 }
@@ -99,7 +103,7 @@ pub struct Dispatcher {
     queue: Option<SyncSender<Work>>,
     metrics: Metrics,
     /// `switchyard_shadow_drops_total`, by [`Shed`], resolved once.
-    drops: Arc<[IntCounter; 3]>,
+    drops: Arc<[IntCounter; 4]>,
 }
 
 impl Dispatcher {
@@ -115,6 +119,7 @@ impl Dispatcher {
             budget,
             runtime,
             queue,
+            // Resolved once, which also exports every reason at zero.
             drops: Arc::new(Shed::ALL.map(|why| metrics.shadow_drops.with_label_values(&[why.as_str()]))),
             metrics,
         }

@@ -71,8 +71,11 @@ pub fn max_error_rate_increase() -> f64 {
 pub fn max_latency_ratio() -> f64 {
     1.2
 }
-pub fn confidence() -> f64 {
-    0.98
+pub fn min_latency_increase() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(2))
+}
+pub fn false_alarm_rate() -> f64 {
+    0.01
 }
 pub fn max_diff_rate() -> f64 {
     0.05

@@ -79,10 +79,11 @@ pub struct GuardConfig {
     /// How often the checks run.
     #[serde(default = "defaults::guard_interval")]
     pub interval: HumanDuration,
-    /// The sliding window judged at each check.
+    /// The longest one test runs: a step held longer starts a new test, so
+    /// a problem that appears late is not diluted by what came before.
     #[serde(default = "defaults::guard_window")]
     pub window: HumanDuration,
-    /// Requests each side needs in the window before anything is judged.
+    /// Requests each side needs in a test before anything is judged.
     #[serde(default = "defaults::min_requests")]
     pub min_requests: u64,
     /// Largest tolerated (new error rate − old error rate), as a fraction.
@@ -93,9 +94,17 @@ pub struct GuardConfig {
     pub max_latency_ratio: f64,
     #[serde(default)]
     pub latency_statistic: LatencyStatistic,
-    /// Confidence of the Mann–Whitney test that new is slower.
-    #[serde(default = "defaults::confidence")]
-    pub confidence: f64,
+    /// New's latency statistic must also be this much above old's to fail:
+    /// a ratio on sub-millisecond medians is a scheduling hiccup.
+    #[serde(default = "defaults::min_latency_increase")]
+    pub min_latency_increase: HumanDuration,
+    /// The chance that the guard fails a rollout of identical backends, over
+    /// the whole rollout (every check, every look, every step).
+    #[serde(default = "defaults::false_alarm_rate")]
+    pub false_alarm_rate: f64,
+    /// Replaced by `false_alarm_rate`; kept only to say so.
+    #[serde(default, skip_serializing)]
+    pub confidence: Option<f64>,
     /// Largest tolerated rate of real (non-noise) differences.
     #[serde(default = "defaults::max_diff_rate")]
     pub max_diff_rate: f64,
@@ -116,7 +125,9 @@ impl Default for GuardConfig {
             max_error_rate_increase: defaults::max_error_rate_increase(),
             max_latency_ratio: defaults::max_latency_ratio(),
             latency_statistic: LatencyStatistic::P50,
-            confidence: defaults::confidence(),
+            min_latency_increase: defaults::min_latency_increase(),
+            false_alarm_rate: defaults::false_alarm_rate(),
+            confidence: None,
             max_diff_rate: defaults::max_diff_rate(),
             min_comparisons: defaults::min_comparisons(),
             action: GuardAction::Rollback,

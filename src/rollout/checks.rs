@@ -1,0 +1,368 @@
+//! The guard's three checks, judged on what each side has seen since the
+//! current test began. Pure: the same arms give the same checks, which is
+//! what lets the tests simulate thousands of rollouts without a network.
+//!
+//! Each check asks one question, "is new worse than the margin allows?",
+//! with a margin that says how much worse matters:
+//! - error rate: new's 5xx rate above old's by more than
+//!   `max_error_rate_increase` (absolute);
+//! - latency: new slower than both old × `max_latency_ratio` and old +
+//!   `min_latency_increase`. For p50 the test is on mean log latency (a
+//!   slowdown is a shift there, and the tail is tamed); for p99 it counts
+//!   how many of new's requests lie above old's p99 so raised (at most 1 %
+//!   when new is within it). Sub-millisecond medians a scheduling hiccup
+//!   apart never fail;
+//! - mirrored errors: on the same mirrored requests, new answered 5xx
+//!   where old did not, more often than the reverse by more than
+//!   `max_error_rate_increase`. A paired test: no mix of methods or users
+//!   can bias it, and with every request mirrored it sees new's errors from
+//!   the first percent of a rollout on;
+//! - diffs: real (non-noise) differences in more than `max_diff_rate` of
+//!   comparisons.
+//!
+//! Each is a sequential test ([`super::sequential`]): it fails when the
+//! evidence reaches what this test's share of `false_alarm_rate` demands.
+//! Between a pass and a failure: a reading beyond its margin is
+//! `above_margin` while the evidence is under half of what a failure
+//! needs (the plan may take its next step, never the one to 100 %), and
+//! `suspect` from halfway on (the plan holds). Either way the test is not
+//! restarted, so the evidence keeps building until the reading comes back
+//! within its margin or the test decides.
+
+use serde::Serialize;
+
+use super::arms::Arms;
+use super::sequential::{self, Evidence};
+use crate::compare::Compared;
+use crate::config::{GuardConfig, LatencyStatistic};
+
+/// The checks sharing a test's false-alarm budget.
+pub const CHECKS: u32 = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    Pass,
+    /// The reading is beyond the margin on less than half the evidence a
+    /// failure needs: the plan may take its next step, but not to 100 %.
+    AboveMargin,
+    /// The reading is beyond the margin and the evidence at least halfway
+    /// to a failure: the plan holds its step, and its test runs on, until
+    /// the reading comes back within the margin or the test decides.
+    Suspect,
+    Fail,
+    /// Not enough data yet.
+    Pending,
+    /// Not applicable (no mirroring for the diff check).
+    Skipped,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub state: CheckState,
+    /// The reading: the error-rate increase, the latency ratio, the diff rate.
+    pub value: Option<f64>,
+    /// The margin the reading is held to.
+    pub threshold: f64,
+    /// Λ: how many times likelier the data are if new is worse than the
+    /// margin than if it is at it.
+    pub evidence: Option<f64>,
+    /// The Λ at which this check fails in this test (1/α).
+    pub needed: Option<f64>,
+    /// ln Λ / ln(1/α): the way to a failure, 1 or more fails.
+    pub progress: Option<f64>,
+    pub detail: String,
+}
+
+/// Which test of the rollout this is, and how often it has been looked at.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct TestInfo {
+    /// 1 for the rollout's first test (its first step), then 2, 3, …
+    pub number: u32,
+    /// Looks taken in this test, this one included.
+    pub looks: u32,
+}
+
+impl CheckState {
+    /// Whether the plan may take its next step with this reading; `last`:
+    /// the next step is to 100 %.
+    pub fn lets_advance(self, last: bool) -> bool {
+        match self {
+            CheckState::Pass | CheckState::Skipped => true,
+            CheckState::AboveMargin => !last,
+            CheckState::Suspect | CheckState::Fail | CheckState::Pending => false,
+        }
+    }
+
+    /// Whether the reading is beyond its margin (the test then runs on).
+    pub fn beyond_margin(self) -> bool {
+        matches!(self, CheckState::AboveMargin | CheckState::Suspect | CheckState::Fail)
+    }
+}
+
+impl TestInfo {
+    pub fn alpha(&self, cfg: &GuardConfig) -> f64 {
+        sequential::alpha(cfg.false_alarm_rate, self.number, CHECKS)
+    }
+}
+
+fn decided(name: &'static str, value: f64, threshold: f64, beyond: bool, e: Evidence, detail: String) -> Check {
+    // Rolled back only on evidence. Beyond the margin on less than half
+    // the evidence a failure needs, the plan may still take its next step
+    // (a handful of requests at 1 % cannot tell, and waiting there would
+    // hold the rollout for minutes; the next step brings data faster), but
+    // never to 100 %. Halfway there, the plan holds.
+    let state = if beyond && e.decided() {
+        CheckState::Fail
+    } else if beyond && e.log_lr >= e.needed / 2.0 {
+        CheckState::Suspect
+    } else if beyond {
+        CheckState::AboveMargin
+    } else {
+        CheckState::Pass
+    };
+    Check {
+        name,
+        state,
+        value: Some(value),
+        threshold,
+        evidence: Some(e.likelihood_ratio()),
+        needed: Some(e.threshold()),
+        progress: Some((e.log_lr / e.needed).max(0.0)),
+        detail: format!(
+            "{detail}; evidence ×{} of ×{} needed",
+            short(e.likelihood_ratio()),
+            short(e.threshold())
+        ),
+    }
+}
+
+fn waiting(name: &'static str, threshold: f64, detail: String) -> Check {
+    Check {
+        name,
+        state: CheckState::Pending,
+        value: None,
+        threshold,
+        evidence: None,
+        needed: None,
+        progress: None,
+        detail,
+    }
+}
+
+/// A number for a line of text: 0.42, 12, 3.1k, 2.0e9.
+pub fn short(x: f64) -> String {
+    match x {
+        x if x < 10.0 => format!("{x:.2}"),
+        x if x < 1e4 => format!("{x:.0}"),
+        x if x < 1e6 => format!("{:.1}k", x / 1e3),
+        x => format!("{x:.1e}"),
+    }
+}
+
+fn error_rate(cfg: &GuardConfig, arms: &Arms, alpha: f64) -> Check {
+    let (o, n) = (&arms.old, &arms.new);
+    let (eo, en) = (o.errors as f64 / o.requests as f64, n.errors as f64 / n.requests as f64);
+    let margin = cfg.max_error_rate_increase;
+    // Agresti–Caffo: with few errors the raw rates would claim certainty.
+    let variance = sequential::proportion_variance(sequential::smoothed(n.errors, n.requests), n.requests)
+        + sequential::proportion_variance(sequential::smoothed(o.errors, o.requests), o.requests);
+    let tau = (2.0 * margin).max(0.01);
+    let e = sequential::look(en - eo, variance, margin, tau, alpha);
+    decided(
+        "error_rate",
+        en - eo,
+        margin,
+        en - eo > margin,
+        e,
+        format!(
+            "new {:.2}% ({} of {}) vs old {:.2}% ({} of {}) 5xx, {:.2} points allowed",
+            en * 100.0,
+            n.errors,
+            n.requests,
+            eo * 100.0,
+            o.errors,
+            o.requests,
+            margin * 100.0
+        ),
+    )
+}
+
+fn latency(cfg: &GuardConfig, arms: &Arms, alpha: f64) -> Check {
+    let (q, label) = match cfg.latency_statistic {
+        LatencyStatistic::P50 => (0.5, "p50"),
+        LatencyStatistic::P99 => (0.99, "p99"),
+    };
+    let (o, n) = (&arms.old.latencies, &arms.new.latencies);
+    // The quantile needs about ten requests beyond it on each side.
+    let need = (10.0_f64 / (1.0 - q)).round() as u64;
+    if o.total() < need || n.total() < need {
+        return waiting(
+            "latency",
+            cfg.max_latency_ratio,
+            format!(
+                "{label} needs {need} requests on each side (old {}, new {})",
+                o.total(),
+                n.total()
+            ),
+        );
+    }
+    let (qo, qn) = (o.quantile(q).unwrap_or(0.0), n.quantile(q).unwrap_or(0.0));
+    let floor = cfg.min_latency_increase.get().as_secs_f64();
+    let ratio = if qo > 0.0 { qn / qo } else { 1.0 };
+    let reading = format!(
+        "{label} new {:.2} ms vs old {:.2} ms (×{ratio:.2}, {:+.2} ms); allowed ×{} or +{}, whichever is more",
+        qn * 1e3,
+        qo * 1e3,
+        (qn - qo) * 1e3,
+        cfg.max_latency_ratio,
+        cfg.min_latency_increase,
+    );
+    match cfg.latency_statistic {
+        LatencyStatistic::P50 => {
+            // On the log scale a slowdown is a shift, latency's long tail is
+            // tamed, and the median of a log-symmetric spread is its
+            // geometric mean: the test is on the difference of mean logs.
+            let (lo, ln) = (o.ln_mean(), n.ln_mean());
+            let margin = cfg.max_latency_ratio.ln().max((1.0 + floor / lo.exp()).ln());
+            let variance = n.ln_variance() / n.total() as f64 + o.ln_variance() / o.total() as f64;
+            let e = sequential::look(ln - lo, variance, margin, 0.1, alpha);
+            decided(
+                "latency",
+                ratio,
+                cfg.max_latency_ratio,
+                ln - lo > margin,
+                e,
+                format!(
+                    "{reading}; geometric mean ×{:.2}, ×{:.2} allowed",
+                    (ln - lo).exp(),
+                    margin.exp()
+                ),
+            )
+        }
+        LatencyStatistic::P99 => {
+            // Within the margin, at most 1 % of new's requests lie above the
+            // bar old's p99 sets.
+            let bar = (qo * cfg.max_latency_ratio).max(qo + floor);
+            let share = n.above(bar) as f64 / n.total() as f64;
+            let variance = q * (1.0 - q) * (1.0 / n.total() as f64 + 1.0 / o.total() as f64);
+            let e = sequential::look(share - (1.0 - q), variance, 0.0, 1.0 - q, alpha);
+            decided(
+                "latency",
+                ratio,
+                cfg.max_latency_ratio,
+                qn > bar,
+                e,
+                format!(
+                    "{reading}; {:.2}% of new above {:.2} ms, 1% allowed",
+                    share * 100.0,
+                    bar * 1e3
+                ),
+            )
+        }
+    }
+}
+
+fn mirror_errors(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> Check {
+    let margin = cfg.max_error_rate_increase;
+    let Some(c) = compared else {
+        return Check {
+            state: CheckState::Skipped,
+            ..waiting("mirror_errors", margin, "mirroring is off".into())
+        };
+    };
+    let n = c.comparisons;
+    if n < cfg.min_comparisons {
+        return waiting(
+            "mirror_errors",
+            margin,
+            format!("waiting for {} comparisons ({n} so far)", cfg.min_comparisons),
+        );
+    }
+    let (b, r) = (c.new_only_errors as f64, c.old_only_errors as f64);
+    let nf = n as f64;
+    let increase = (b - r) / nf;
+    // The variance of a mean of −1/0/+1 per pair; one discordant pair
+    // added so that none seen is not certainty.
+    let variance = (((b + r + 1.0) / nf) - increase * increase).max(1.0 / nf) / nf;
+    let e = sequential::look(increase, variance, margin, (2.0 * margin).max(0.01), alpha);
+    decided(
+        "mirror_errors",
+        increase,
+        margin,
+        increase > margin,
+        e,
+        format!(
+            "on the same {n} requests, new alone answered 5xx {} times, old alone {} ({:+.2} points, {:.2} allowed)",
+            c.new_only_errors,
+            c.old_only_errors,
+            increase * 100.0,
+            margin * 100.0
+        ),
+    )
+}
+
+fn diff_rate(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> Check {
+    let margin = cfg.max_diff_rate;
+    let Some(c) = compared else {
+        return Check {
+            state: CheckState::Skipped,
+            ..waiting("diff_rate", margin, "mirroring is off".into())
+        };
+    };
+    let (n, d) = (c.comparisons, c.real);
+    if n < cfg.min_comparisons {
+        return waiting(
+            "diff_rate",
+            margin,
+            format!("waiting for {} comparisons ({n} so far)", cfg.min_comparisons),
+        );
+    }
+    let rate = d as f64 / n as f64;
+    let p = sequential::smoothed(d, n).max(margin);
+    let e = sequential::look(
+        rate,
+        sequential::proportion_variance(p, n),
+        margin,
+        margin.max(0.01),
+        alpha,
+    );
+    decided(
+        "diff_rate",
+        rate,
+        margin,
+        rate > margin,
+        e,
+        format!(
+            "{d} real differences in {n} comparisons ({:.2}%, {:.2}% allowed)",
+            rate * 100.0,
+            margin * 100.0
+        ),
+    )
+}
+
+/// Judges the current test. `compared` is what the mirrors compared since
+/// it began, or `None` when nothing is mirrored.
+pub fn judge(cfg: &GuardConfig, arms: &Arms, compared: Option<Compared>, test: TestInfo) -> Vec<Check> {
+    let alpha = test.alpha(cfg);
+    let (n_old, n_new) = (arms.old.requests, arms.new.requests);
+    let mut checks = Vec::with_capacity(CHECKS as usize);
+    if n_old >= cfg.min_requests.max(1) && n_new >= cfg.min_requests.max(1) {
+        checks.push(error_rate(cfg, arms, alpha));
+        checks.push(latency(cfg, arms, alpha));
+    } else {
+        let detail = format!(
+            "waiting for {} requests on each side (old {n_old}, new {n_new})",
+            cfg.min_requests
+        );
+        checks.push(waiting("error_rate", cfg.max_error_rate_increase, detail.clone()));
+        checks.push(waiting("latency", cfg.max_latency_ratio, detail));
+    }
+    checks.push(mirror_errors(cfg, compared, alpha));
+    checks.push(diff_rate(cfg, compared, alpha));
+    checks
+}
+
+#[cfg(test)]
+mod tests;
