@@ -264,22 +264,40 @@ fn latency(cfg: &GuardConfig, arms: &Arms, alpha: f64) -> Check {
     }
 }
 
+/// What was compared, when there is enough of it; else the check as
+/// skipped (nothing mirrored) or pending.
+fn enough_compared(
+    cfg: &GuardConfig,
+    name: &'static str,
+    margin: f64,
+    compared: Option<Compared>,
+) -> Result<Compared, Check> {
+    let Some(c) = compared else {
+        return Err(Check {
+            state: CheckState::Skipped,
+            ..waiting(name, margin, "mirroring is off".into())
+        });
+    };
+    if c.comparisons < cfg.min_comparisons {
+        return Err(waiting(
+            name,
+            margin,
+            format!(
+                "waiting for {} comparisons ({} so far)",
+                cfg.min_comparisons, c.comparisons
+            ),
+        ));
+    }
+    Ok(c)
+}
+
 fn mirror_errors(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> Check {
     let margin = cfg.max_error_rate_increase;
-    let Some(c) = compared else {
-        return Check {
-            state: CheckState::Skipped,
-            ..waiting("mirror_errors", margin, "mirroring is off".into())
-        };
+    let c = match enough_compared(cfg, "mirror_errors", margin, compared) {
+        Ok(c) => c,
+        Err(check) => return check,
     };
     let n = c.comparisons;
-    if n < cfg.min_comparisons {
-        return waiting(
-            "mirror_errors",
-            margin,
-            format!("waiting for {} comparisons ({n} so far)", cfg.min_comparisons),
-        );
-    }
     let (b, r) = (c.new_only_errors as f64, c.old_only_errors as f64);
     let nf = n as f64;
     let increase = (b - r) / nf;
@@ -305,20 +323,11 @@ fn mirror_errors(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> C
 
 fn diff_rate(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> Check {
     let margin = cfg.max_diff_rate;
-    let Some(c) = compared else {
-        return Check {
-            state: CheckState::Skipped,
-            ..waiting("diff_rate", margin, "mirroring is off".into())
-        };
+    let c = match enough_compared(cfg, "diff_rate", margin, compared) {
+        Ok(c) => c,
+        Err(check) => return check,
     };
     let (n, d) = (c.comparisons, c.real);
-    if n < cfg.min_comparisons {
-        return waiting(
-            "diff_rate",
-            margin,
-            format!("waiting for {} comparisons ({n} so far)", cfg.min_comparisons),
-        );
-    }
     let rate = d as f64 / n as f64;
     let p = sequential::smoothed(d, n).max(margin);
     let e = sequential::look(
