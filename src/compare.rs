@@ -17,7 +17,8 @@ use crate::rollout::state::now_ms;
 use crate::shadow::{Pair, Work};
 
 const TALLY_EVERY: Duration = Duration::from_secs(5);
-const DIFF_WINDOW_CAP: usize = 200_000;
+/// Slices kept at most: a day of a test held on a suspect reading.
+const SLICES_KEPT: usize = 864_000;
 
 /// What one comparison says to the guard.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,43 +48,60 @@ impl Compared {
         self.new_only_errors += u64::from(v.new_error && !v.old_error);
         self.old_only_errors += u64::from(v.old_error && !v.new_error);
     }
+
+    pub fn merge(&mut self, other: &Compared) {
+        self.comparisons += other.comparisons;
+        self.real += other.real;
+        self.new_only_errors += other.new_only_errors;
+        self.old_only_errors += other.old_only_errors;
+    }
 }
 
-/// Recent comparison verdicts, for the guard's diff-rate and mirrored
-/// error checks.
+/// Comparison verdicts for the guard's diff-rate and mirrored error checks,
+/// tallied in slices of [`SLICE`]: a test counts everything since it began
+/// (a sequential test needs it all, at any request rate), in memory that
+/// grows with the test's length, not with its traffic.
 #[derive(Default)]
 pub struct DiffWindow {
-    events: Mutex<VecDeque<(Instant, GuardVerdict)>>,
+    slices: Mutex<VecDeque<(Instant, Compared)>>,
 }
+
+/// The resolution of the tallies a test starts from.
+const SLICE: Duration = Duration::from_millis(100);
 
 impl DiffWindow {
     pub fn push(&self, v: GuardVerdict) {
-        let mut e = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if e.len() >= DIFF_WINDOW_CAP {
-            e.pop_front();
+        let now = Instant::now();
+        let mut s = self.slices.lock().unwrap_or_else(|p| p.into_inner());
+        match s.back_mut() {
+            Some((start, c)) if now.duration_since(*start) < SLICE => c.add(v),
+            _ => {
+                if s.len() >= SLICES_KEPT {
+                    s.pop_front();
+                }
+                let mut c = Compared::default();
+                c.add(v);
+                s.push_back((now, c));
+            }
         }
-        e.push_back((Instant::now(), v));
     }
 
-    /// What was compared since `since`.
+    /// What was compared since `since` (to the slice).
     pub fn count_since(&self, since: Instant) -> Compared {
-        let mut e = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        while e.front().is_some_and(|(t, _)| *t < since) {
-            e.pop_front();
+        let s = self.slices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = Compared::default();
+        for (_, c) in s.iter().filter(|(start, _)| *start >= since) {
+            total.merge(c);
         }
-        let mut c = Compared::default();
-        for (_, v) in e.iter() {
-            c.add(*v);
-        }
-        c
+        total
     }
 
-    /// Forgets the verdicts before `t` (a rollout change).
+    /// Forgets the verdicts before `t` (a new test began).
     pub fn forget_before(&self, t: Instant) {
-        self.events
+        self.slices
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(at, _)| *at >= t);
+            .retain(|(start, _)| *start >= t);
     }
 }
 
@@ -257,5 +275,32 @@ impl Worker {
         }
         let _ = store.sync();
         self.dirty.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_counts_every_comparison_since_it_began_at_any_rate() {
+        // A window of the last 200,000 verdicts used to stand here: at
+        // 10,000 comparisons a second, a test saw only its last 20 s.
+        let w = DiffWindow::default();
+        let began = Instant::now();
+        for i in 0..300_000u32 {
+            w.push(GuardVerdict {
+                real: i % 10 == 0,
+                old_error: i % 100 == 1,
+                new_error: i % 50 == 1,
+            });
+        }
+        let c = w.count_since(began);
+        assert_eq!(c.comparisons, 300_000);
+        assert_eq!(c.real, 30_000);
+        // i ≡ 1 (mod 100) is an error on both sides: not one side's alone.
+        assert_eq!((c.new_only_errors, c.old_only_errors), (3_000, 0));
+        w.forget_before(Instant::now() + SLICE);
+        assert_eq!(w.count_since(began), Compared::default());
     }
 }

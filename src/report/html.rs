@@ -458,10 +458,7 @@ fn guard_section(h: &mut String, g: &crate::rollout::guard::GuardReport) {
     }
     h.push_str("<table id=\"guard\"><thead><tr><th>check</th><th>state</th><th>evidence / needed</th><th>to a failure</th><th>reading</th></tr></thead><tbody>");
     for c in &g.checks {
-        let state = serde_json::to_value(c.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let state = c.state.as_str();
         let evidence = match (c.evidence, c.needed) {
             (Some(e), Some(n)) => format!(
                 "×{} / ×{}",

@@ -33,10 +33,7 @@ pub fn render(r: &Report) -> String {
             t.number, t.looks, r.guard.false_alarm_rate
         );
         for c in &r.guard.checks {
-            let state = serde_json::to_value(c.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let state = c.state.as_str();
             let _ = writeln!(
                 out,
                 "  {:<13} {:<12} {:>4} {}",

@@ -85,6 +85,18 @@ pub struct TestInfo {
 }
 
 impl CheckState {
+    /// The name `/status`, the report and `switchyard status` show.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckState::Pass => "pass",
+            CheckState::AboveMargin => "above_margin",
+            CheckState::Suspect => "suspect",
+            CheckState::Fail => "fail",
+            CheckState::Pending => "pending",
+            CheckState::Skipped => "skipped",
+        }
+    }
+
     /// Whether the plan may take its next step with this reading; `last`:
     /// the next step is to 100 %.
     pub fn lets_advance(self, last: bool) -> bool {
@@ -107,7 +119,7 @@ impl TestInfo {
     }
 }
 
-fn decided(name: &'static str, value: f64, threshold: f64, beyond: bool, e: Evidence, detail: String) -> Check {
+fn with_evidence(name: &'static str, value: f64, threshold: f64, beyond: bool, e: Evidence, detail: String) -> Check {
     // Rolled back only on evidence. Beyond the margin on less than half
     // the evidence a failure needs, the plan may still take its next step
     // (a handful of requests at 1 % cannot tell, and waiting there would
@@ -166,15 +178,13 @@ fn error_rate(cfg: &GuardConfig, arms: &Arms, alpha: f64) -> Check {
     let (eo, en) = (o.errors as f64 / o.requests as f64, n.errors as f64 / n.requests as f64);
     let margin = cfg.max_error_rate_increase;
     // Agresti–Caffo: with few errors the raw rates would claim certainty.
-    let variance = sequential::proportion_variance(sequential::smoothed(n.errors, n.requests), n.requests)
-        + sequential::proportion_variance(sequential::smoothed(o.errors, o.requests), o.requests);
-    let tau = (2.0 * margin).max(0.01);
-    let e = sequential::look(en - eo, variance, margin, tau, alpha);
-    decided(
+    let (increase, variance) = sequential::difference_of_rates((n.errors, n.requests), (o.errors, o.requests));
+    let e = sequential::look(increase, variance, margin, (2.0 * margin).max(0.01), alpha);
+    with_evidence(
         "error_rate",
-        en - eo,
+        increase,
         margin,
-        en - eo > margin,
+        increase > margin,
         e,
         format!(
             "new {:.2}% ({} of {}) vs old {:.2}% ({} of {}) 5xx, {:.2} points allowed",
@@ -228,7 +238,7 @@ fn latency(cfg: &GuardConfig, arms: &Arms, alpha: f64) -> Check {
             let margin = cfg.max_latency_ratio.ln().max((1.0 + floor / lo.exp()).ln());
             let variance = n.ln_variance() / n.total() as f64 + o.ln_variance() / o.total() as f64;
             let e = sequential::look(ln - lo, variance, margin, 0.1, alpha);
-            decided(
+            with_evidence(
                 "latency",
                 ratio,
                 cfg.max_latency_ratio,
@@ -248,7 +258,7 @@ fn latency(cfg: &GuardConfig, arms: &Arms, alpha: f64) -> Check {
             let share = n.above(bar) as f64 / n.total() as f64;
             let variance = q * (1.0 - q) * (1.0 / n.total() as f64 + 1.0 / o.total() as f64);
             let e = sequential::look(share - (1.0 - q), variance, 0.0, 1.0 - q, alpha);
-            decided(
+            with_evidence(
                 "latency",
                 ratio,
                 cfg.max_latency_ratio,
@@ -305,7 +315,7 @@ fn mirror_errors(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> C
     // added so that none seen is not certainty.
     let variance = (((b + r + 1.0) / nf) - increase * increase).max(1.0 / nf) / nf;
     let e = sequential::look(increase, variance, margin, (2.0 * margin).max(0.01), alpha);
-    decided(
+    with_evidence(
         "mirror_errors",
         increase,
         margin,
@@ -337,7 +347,7 @@ fn diff_rate(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> Check
         margin.max(0.01),
         alpha,
     );
-    decided(
+    with_evidence(
         "diff_rate",
         rate,
         margin,

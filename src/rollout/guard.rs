@@ -118,7 +118,7 @@ impl Guard {
             let interval = self.controller.snapshot().config.rollout.guard.interval.get();
             if now.duration_since(last_check) >= interval {
                 last_check = now;
-                self.evaluate(now);
+                self.evaluate();
             }
         }
     }
@@ -181,13 +181,11 @@ impl Guard {
         }
     }
 
-    /// One round of checks, and the action they call for.
-    pub fn evaluate(&mut self, now: Instant) {
+    /// One look at the current test (its samples taken and its changes
+    /// followed just before), and the action it calls for.
+    fn evaluate(&mut self) {
         let snap = self.controller.snapshot();
         let cfg = &snap.config.rollout.guard;
-
-        self.take_samples(now);
-        self.follow_changes(now);
         self.looks += 1;
 
         let mirroring = snap.config.shadow.percent > 0.0

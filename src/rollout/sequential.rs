@@ -21,7 +21,7 @@
 //! The estimates fed in are asymptotically normal (differences of
 //! proportions); their variances are plug-in estimates, so the guarantee is
 //! asymptotic. `min_requests` keeps the smallest samples out, and the
-//! simulations in the tests below hold the rate on A/A streams.
+//! simulated rollouts in `checks/tests.rs` hold the rate on A/A streams.
 
 use super::stats::normal_cdf;
 
@@ -98,6 +98,15 @@ pub fn proportion_variance(p: f64, n: u64) -> f64 {
     p * (1.0 - p) / (n as f64 + 2.0)
 }
 
+/// New's rate of events minus old's, and the variance of that difference
+/// (each rate smoothed for it, so that few events are not certainty).
+pub fn difference_of_rates(new: (u64, u64), old: (u64, u64)) -> (f64, f64) {
+    let ((en, nn), (eo, no)) = (new, old);
+    let delta = en as f64 / nn as f64 - eo as f64 / no as f64;
+    let variance = proportion_variance(smoothed(en, nn), nn) + proportion_variance(smoothed(eo, no), no);
+    (delta, variance)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,9 +151,7 @@ mod tests {
                         e_old += u64::from(rng.gen_bool(0.05));
                     }
                 }
-                let (pn, po) = (smoothed(e_new, n_new), smoothed(e_old, n_old));
-                let v = proportion_variance(pn, n_new) + proportion_variance(po, n_old);
-                let d = e_new as f64 / n_new as f64 - e_old as f64 / n_old as f64;
+                let (d, v) = difference_of_rates((e_new, n_new), (e_old, n_old));
                 if look(d, v, 0.0, 0.02, a).decided() {
                     failures += 1;
                     break;
@@ -170,9 +177,7 @@ mod tests {
                 e_old += u64::from(rng.gen_bool(0.001));
             }
             if i % 20 == 19 && n_new > 20 && n_old > 20 {
-                let (pn, po) = (smoothed(e_new, n_new), smoothed(e_old, n_old));
-                let v = proportion_variance(pn, n_new) + proportion_variance(po, n_old);
-                let d = e_new as f64 / n_new as f64 - e_old as f64 / n_old as f64;
+                let (d, v) = difference_of_rates((e_new, n_new), (e_old, n_old));
                 if look(d, v, 0.01, 0.02, 0.001).decided() {
                     at = Some(i);
                     break;
