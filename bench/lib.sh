@@ -5,3 +5,28 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+
+# An NGINX origin config serving one small JSON body on each port given:
+# "$WORK/origin.conf". The NGINX comparisons (proxy.sh, tls.sh) share it.
+nginx_origin() {
+  local body='{"id":42,"name":"kettle","price":12.5,"tags":["home","kitchen"],"stock":{"count":17,"warehouse":"AMS"}}'
+  local listens="" p
+  for p in "$@"; do listens+="listen 127.0.0.1:$p; "; done
+  chmod 755 "$WORK"   # nginx workers run as nobody
+  mkdir -p "$WORK/www" "$WORK/logs"
+  printf "%s" "$body" > "$WORK/www/item.json"
+  chmod -R a+rX "$WORK/www"
+  cat > "$WORK/origin.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/origin.pid;
+error_log $WORK/logs/origin.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server { $listens root $WORK/www; location / { try_files /item.json =404; } }
+}
+CONF
+}

@@ -14,32 +14,11 @@ SECS=${1:-10}
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
 cargo build --release --quiet
 BIN=target/release/switchyard
-WORK=$(mktemp -d)
-chmod 755 "$WORK"   # nginx workers run as nobody
+source bench/lib.sh
 PROXY_CPU=0
 LOAD_CPU=1
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 
-BODY='{"id":42,"name":"kettle","price":12.5,"tags":["home","kitchen"],"stock":{"count":17,"warehouse":"AMS"}}'
-mkdir -p "$WORK/www" "$WORK/logs"
-printf "%s" "$BODY" > "$WORK/www/item.json"
-chmod -R a+rX "$WORK/www"
-
-cat > "$WORK/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/logs/origin.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  default_type application/json;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:18081; listen 127.0.0.1:18082; root $WORK/www; location / { try_files /item.json =404; } }
-}
-CONF
+nginx_origin 18081 18082
 
 cat > "$WORK/proxy.conf" <<CONF
 worker_processes 1;
@@ -71,7 +50,6 @@ logging: { level: warn }
 CONF
 }
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
 
 declare -A PID
 taskset -c $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!); PID[origin]=$!

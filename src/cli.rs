@@ -289,10 +289,59 @@ fn summary(file: &Path, c: &Config) -> String {
         c.admin.listen,
         if c.admin_token().is_some() { ", token set" } else { "" }
     ));
-    s.push_str(&format!("  old           {}\n", c.backends.old.url));
-    s.push_str(&format!("  new           {}\n", c.backends.new.url));
+    if let Some(tls) = &c.tls {
+        s.push_str(&format!(
+            "  tls           {} (TLS {} and up; h2, http/1.1)\n",
+            tls.listen,
+            match tls.min_version {
+                switchyard::config::TlsVersion::V1_2 => "1.2",
+                switchyard::config::TlsVersion::V1_3 => "1.3",
+            }
+        ));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for cert in switchyard::tls::terminate::load_all(tls).unwrap_or_default() {
+            let days = (cert.not_after - now).div_euclid(86_400);
+            s.push_str(&format!(
+                "    certificate {} covers {}; expires {} ({})\n",
+                cert.label,
+                cert.names.join(", "),
+                switchyard::tls::certs::date(cert.not_after),
+                if days < 0 {
+                    "EXPIRED".to_string()
+                } else {
+                    format!("in {days} days")
+                }
+            ));
+        }
+    }
+    let backend = |name: &str, b: &switchyard::config::BackendConfig, note: &str| {
+        let mut line = format!("  {name:<13} {}  ({}{note})\n", b.url, b.protocol().as_str());
+        if let Some(t) = b.tls.as_ref().filter(|_| b.is_https()) {
+            if t.insecure_skip_verify {
+                line.push_str(&format!(
+                    "  WARNING: backends.{name}.tls.insecure_skip_verify is on: any certificate is accepted, so anyone on the path can pose as this backend\n"
+                ));
+            }
+            if t.client_cert_file.is_some() {
+                line.push_str("                client certificate set (mTLS)\n");
+            }
+        }
+        line
+    };
+    s.push_str(&backend("old", &c.backends.old, ""));
+    s.push_str(&backend("new", &c.backends.new, ""));
     if let Some(t) = &c.backends.old_twin {
-        s.push_str(&format!("  old_twin      {}  (noise baseline)\n", t.url));
+        s.push_str(&backend("old_twin", t, "; noise baseline"));
+    }
+    if let Some(path) = &c.diff.grpc.descriptor_set {
+        if let Ok(schema) = switchyard::diff::grpc::GrpcSchema::load(path) {
+            s.push_str(&format!(
+                "  grpc          messages decoded for {}\n",
+                schema.service_names().join(", ")
+            ));
+        }
     }
     s.push_str(&format!(
         "  rollout       {}% by {}; steps {:?}{}\n",

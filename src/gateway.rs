@@ -53,7 +53,10 @@ pub struct Options {
 }
 
 pub struct Gateway {
+    /// The plain-text listener's address; the TLS one's when `listen: ""`.
     pub proxy_addr: SocketAddr,
+    /// The TLS listener's address, when `tls:` is configured.
+    pub tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub controller: Arc<Controller>,
     pub analysis: Analysis,
@@ -88,7 +91,10 @@ impl Gateway {
         let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx)
             .map_err(|e| StartError::Setup(format!("cannot open the diff store: {e}")))?;
         let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.samples_dropped.clone());
+        let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
+            shutdown: shutdown.clone(),
+            drain: config.server.drain_timeout.get(),
             snapshot: cell.clone(),
             metrics: metrics.clone(),
             live,
@@ -110,23 +116,18 @@ impl Gateway {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let proxy_addr: SocketAddr = config
-            .listen
-            .parse()
-            .map_err(|e| StartError::Setup(format!("listen: {e}")))?;
         let admin_addr: SocketAddr = config
             .admin
             .listen
             .parse()
             .map_err(|e| StartError::Setup(format!("admin.listen: {e}")))?;
-        let listeners = crate::server::bind_workers(proxy_addr, workers).map_err(|source| StartError::Bind {
-            what: "proxy",
-            addr: config.listen.clone(),
-            source,
-        })?;
-        let proxy_addr = listeners[0]
-            .local_addr()
-            .map_err(|e| StartError::Setup(e.to_string()))?;
+        let sockets = Sockets::bind(&config, workers)?;
+        let terminator = config
+            .tls
+            .as_ref()
+            .map(|tls| crate::tls::Terminator::new(tls, Some(metrics.edge.clone())).map(Arc::new))
+            .transpose()
+            .map_err(StartError::Setup)?;
         let admin_listener = crate::server::bind(admin_addr).map_err(|source| StartError::Bind {
             what: "admin",
             addr: config.admin.listen.clone(),
@@ -136,7 +137,6 @@ impl Gateway {
             .local_addr()
             .map_err(|e| StartError::Setup(e.to_string()))?;
 
-        let shutdown = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
         let guard_report = Arc::new(Mutex::new(GuardReport::default()));
         let reloader = Reloader::new(
@@ -144,43 +144,26 @@ impl Gateway {
             controller.clone(),
             analysis.clone(),
             metrics.clone(),
-        );
-        let limit = Arc::new(Semaphore::new(config.server.max_connections));
+        )
+        .with_tls(terminator.clone());
         let mut threads = Vec::new();
         // The admin API outlives the workers' drain, so /readyz can say 503
         // while in-flight requests finish; the last worker out closes it.
-        let workers_left = Arc::new(std::sync::atomic::AtomicUsize::new(workers));
         let workers_done = CancellationToken::new();
-
-        for (i, listener) in listeners.into_iter().enumerate() {
+        let crew = WorkerCrew {
+            builder: crate::server::builder(&config.server),
+            limit: Arc::new(Semaphore::new(config.server.max_connections)),
+            shutdown: shutdown.clone(),
+            drain: config.server.drain_timeout.get(),
+            metrics: metrics.clone(),
+            terminator: terminator.clone(),
+            left: Arc::new(std::sync::atomic::AtomicUsize::new(workers)),
+            done: workers_done.clone(),
+        };
+        let (proxy_addr, tls_addr) = (sockets.proxy_addr, sockets.tls_addr);
+        for (i, (plain, tls)) in sockets.per_worker.into_iter().enumerate() {
             let worker = Arc::new(Worker::new(shared.clone()).map_err(StartError::Setup)?);
-            let rt = runtime()?;
-            let builder = crate::server::builder(&config.server);
-            let (limit, shutdown, drain, metrics) = (
-                limit.clone(),
-                shutdown.clone(),
-                config.server.drain_timeout.get(),
-                metrics.clone(),
-            );
-            let (left, done) = (workers_left.clone(), workers_done.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("switchyard-w{i}"))
-                .spawn(move || {
-                    rt.block_on(crate::server::serve(
-                        listener,
-                        builder,
-                        limit,
-                        shutdown,
-                        drain,
-                        Some(metrics),
-                        move |req, peer| worker.clone().handle(req, peer),
-                    ));
-                    if left.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        done.cancel();
-                    }
-                })
-                .map_err(|e| StartError::Setup(format!("cannot start worker thread: {e}")))?;
-            threads.push(handle);
+            threads.push(crew.spawn(i, worker, plain, tls)?);
         }
         drop(shared);
 
@@ -219,6 +202,7 @@ impl Gateway {
                     let limit = Arc::new(Semaphore::new(256));
                     crate::server::serve(
                         admin_listener,
+                        None,
                         admin_builder,
                         limit,
                         admin_stop,
@@ -236,6 +220,7 @@ impl Gateway {
         let snap = controller.snapshot();
         tracing::info!(
             proxy = %proxy_addr,
+            tls = %tls_addr.map_or("off".to_string(), |a| a.to_string()),
             admin = %admin_addr,
             workers,
             percent = snap.rollout.percent,
@@ -244,6 +229,7 @@ impl Gateway {
         );
         Ok(Gateway {
             proxy_addr,
+            tls_addr,
             admin_addr,
             controller,
             analysis,
@@ -286,6 +272,136 @@ impl Gateway {
         if let Some(t) = self.analysis_thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// What every worker thread is started with.
+struct WorkerCrew {
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    /// `server.max_connections`, across workers and listeners.
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    drain: std::time::Duration,
+    metrics: Metrics,
+    terminator: Option<Arc<crate::tls::Terminator>>,
+    /// Workers still serving; the last one out cancels `done`.
+    left: Arc<std::sync::atomic::AtomicUsize>,
+    done: CancellationToken,
+}
+
+impl WorkerCrew {
+    /// One worker thread: its own event loop serving its plain and TLS
+    /// sockets, then its tunnels' drain.
+    fn spawn(
+        &self,
+        i: usize,
+        worker: Arc<Worker>,
+        plain: Option<std::net::TcpListener>,
+        tls: Option<std::net::TcpListener>,
+    ) -> Result<JoinHandle<()>, StartError> {
+        let rt = runtime()?;
+        let (builder, limit, shutdown, drain, metrics) = (
+            self.builder.clone(),
+            self.limit.clone(),
+            self.shutdown.clone(),
+            self.drain,
+            self.metrics.clone(),
+        );
+        let terminator = self.terminator.clone();
+        let (left, done) = (self.left.clone(), self.done.clone());
+        std::thread::Builder::new()
+            .name(format!("switchyard-w{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    let listen = |socket, tls| {
+                        let worker = worker.clone();
+                        crate::server::serve(
+                            socket,
+                            tls,
+                            builder.clone(),
+                            limit.clone(),
+                            shutdown.clone(),
+                            drain,
+                            Some(metrics.clone()),
+                            move |req, peer| worker.clone().handle(req, peer),
+                        )
+                    };
+                    let plain = plain.map(|socket| listen(socket, None));
+                    let tls = tls.map(|socket| listen(socket, terminator));
+                    tokio::join!(
+                        async move {
+                            if let Some(p) = plain {
+                                p.await
+                            }
+                        },
+                        async move {
+                            if let Some(t) = tls {
+                                t.await
+                            }
+                        }
+                    );
+                    // Upgraded connections live outside hyper's
+                    // connections; they get the same drain time.
+                    worker.tunnels().wait_closed(drain).await;
+                });
+                if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    done.cancel();
+                }
+            })
+            .map_err(|e| StartError::Setup(format!("cannot start worker thread: {e}")))
+    }
+}
+
+/// Every proxy socket, bound before anything starts so a taken address
+/// fails the start at once: one `SO_REUSEPORT` socket per worker and
+/// listener.
+struct Sockets {
+    per_worker: Vec<(Option<std::net::TcpListener>, Option<std::net::TcpListener>)>,
+    proxy_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+}
+
+impl Sockets {
+    fn bind(config: &Config, workers: usize) -> Result<Self, StartError> {
+        let group = |what: &'static str, text: &str| -> Result<Vec<std::net::TcpListener>, StartError> {
+            let addr: SocketAddr = text
+                .parse()
+                .map_err(|e| StartError::Setup(format!("{what}: {text:?}: {e}")))?;
+            crate::server::bind_workers(addr, workers).map_err(|source| StartError::Bind {
+                what,
+                addr: text.to_string(),
+                source,
+            })
+        };
+        let first_addr = |group: &Option<Vec<std::net::TcpListener>>| -> Result<Option<SocketAddr>, StartError> {
+            group
+                .as_ref()
+                .map(|g| g[0].local_addr().map_err(|e| StartError::Setup(e.to_string())))
+                .transpose()
+        };
+        let plain = (!config.listen.is_empty())
+            .then(|| group("proxy", &config.listen))
+            .transpose()?;
+        let tls = config.tls.as_ref().map(|t| group("tls", &t.listen)).transpose()?;
+        let (plain_addr, tls_addr) = (first_addr(&plain)?, first_addr(&tls)?);
+        let proxy_addr = plain_addr
+            .or(tls_addr)
+            .ok_or_else(|| StartError::Setup("listen: no listener; set listen or tls.listen".into()))?;
+        let mut plain = plain.map(Vec::into_iter);
+        let mut tls = tls.map(Vec::into_iter);
+        let per_worker = (0..workers)
+            .map(|_| {
+                (
+                    plain.as_mut().and_then(Iterator::next),
+                    tls.as_mut().and_then(Iterator::next),
+                )
+            })
+            .collect();
+        Ok(Self {
+            per_worker,
+            proxy_addr,
+            tls_addr,
+        })
     }
 }
 

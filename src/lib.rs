@@ -31,3 +31,4 @@ pub mod shadow;
 pub mod side;
 pub mod snapshot;
 pub mod split;
+pub mod tls;

@@ -8,8 +8,8 @@
 //! user id) ever becomes a label value.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub const SHADOW_OUTCOMES: &[&str] = &[
     "error",
     "timeout",
     "cancelled",
+    "skipped_upgrade",
+    "skipped_stream",
 ];
 
 /// Every `result` of `switchyard_comparisons_total`.
@@ -65,6 +67,72 @@ pub struct Metrics {
     pub state_persist_failures: IntCounter,
     pub diff_store_write_failures: IntCounter,
     pub log_lines_dropped: IntCounterVec,
+    pub edge: EdgeMetrics,
+}
+
+/// What happens at the edges of a connection: TLS handshakes and
+/// certificates, and connections upgraded to another protocol.
+#[derive(Clone)]
+pub struct EdgeMetrics {
+    pub certificate_expiry: GaugeVec,
+    pub handshakes: IntCounterVec,
+    pub handshake_failures: IntCounterVec,
+    pub upgraded: IntGaugeVec,
+    pub upgraded_total: IntCounterVec,
+}
+
+/// Every `reason` of `switchyard_tls_handshake_failures_total`.
+pub const HANDSHAKE_FAILURES: &[&str] = &[
+    "timeout", "closed", "not_tls", "version", "cipher", "alpn", "alert", "protocol", "other",
+];
+
+impl EdgeMetrics {
+    fn new(r: &Registry) -> Self {
+        let upgraded = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_upgraded_connections",
+                "Connections upgraded (WebSocket and other Upgrade protocols) open now, by backend.",
+            ),
+            &["backend"],
+        )
+        .expect("metric definition");
+        r.register(Box::new(upgraded.clone())).expect("metric registered once");
+        let e = Self {
+            certificate_expiry: gauge_vec(
+                r,
+                "switchyard_tls_certificate_expiry_timestamp_seconds",
+                "When each served certificate expires (its notAfter), in Unix seconds, by its first name.",
+                &["name"],
+            ),
+            handshakes: counter(
+                r,
+                "switchyard_tls_handshakes_total",
+                "TLS handshakes completed on the TLS listener, by negotiated protocol (h2, http/1.1).",
+                &["protocol"],
+            ),
+            handshake_failures: counter(
+                r,
+                "switchyard_tls_handshake_failures_total",
+                "TLS handshakes that failed, by reason.",
+                &["reason"],
+            ),
+            upgraded,
+            upgraded_total: counter(
+                r,
+                "switchyard_upgraded_connections_total",
+                "Connections upgraded (101 Switching Protocols), by backend.",
+                &["backend"],
+            ),
+        };
+        for reason in HANDSHAKE_FAILURES {
+            e.handshake_failures.with_label_values(&[reason]);
+        }
+        for backend in ["old", "new"] {
+            e.upgraded.with_label_values(&[backend]);
+            e.upgraded_total.with_label_values(&[backend]);
+        }
+        e
+    }
 }
 
 fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -231,6 +299,7 @@ impl Metrics {
                 "Log lines dropped because the log writer fell behind, by sink.",
                 &["sink"],
             ),
+            edge: EdgeMetrics::new(r),
             rollout_percent,
             connections_active,
             connections,

@@ -36,13 +36,15 @@ use crate::proxy::client_body::ClientBody;
 use crate::proxy::forward::Upstreams;
 use crate::proxy::headers::{self, X_REQUEST_ID, X_SERVED_BY};
 use crate::proxy::limit::Limits;
-use crate::proxy::{forwarded, target, ProxyBody, ProxyError};
+use crate::proxy::tunnel::{TunnelMetrics, Tunnels};
+use crate::proxy::{forwarded, grpc, target, ProxyBody, ProxyError};
 use crate::rollout::sink::{LiveSample, LiveSink};
 use crate::rollout::state::Phase;
 use crate::shadow::{self, Candidate, Mirror};
 use crate::side::Side;
 use crate::snapshot::{Snapshot, SnapshotCell, WorkerView};
 use crate::split::{self, Reason, SplitInput};
+use tokio_util::sync::CancellationToken;
 
 /// What every worker shares.
 pub struct Shared {
@@ -52,6 +54,10 @@ pub struct Shared {
     pub shadow: shadow::Dispatcher,
     /// Each backend's connection budget, across the workers.
     pub limits: Limits,
+    /// The gateway's shutdown, and the drain time that follows it: what
+    /// upgraded connections close on.
+    pub shutdown: CancellationToken,
+    pub drain: std::time::Duration,
 }
 
 /// One event loop's view: the shared state and its own upstream pools.
@@ -61,6 +67,8 @@ pub struct Worker {
     upstreams: ArcSwap<Upstreams>,
     /// `switchyard_client_errors_total{kind="aborted"}`, resolved once.
     aborted: IntCounter,
+    /// This worker's upgraded connections.
+    tunnels: Tunnels,
 }
 
 impl Worker {
@@ -70,9 +78,14 @@ impl Worker {
         Ok(Self {
             view: WorkerView::new(&shared.snapshot),
             aborted: shared.metrics.client_errors.with_label_values(&["aborted"]),
+            tunnels: Tunnels::new(shared.shutdown.clone(), shared.drain),
             shared,
             upstreams: ArcSwap::from_pointee(ups),
         })
+    }
+
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     /// This worker's pools for the snapshot's backends, rebuilt after a
@@ -117,9 +130,11 @@ impl Worker {
 
         // 0. request_checks: what no origin server may accept stops here.
         if let Err(refused) = target::check(&mut parts) {
-            return self.client_fault(ProxyError::Refused(refused), None);
+            let grpc = grpc::is_grpc(&parts.headers);
+            return self.client_fault(ProxyError::Refused(refused), None, grpc);
         }
         let method = parts.method.clone();
+        let grpc = grpc::is_grpc(&parts.headers);
         let log_path = snap.config.logging.access_log.then(|| parts.uri.path().to_string());
         let peer_trusted = !snap.trusted_proxies.is_empty() && snap.trusted_proxies.contains(conn.addr.ip());
         let client_ip = if peer_trusted {
@@ -157,6 +172,11 @@ impl Worker {
         };
         if !route.chain.is_empty() {
             if let Some(resp) = route.chain.on_request(&mut parts, &mut ctx).await {
+                let resp = if grpc {
+                    grpc::rewrite(resp, "switchyard: refused by the gateway's request modules")
+                } else {
+                    resp
+                };
                 return access_log(resp, log_path, &method, route, None, started, ctx.tags);
             }
         }
@@ -186,13 +206,27 @@ impl Worker {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let upgrade = headers::upgrade_requested(&parts.headers, parts.version);
+        let trailers = headers::accepts_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::strip_controls(&mut parts.headers, &snap.force_header);
+        if trailers {
+            parts
+                .headers
+                .insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
+        let switch = match upgrade {
+            Some(protocol) => {
+                headers::restore_upgrade(&mut parts.headers, protocol);
+                parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+            }
+            None => None,
+        };
         forwarded::set(
             &mut parts.headers,
             &conn.forwarded_for,
             peer_trusted,
-            "http",
+            conn.proto(),
             host.as_ref(),
         );
         if snap.config.server.via {
@@ -201,6 +235,11 @@ impl Worker {
 
         // 5. mirror
         let mirrorable = route.shadow.allows(&method);
+        if let (true, Some(_), Some(counters)) = (mirrorable, &switch, &route.mirrors) {
+            // A mirrored handshake would open a second, unwanted tunnel.
+            counters.inc(side.other().as_str(), "skipped_upgrade");
+        }
+        let mirrorable = mirrorable && switch.is_none();
         if let (true, Some(_), Some(counters)) = (mirrorable, ctx.body_limit, &route.mirrors) {
             // A rule cut this body off at a size: it streams live only, and
             // the skipped mirror is counted like any other.
@@ -216,7 +255,7 @@ impl Worker {
             };
             match self.shared.shadow.prepare(candidate, body).await {
                 Ok(prepared) => prepared,
-                Err(e) => return self.client_fault(e, Some(request_id)),
+                Err(e) => return self.client_fault(e, Some(request_id), grpc),
             }
         } else {
             let body = body.map_or(ProxyBody::empty(), ProxyBody::stream);
@@ -231,7 +270,23 @@ impl Worker {
         let upstreams = self.upstreams(snap);
         let upstream = upstreams.get(side).unwrap_or(&upstreams.old);
         upstream.aim(&mut parts);
-        let result = upstream.send(Request::from_parts(parts, body)).await;
+        let req = Request::from_parts(parts, body);
+        let result = match switch {
+            None => upstream.send(req).await,
+            Some(client) => {
+                let metrics = TunnelMetrics {
+                    open: self.shared.metrics.edge.upgraded.with_label_values(&[side.as_str()]),
+                    total: self
+                        .shared
+                        .metrics
+                        .edge
+                        .upgraded_total
+                        .with_label_values(&[side.as_str()]),
+                };
+                let idle = snap.config.server.upgrade_idle_timeout.get();
+                self.tunnels.forward(upstream, req, client, idle, metrics).await
+            }
+        };
         let head_latency = started.elapsed();
 
         // 7. response_filter
@@ -250,18 +305,29 @@ impl Worker {
                 }
                 rp.headers.entry(&X_REQUEST_ID).or_insert_with(|| request_id.clone());
                 route.chain.on_response(&mut rp, &ctx);
+                let body = if grpc && !rp.headers.contains_key("grpc-status") {
+                    ProxyBody::Grpc {
+                        inner: Box::new(grpc::Rescued::new(body, &rp.headers)),
+                    }
+                } else {
+                    body
+                };
                 Response::from_parts(rp, body)
             }
             Err(e) if !e.is_upstream() => {
                 // The client's fault: not the backend's, not the guard's.
                 mirror.abandon();
-                let resp = self.client_fault(e, Some(request_id));
+                let resp = self.client_fault(e, Some(request_id), grpc);
                 return access_log(resp, log_path, &method, route, Some(side), started, ctx.tags);
             }
             Err(e) => {
                 mirror.abandon();
                 self.record_error(side, &e);
-                let mut resp = e.into_response();
+                let mut resp = if grpc {
+                    e.into_grpc_response()
+                } else {
+                    e.into_response()
+                };
                 if snap.config.server.served_by_header {
                     resp.headers_mut().insert(&X_SERVED_BY, side.header_value());
                 }
@@ -288,13 +354,17 @@ impl Worker {
 
     /// Answers a request the client got wrong, and counts it as the
     /// client's: never an upstream error, never a guard sample.
-    fn client_fault(&self, e: ProxyError, request_id: Option<HeaderValue>) -> Response<ProxyBody> {
+    fn client_fault(&self, e: ProxyError, request_id: Option<HeaderValue>, grpc: bool) -> Response<ProxyBody> {
         let kind = e.client_kind().unwrap_or("framing");
         if e.uncounted_client_fault() {
             self.shared.metrics.client_errors.with_label_values(&[kind]).inc();
         }
         tracing::debug!(kind, error = %e, "client error");
-        let mut resp = e.into_response();
+        let mut resp = if grpc {
+            e.into_grpc_response()
+        } else {
+            e.into_response()
+        };
         if let Some(id) = request_id {
             resp.headers_mut().insert(&X_REQUEST_ID, id);
         }
@@ -330,6 +400,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The address as written in `X-Forwarded-For`.
     pub forwarded_for: HeaderValue,
+    /// What the TLS handshake agreed on; `None` on the plain listener.
+    pub tls: Option<crate::tls::Handshake>,
 }
 
 impl Peer {
@@ -337,6 +409,21 @@ impl Peer {
         Self {
             addr,
             forwarded_for: forwarded::client_value(addr.ip()),
+            tls: None,
+        }
+    }
+
+    pub fn with_tls(mut self, handshake: crate::tls::Handshake) -> Self {
+        self.tls = Some(handshake);
+        self
+    }
+
+    /// `X-Forwarded-Proto` as this connection came in.
+    pub fn proto(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 }

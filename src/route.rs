@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::config::{Config, RouteConfig, StickyKey};
+use crate::diff::grpc::GrpcSchema;
 use crate::diff::rules::DiffRules;
 use crate::metrics::{Metrics, MirrorCounters, RouteMetrics};
 use crate::modules::{self, Chain, Module};
@@ -72,6 +73,7 @@ impl Route {
         config: &Config,
         rc: Option<&RouteConfig>,
         shared: &[Arc<dyn Module>],
+        grpc: &Option<Arc<GrpcSchema>>,
         metrics: &Metrics,
     ) -> Result<Self, String> {
         let name: Arc<str> = Arc::from(rc.map_or("default", |r| r.name.as_str()));
@@ -124,7 +126,9 @@ impl Route {
             mirrors: (shadow.percent > 0.0).then(|| MirrorCounters::new(metrics, &name)),
             chain: Chain::new(&chain_modules, &name, metrics),
             metrics: RouteMetrics::new(metrics, &name),
-            diff: Arc::new(DiffRules::new(ignore_headers, &ignore_fields, &unordered, tolerance)?),
+            diff: Arc::new(
+                DiffRules::new(ignore_headers, &ignore_fields, &unordered, tolerance)?.with_grpc(grpc.clone()),
+            ),
             name,
             host,
             path_prefix,
@@ -171,13 +175,21 @@ pub struct RouteTable {
 impl RouteTable {
     pub fn build(config: &Config, metrics: &Metrics) -> Result<Self, String> {
         let shared: Vec<Arc<dyn Module>> = config.modules.iter().map(modules::build).collect::<Result<_, _>>()?;
+        let grpc = config
+            .diff
+            .grpc
+            .descriptor_set
+            .as_deref()
+            .map(|p| GrpcSchema::load(p).map(Arc::new))
+            .transpose()
+            .map_err(|e| format!("diff.grpc.descriptor_set: {e}"))?;
         Ok(Self {
             routes: config
                 .routes
                 .iter()
-                .map(|rc| Route::build(config, Some(rc), &shared, metrics))
+                .map(|rc| Route::build(config, Some(rc), &shared, &grpc, metrics))
                 .collect::<Result<_, _>>()?,
-            default: Route::build(config, None, &shared, metrics)?,
+            default: Route::build(config, None, &shared, &grpc, metrics)?,
         })
     }
 

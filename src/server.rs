@@ -1,5 +1,6 @@
 //! Listeners and connection serving: HTTP/1.1 and HTTP/2 (prior-knowledge
-//! h2c) on one port via hyper-util's `auto` builder, with limits on header
+//! h2c, or ALPN after a TLS handshake) on one port via hyper-util's `auto`
+//! builder, with connection upgrades (WebSocket) let through, limits on header
 //! size and count, a header read timeout against slowloris, a cap on open
 //! connections, and graceful shutdown that lets in-flight requests finish.
 //!
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::proxy::ProxyBody;
+use crate::tls::Terminator;
 
 /// Binds a listening socket with `SO_REUSEPORT` (and `SO_REUSEADDR`).
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -101,9 +103,13 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts and serves connections until `shutdown`, then lets open
-/// connections finish their requests for up to `drain`.
+/// connections finish their requests for up to `drain`. With `tls`, each
+/// connection first shakes hands, on its own task (a slow handshake holds
+/// up no one) under the handshake deadline.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<H, F>(
     listener: std::net::TcpListener,
+    tls: Option<Arc<Terminator>>,
     builder: auto::Builder<TokioExecutor>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -149,13 +155,30 @@ pub async fn serve<H, F>(
             m.connections_active.inc();
         }
         let handler = handler.clone();
-        let who = Arc::new(crate::pipeline::Peer::new(peer));
-        let service = service_fn(move |req| handler(req, who.clone()));
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
         let metrics = metrics.clone();
+        let (watcher, builder, tls) = (graceful.watcher(), builder.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    let who = Arc::new(crate::pipeline::Peer::new(peer));
+                    let service = service_fn(move |req| handler(req, who.clone()));
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(tls) => match tls.accept(stream).await {
+                    Ok((stream, handshake)) => {
+                        let who = Arc::new(crate::pipeline::Peer::new(peer).with_tls(handshake));
+                        let service = service_fn(move |req| handler(req, who.clone()));
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Err(reason) => {
+                        tracing::debug!(peer = %peer, reason, "TLS handshake failed");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(peer = %peer, error = %chain(e.as_ref()), "connection ended with an error");
             }
             if let Some(m) = metrics {

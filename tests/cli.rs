@@ -142,6 +142,42 @@ fn check_accepts_the_example_and_reports_every_error_with_its_line() {
 }
 
 #[test]
+fn check_describes_certificates_and_warns_about_unverified_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["shop.example".to_string(), "*.shop.example".to_string()]).unwrap();
+    let (c, k) = (dir.path().join("shop.pem"), dir.path().join("shop.key"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    let config = dir.path().join("tls.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls:\n  listen: \"127.0.0.1:8443\"\n  certificates: [{{ cert_file: \"{}\", key_file: \"{}\" }}]\nbackends:\n  old: {{ url: \"http://a:1\" }}\n  new: {{ url: \"https://b\", tls: {{ insecure_skip_verify: true }} }}\n",
+            c.display(),
+            k.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("tls           127.0.0.1:8443 (TLS 1.2 and up; h2, http/1.1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("certificate shop.example covers shop.example, *.shop.example; expires "),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARNING: backends.new.tls.insecure_skip_verify is on"),
+        "{out}"
+    );
+    assert!(out.contains("new           https://b  (auto)"), "{out}");
+}
+
+#[test]
 fn every_shipped_config_passes_check() {
     let mut files: Vec<String> = std::fs::read_dir("config")
         .unwrap()

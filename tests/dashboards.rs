@@ -21,6 +21,7 @@ fn exported() -> BTreeSet<String> {
     m.guard_progress.with_label_values(&["latency"]).set(0.0);
     m.shadow_drops.with_label_values(&["queue"]).inc();
     m.config_reloads.with_label_values(&["applied"]).inc();
+    m.edge.certificate_expiry.with_label_values(&["shop.example"]).set(1.0);
     let mut names = BTreeSet::new();
     for f in m.registry.gather() {
         let n = f.get_name().to_string();

@@ -9,12 +9,12 @@ use switchyard::config::Config;
 /// names every key the structs have.
 const MAXIMAL: &str = r#"
 backends:
-  old: { url: "http://127.0.0.1:1" }
+  old: { url: "https://127.0.0.1:1", protocol: auto, tls: { server_name: "old.internal", insecure_skip_verify: true } }
   new: { url: "http://127.0.0.1:2" }
   old_twin: { url: "http://127.0.0.1:3" }
 rollout: { step_every: "1m", state_file: "s.json" }
 admin: { token: "0123456789" }
-diff: { store: { path: "d.jsonl" } }
+diff: { store: { path: "d.jsonl" }, grpc: {} }
 modules:
   - rate_limit: { rate: 10, burst: 20 }
   - rules:
@@ -68,7 +68,18 @@ fn walk(v: &serde_yaml::Value, path: String, out: &mut BTreeSet<String>) {
 }
 
 pub fn every_key() -> BTreeSet<String> {
-    let cfg = Config::from_yaml(MAXIMAL, "maximal").unwrap();
+    // The TLS listener's section needs a certificate that loads.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["shop.example".to_string()]).unwrap();
+    let (c, k) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    let yaml = format!(
+        "{MAXIMAL}tls:\n  listen: \"127.0.0.1:0\"\n  certificates: [{{ cert_file: \"{}\", key_file: \"{}\" }}]\n",
+        c.display(),
+        k.display()
+    );
+    let cfg = Config::from_yaml(&yaml, "maximal").unwrap();
     let v = serde_yaml::to_value(&cfg).unwrap();
     let mut keys = BTreeSet::new();
     walk(&v, String::new(), &mut keys);

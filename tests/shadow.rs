@@ -461,3 +461,31 @@ async fn a_request_the_client_abandons_is_not_compared() {
     assert_eq!(metric(&g, "switchyard_upstream_errors_total", &[]), 0.0);
     stop(g).await;
 }
+
+/// A 204 (or a HEAD, or a gRPC trailers-only answer) has an empty body
+/// hyper never polls; its comparison used to be lost as `cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_without_a_body_are_compared() {
+    let empty = || {
+        Arc::new(|_req: Request<Incoming>| {
+            Box::pin(async move {
+                let mut r = Response::new(full(""));
+                *r.status_mut() = http::StatusCode::NO_CONTENT;
+                r
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+        }) as Handler
+    };
+    let (old, new) = (Origin::start(empty()).await, Origin::start(empty()).await);
+    let g = gateway(&format!("{}shadow: {{ percent: 100 }}\n", backends(&old, &new)));
+    let c = client();
+    for i in 0..5 {
+        assert_eq!(get(&c, &format!("{}/empty/{i}", proxy(&g)), &[]).await.status, 204);
+    }
+    eventually(Duration::from_secs(10), "5 comparisons", || comparisons(&g) == 5.0).await;
+    assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "match")]), 5.0);
+    assert_eq!(
+        metric(&g, "switchyard_shadow_requests_total", &[("outcome", "cancelled")]),
+        0.0
+    );
+    stop(g).await;
+}

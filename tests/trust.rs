@@ -435,15 +435,7 @@ async fn the_admin_token_is_read_once_and_a_missing_file_never_opens_the_api() {
         ),
     )
     .unwrap();
-    let cfg = switchyard::config::Config::load(&config).unwrap();
-    let g = Gateway::start(
-        cfg,
-        switchyard::gateway::Options {
-            config_path: Some(config.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let g = gateway_from_file(&config);
     std::fs::remove_file(&token_file).unwrap();
     let set = "{\"percent\": 50}";
     let a = call(&g, Method::PUT, "/rollout", &[JSON], set).await;

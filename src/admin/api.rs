@@ -37,6 +37,8 @@ pub struct Reloader {
     controller: Arc<Controller>,
     analysis: Analysis,
     metrics: Metrics,
+    /// The TLS listener's certificates, re-read on every reload.
+    tls: Option<Arc<crate::tls::Terminator>>,
 }
 
 impl Reloader {
@@ -46,6 +48,23 @@ impl Reloader {
             controller,
             analysis,
             metrics,
+            tls: None,
+        }
+    }
+
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Terminator>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Re-reads the certificates first: a reload whose certificates cannot
+    /// be used changes nothing.
+    fn reload_certificates(&self, config: &Config) -> Result<(), String> {
+        match (&self.tls, &config.tls) {
+            (Some(terminator), Some(tls)) => terminator.reload(tls),
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err("tls: a TLS listener cannot be added by a reload; restart the gateway".into()),
+            (Some(_), None) => Err("tls: the TLS listener cannot be removed by a reload; restart the gateway".into()),
         }
     }
 
@@ -70,6 +89,14 @@ impl Reloader {
             Err(e) => return fail(e),
         };
         let report_config = config.clone();
+        if let Err(e) = self.reload_certificates(&config) {
+            return fail(ConfigErrors(vec![crate::config::ConfigError {
+                source: path.display().to_string(),
+                line: None,
+                path: String::new(),
+                message: e,
+            }]));
+        }
         if let Err(e) = self.controller.reload(config) {
             return fail(ConfigErrors(vec![crate::config::ConfigError {
                 source: path.display().to_string(),

@@ -132,8 +132,8 @@ fn short_token_and_both_token_sources() {
 #[test]
 fn backend_url_rules() {
     let cases = [
-        ("ftp://x", "f.yaml:2: backends.old.url: \"ftp://x\" uses scheme \"ftp\"; backends are reached over plain http:// (terminate TLS in front of them)"),
-        ("127.0.0.1:8081", "f.yaml:2: backends.old.url: \"127.0.0.1:8081\" has no scheme; write it as http://host:port"),
+        ("ftp://x", "f.yaml:2: backends.old.url: \"ftp://x\" uses scheme \"ftp\"; backends are reached over http:// or https://"),
+        ("127.0.0.1:8081", "f.yaml:2: backends.old.url: \"127.0.0.1:8081\" has no scheme; write it as http://host:port or https://host"),
         ("http://h:1/?a=1", "f.yaml:2: backends.old.url: \"http://h:1/?a=1\" has a query string; a backend URL is scheme, host, port and an optional path prefix"),
         ("http://", "f.yaml:2: backends.old.url: \"http://\" is not a URL: empty string"),
     ];
@@ -438,4 +438,80 @@ fn deep_nesting_is_refused_at_once() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A self-signed certificate and key for `names`, written under `dir`.
+fn certificate(dir: &std::path::Path, stem: &str, names: &[&str]) -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let (c, k) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    (c.display().to_string(), k.display().to_string())
+}
+
+#[test]
+fn tls_listener_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shop, shop_key) = certificate(dir.path(), "shop", &["shop.example"]);
+    let (_, other_key) = certificate(dir.path(), "other", &["other.example"]);
+    let ok = format!(
+        "tls:\n  listen: \"127.0.0.1:0\"\n  certificates: [{{ cert_file: \"{shop}\", key_file: \"{shop_key}\" }}]\n"
+    );
+    assert_eq!(with_backends(&ok), Vec::<String>::new());
+    let mismatched = format!(
+        "tls:\n  listen: \"127.0.0.1:0\"\n  certificates: [{{ cert_file: \"{shop}\", key_file: \"{other_key}\" }}]\n"
+    );
+    let e = with_backends(&mismatched);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("tls.certificates[0]") && e[0].contains("do not match"),
+        "{e:?}"
+    );
+    let missing = "tls:\n  listen: \"127.0.0.1:0\"\n  certificates: [{ cert_file: \"/nonexistent.pem\", key_file: \"/nonexistent.key\" }]\n";
+    assert!(with_backends(missing)[0].contains("cannot read /nonexistent.pem"));
+    let version = format!("tls:\n  listen: \"127.0.0.1:0\"\n  min_version: \"1.1\"\n  certificates: [{{ cert_file: \"{shop}\", key_file: \"{shop_key}\" }}]\n");
+    assert!(
+        with_backends(&version)[0].contains("tls.min_version"),
+        "{:?}",
+        with_backends(&version)
+    );
+    assert_eq!(
+        with_backends("listen: \"\"\n"),
+        vec!["f.yaml:4: listen: is empty and there is no tls.listen: the gateway would listen nowhere"]
+    );
+}
+
+#[test]
+fn backend_tls_rules() {
+    let e = errors(
+        "backends:\n  old: { url: \"http://a:1\", tls: { ca_file: \"ca.pem\" } }\n  new: { url: \"http://b:1\" }\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "f.yaml:2: backends.old.tls: is set but the URL is http://; write https:// to reach this backend over TLS"
+        ]
+    );
+    let e = errors("backends:\n  old: { url: \"https://a:1\", tls: { ca_file: \"/nonexistent/ca.pem\" } }\n  new: { url: \"http://b:1\" }\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].contains("backends.old.tls.ca_file: cannot read /nonexistent/ca.pem"),
+        "{e:?}"
+    );
+    let e = errors("backends:\n  old: { url: \"https://a:1\", tls: { client_cert_file: \"c.pem\" } }\n  new: { url: \"http://b:1\" }\n");
+    assert!(
+        e[0].contains("client_cert_file and client_key_file go together"),
+        "{e:?}"
+    );
+    let e = errors(
+        "backends:\n  old: { url: \"http://a:1\", http2: true, protocol: http1 }\n  new: { url: \"http://b:1\" }\n",
+    );
+    assert!(e[0].contains("contradicts protocol: http1"), "{e:?}");
+    let c = Config::from_yaml("backends:\n  old: { url: \"http://a:1\", http2: true }\n  new: { url: \"https://b\", protocol: http1, tls: { insecure_skip_verify: true } }\n", "f.yaml").unwrap();
+    assert_eq!(
+        c.backends.old.protocol(),
+        crate::config::BackendProtocol::Http2,
+        "the older spelling still works"
+    );
+    assert!(c.backends.new.is_https());
 }

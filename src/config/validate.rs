@@ -121,17 +121,21 @@ pub fn listener(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// Parses a backend URL: plain `http://`, an authority, optional path prefix.
+/// Parses a backend URL: `http://` or `https://`, an authority, optional path prefix.
 pub fn backend_url(text: &str) -> Result<Uri, String> {
     let uri: Uri = text.parse().map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
+        Some("http" | "https") => {}
         Some(other) => {
             return Err(format!(
-            "{text:?} uses scheme {other:?}; backends are reached over plain http:// (terminate TLS in front of them)"
-        ))
+                "{text:?} uses scheme {other:?}; backends are reached over http:// or https://"
+            ))
         }
-        None => return Err(format!("{text:?} has no scheme; write it as http://host:port")),
+        None => {
+            return Err(format!(
+                "{text:?} has no scheme; write it as http://host:port or https://host"
+            ))
+        }
     }
     if uri.authority().is_none() {
         return Err(format!("{text:?} has no host"));
@@ -148,7 +152,28 @@ pub fn backend_url(text: &str) -> Result<Uri, String> {
 pub fn validate(config: &Config) -> Vec<Finding> {
     let mut f = Findings::default();
 
-    let proxy_addr = listener(&config.listen).map_err(|e| f.add("listen", e)).ok();
+    let proxy_addr = if config.listen.is_empty() {
+        if config.tls.is_none() {
+            f.add(
+                "listen",
+                "is empty and there is no tls.listen: the gateway would listen nowhere",
+            );
+        }
+        None
+    } else {
+        listener(&config.listen).map_err(|e| f.add("listen", e)).ok()
+    };
+    if let Some(tls) = &config.tls {
+        let tls_addr = tls_listener(&mut f, tls);
+        if let (Some(t), Some(p)) = (tls_addr, proxy_addr) {
+            if t == p && t.port() != 0 {
+                f.add(
+                    "tls.listen",
+                    format!("{t} is also the plain listener (listen); give TLS its own port"),
+                );
+            }
+        }
+    }
     let admin_addr = listener(&config.admin.listen)
         .map_err(|e| f.add("admin.listen", e))
         .ok();
@@ -252,9 +277,57 @@ fn admin(f: &mut Findings, a: &AdminConfig, addr: Option<SocketAddr>) {
     }
 }
 
+/// The TLS listener: its address, and every certificate loaded as a
+/// handshake would use it.
+fn tls_listener(f: &mut Findings, tls: &TlsConfig) -> Option<SocketAddr> {
+    let addr = listener(&tls.listen).map_err(|e| f.add("tls.listen", e)).ok();
+    if tls.certificates.is_empty() {
+        f.add(
+            "tls.certificates",
+            "lists no certificate; add { cert_file, key_file } (PEM chain and key)",
+        );
+    }
+    let provider = crate::tls::provider();
+    for (i, pair) in tls.certificates.iter().enumerate() {
+        if let Err(e) = crate::tls::certs::load(&pair.cert_file, &pair.key_file, &provider) {
+            f.add(format!("tls.certificates[{i}]"), e);
+        }
+    }
+    f.nonzero_duration("tls.handshake_timeout", tls.handshake_timeout);
+    addr
+}
+
 fn backend(f: &mut Findings, path: &str, b: &BackendConfig) {
-    if let Err(e) = backend_url(&b.url) {
-        f.add(format!("{path}.url"), e);
+    let url = backend_url(&b.url).map_err(|e| f.add(format!("{path}.url"), e)).ok();
+    if b.http2 && b.protocol != BackendProtocol::Auto && b.protocol != BackendProtocol::Http2 {
+        f.add(
+            format!("{path}.http2"),
+            format!(
+                "http2: true (the older spelling of protocol: http2) contradicts protocol: {}; keep protocol alone",
+                b.protocol.as_str()
+            ),
+        );
+    }
+    match (&b.tls, url.as_ref().and_then(|u| u.scheme_str())) {
+        (Some(_), Some("http")) => f.add(
+            format!("{path}.tls"),
+            "is set but the URL is http://; write https:// to reach this backend over TLS",
+        ),
+        (_, Some("https")) => {
+            // Built as the workers will build it: a bad file fails here,
+            // not at the first request.
+            let host = url.as_ref().and_then(|u| u.host()).unwrap_or_default();
+            if let Err(e) = crate::tls::backend::client_config(path, b.tls.as_ref(), &[])
+                .and_then(|_| crate::tls::backend::server_name(path, b.tls.as_ref(), host))
+            {
+                // The message names its own key (`backends.new.tls.ca_file: …`).
+                match e.split_once(": ") {
+                    Some((key, message)) if key.starts_with(path) => f.add(key, message),
+                    _ => f.add(format!("{path}.tls"), e),
+                }
+            }
+        }
+        _ => {}
     }
     f.nonzero_duration(format!("{path}.connect_timeout"), b.connect_timeout);
     f.nonzero_duration(format!("{path}.timeout"), b.timeout);
@@ -380,6 +453,11 @@ fn shadow(f: &mut Findings, s: &ShadowConfig) {
 }
 
 fn diff(f: &mut Findings, d: &DiffConfig) {
+    if let Some(path) = &d.grpc.descriptor_set {
+        if let Err(e) = crate::diff::grpc::GrpcSchema::load(path) {
+            f.add("diff.grpc.descriptor_set", e);
+        }
+    }
     f.header_names("diff.ignore_headers", &d.ignore_headers);
     f.header_names("diff.redact_headers", &d.redact_headers);
     f.pointer_patterns("diff.ignore_fields", &d.ignore_fields);

@@ -7,6 +7,7 @@
 //! lines, anything else by length and hash.
 
 pub mod decode;
+pub mod grpc;
 pub mod json;
 pub mod node;
 pub mod pointer;
@@ -172,6 +173,12 @@ impl Comparison {
 
 /// Compares old (left) with new (right) under `rules`.
 pub fn compare(old: &Exchange, new: &Exchange, rules: &DiffRules) -> Comparison {
+    compare_call(old, new, rules, "")
+}
+
+/// Compares the answers to a request for `target` (its path tells a gRPC
+/// call's method, hence its message type).
+pub fn compare_call(old: &Exchange, new: &Exchange, rules: &DiffRules, target: &str) -> Comparison {
     let mut out = Vec::new();
     if old.status != new.status {
         out.push(
@@ -180,7 +187,7 @@ pub fn compare(old: &Exchange, new: &Exchange, rules: &DiffRules) -> Comparison 
         );
     }
     compare_headers(&old.headers, &new.headers, rules, &mut out);
-    compare_bodies(old, new, rules, &mut out);
+    compare_bodies(old, new, rules, target, &mut out);
     Comparison { differences: out }
 }
 
@@ -257,7 +264,7 @@ fn compare_truncated(old: &Exchange, new: &Exchange, out: &mut Vec<Difference>) 
     out.push(d);
 }
 
-fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut Vec<Difference>) {
+fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, target: &str, out: &mut Vec<Difference>) {
     if old.truncated || new.truncated {
         compare_truncated(old, new, out);
         return;
@@ -282,6 +289,11 @@ fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut V
     if l == r {
         return;
     }
+    let grpc = |h: &HeaderMap| content_type(h).starts_with("application/grpc");
+    if grpc(&old.headers) && grpc(&new.headers) {
+        compare_grpc(&l, &r, rules, target, out);
+        return;
+    }
     let json_l = json::parse_if_json(content_type(&old.headers), &l);
     let json_r = json::parse_if_json(content_type(&new.headers), &r);
     match (json_l, json_r) {
@@ -296,6 +308,36 @@ fn compare_bodies(old: &Exchange, new: &Exchange, rules: &DiffRules, out: &mut V
             _ => out.push(text::binary(&l, &r)),
         },
     }
+}
+
+/// gRPC messages: field by field when the descriptors know the method,
+/// else as bytes, saying why.
+fn compare_grpc(l: &[u8], r: &[u8], rules: &DiffRules, target: &str, out: &mut Vec<Difference>) {
+    let path = target.split('?').next().unwrap_or(target);
+    let why_bytes = match rules.grpc.as_ref().map(|g| g.response_of(path)) {
+        None => {
+            "gRPC messages compared as bytes; set diff.grpc.descriptor_set to compare them field by field".to_string()
+        }
+        Some(None) => format!("diff.grpc.descriptor_set does not describe {path}; compared as bytes"),
+        Some(Some(descriptor)) => match (grpc::to_json(&descriptor, l), grpc::to_json(&descriptor, r)) {
+            (Ok(a), Ok(b)) => {
+                if let (Some(a), Some(b)) = (
+                    json::parse_if_json("application/json", a.as_bytes()),
+                    json::parse_if_json("application/json", b.as_bytes()),
+                ) {
+                    json::compare(a, b, rules, out);
+                }
+                return;
+            }
+            (Err(e), _) | (_, Err(e)) => format!("a gRPC message could not be decoded ({e}); compared as bytes"),
+        },
+    };
+    let mut d = text::binary(l, r);
+    d.detail = Some(match d.detail.take() {
+        Some(detail) => format!("{detail}; {why_bytes}"),
+        None => why_bytes,
+    });
+    out.push(d);
 }
 
 #[cfg(test)]

@@ -97,6 +97,8 @@ pub struct DiffRules {
     pub ignore_fields: Vec<PointerPattern>,
     pub unordered_arrays: Vec<PointerPattern>,
     pub float_tolerance: f64,
+    /// gRPC services' descriptors, to compare messages field by field.
+    pub grpc: Option<std::sync::Arc<super::grpc::GrpcSchema>>,
 }
 
 impl DiffRules {
@@ -117,7 +119,13 @@ impl DiffRules {
             ignore_fields: parse_all(ignore_fields)?,
             unordered_arrays: parse_all(unordered_arrays)?,
             float_tolerance,
+            grpc: None,
         })
+    }
+
+    pub fn with_grpc(mut self, grpc: Option<std::sync::Arc<super::grpc::GrpcSchema>>) -> Self {
+        self.grpc = grpc;
+        self
     }
 
     pub fn is_ignored_header(&self, name: &str) -> bool {

@@ -31,6 +31,8 @@ pin_project! {
         Limited { #[pin] inner: Inbound, remaining: u64, limit: u64 },
         /// Any of the above, counted for the access log line.
         Logged { inner: Box<ProxyBody>, record: Box<AccessRecord> },
+        /// A gRPC answer that must end with a status.
+        Grpc { inner: Box<super::grpc::Rescued> },
     }
 }
 
@@ -119,6 +121,7 @@ impl Body for ProxyBody {
                 }
                 other => other,
             },
+            Proj::Grpc { inner } => Pin::new(inner.as_mut()).poll_frame(cx),
             Proj::Logged { inner, record } => {
                 let polled = Pin::new(inner.as_mut()).poll_frame(cx);
                 match &polled {
@@ -143,6 +146,7 @@ impl Body for ProxyBody {
             ProxyBody::Tee { inner } => inner.is_end_stream(),
             ProxyBody::Limited { inner, .. } => inner.is_end_stream(),
             ProxyBody::Logged { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Grpc { inner } => inner.is_end_stream(),
         }
     }
 
@@ -164,6 +168,7 @@ impl Body for ProxyBody {
             ProxyBody::Tee { inner } => inner.size_hint(),
             ProxyBody::Limited { inner, .. } => inner.size_hint(),
             ProxyBody::Logged { inner, .. } => inner.size_hint(),
+            ProxyBody::Grpc { inner } => inner.size_hint(),
         }
     }
 }

@@ -17,24 +17,32 @@ use super::client_body::{ClientError, Upload};
 use super::error::ProxyError;
 use super::inbound::Inbound;
 use super::limit::{ConnectionLimit, Limits};
-use super::pool::{Http1Pool, PoolError};
+use super::pool::{Http1Pool, PoolError, Switch, TlsConnect};
 use super::wire::ExchangeError;
-use crate::config::{BackendConfig, HostHeader};
+use crate::config::{BackendConfig, BackendProtocol, HostHeader};
 use crate::side::Side;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 
-/// How requests reach a backend: our own HTTP/1.1 pool, or hyper-util's
-/// client for HTTP/2 (one multiplexed connection needs no pool of ours).
+/// How requests reach a backend: our own HTTP/1.1 pool (plain or TLS), or
+/// hyper-util's client for HTTP/2 and for ALPN's choice over TLS (one
+/// multiplexed connection needs no pool of ours).
 enum Transport {
-    Http1(Http1Pool),
+    Http1,
     /// One multiplexed connection per worker; `max_connections` bounds its
     /// requests in flight instead.
-    Http2(Box<Client<HttpConnector, ProxyBody>>, Arc<ConnectionLimit>),
+    Hyper(
+        Box<Client<HttpsConnector<HttpConnector>, ProxyBody>>,
+        Arc<ConnectionLimit>,
+    ),
 }
 
 /// One backend, as seen from one worker.
 pub struct Upstream {
     side: Side,
     transport: Transport,
+    /// Our HTTP/1.1 leg: every request when `transport` is `Http1`, and
+    /// protocol switches (WebSocket) always, since `Upgrade` is HTTP/1.1's.
+    http1: Http1Pool,
     scheme: Scheme,
     authority: Authority,
     authority_value: HeaderValue,
@@ -59,35 +67,46 @@ impl Upstream {
             "" => None,
             p => Some(p.to_string()),
         };
-        let transport = if cfg.http2 {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
-            connector.set_keepalive(Some(Duration::from_secs(60)));
-            Transport::Http2(
-                Box::new(
-                    Client::builder(TokioExecutor::new())
-                        .pool_idle_timeout(cfg.idle_timeout.get())
-                        .pool_timer(TokioTimer::new())
-                        .timer(TokioTimer::new())
-                        .http2_only(true)
-                        .build(connector),
-                ),
-                limit,
-            )
+        let path = format!("backends.{side}");
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let protocol = cfg.protocol();
+        let host = authority.host();
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let client = crate::tls::backend::client_config(&path, cfg.tls.as_ref(), &[b"http/1.1"])?;
+            Some(TlsConnect {
+                connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+                server_name: crate::tls::backend::server_name(&path, cfg.tls.as_ref(), host)?,
+            })
         } else {
-            let port = authority.port_u16().unwrap_or(80);
-            Transport::Http1(Http1Pool::new(
-                format!("{}:{port}", authority.host()),
-                cfg.connect_timeout.get(),
-                cfg.idle_timeout.get(),
-                cfg.max_idle_connections,
-                cfg.read_timeout.get(),
-                limit,
-            ))
+            None
+        };
+        let http1 = Http1Pool::new(
+            format!("{host}:{port}"),
+            cfg.connect_timeout.get(),
+            cfg.idle_timeout.get(),
+            cfg.max_idle_connections,
+            cfg.read_timeout.get(),
+            limit.clone(),
+            tls,
+        );
+        let transport = match (protocol, https) {
+            (BackendProtocol::Http1, _) | (BackendProtocol::Auto, false) => Transport::Http1,
+            (BackendProtocol::Http2, _) | (BackendProtocol::Auto, true) => {
+                let tls_name = https
+                    .then(|| crate::tls::backend::server_name(&path, cfg.tls.as_ref(), host))
+                    .transpose()?;
+                Transport::Hyper(Box::new(hyper_client(&path, cfg, tls_name)?), limit)
+            }
         };
         Ok(Self {
             side,
+            http1,
+            version: if protocol == BackendProtocol::Http2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
             transport,
             scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
             authority_value: HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?,
@@ -97,7 +116,6 @@ impl Upstream {
             host: cfg.host,
             timeout: cfg.timeout.get(),
             read_timeout: cfg.read_timeout.get(),
-            version: if cfg.http2 { Version::HTTP_2 } else { Version::HTTP_11 },
         })
     }
 
@@ -117,7 +135,7 @@ impl Upstream {
             }
         };
         let mut parts = http::uri::Parts::default();
-        if matches!(self.transport, Transport::Http2(..)) {
+        if matches!(self.transport, Transport::Hyper(..)) {
             parts.scheme = Some(self.scheme.clone());
             parts.authority = Some(self.authority.clone());
         }
@@ -164,22 +182,13 @@ impl Upstream {
         let timed_out = ProxyError::Timeout { side, timeout };
         let upload = req.body().upload();
         match &self.transport {
-            Transport::Http1(pool) => match within(timeout, upload, pool.send(req)).await {
+            Transport::Http1 => match within(timeout, upload, self.http1.send(req)).await {
                 Err(_) => Err(timed_out),
                 Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
-                Ok(Err(PoolError::Connect(_) | PoolError::ConnectTimeout)) => Err(ProxyError::Connect { side }),
-                Ok(Err(PoolError::Saturated(s))) => Err(ProxyError::Saturated {
-                    side,
-                    limit: s.limit,
-                    waited: s.waited,
-                }),
-                Ok(Err(PoolError::Exchange(ExchangeError::Body(e)))) => Err(classify(side, e.as_ref())),
-                Ok(Err(PoolError::Exchange(e))) => Err(ProxyError::Upstream {
-                    side,
-                    detail: e.to_string(),
-                }),
+                Ok(Err(e)) if !matches!(e, PoolError::Exchange(_)) => Err(pool_error(side, e)),
+                Ok(Err(e)) => Err(pool_error(side, e)),
             },
-            Transport::Http2(client, limit) => {
+            Transport::Hyper(client, limit) => {
                 let permit = limit.acquire().await.map_err(|s| ProxyError::Saturated {
                     side,
                     limit: s.limit,
@@ -194,12 +203,113 @@ impl Upstream {
                         let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone(), permit);
                         Ok(Response::from_parts(parts, body))
                     }
-                    Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect { side }),
+                    Ok(Err(e)) if e.is_connect() => Err(connect_error(side, &e)),
                     Ok(Err(e)) => Err(classify(side, &e)),
                 }
             }
         }
     }
+}
+
+/// hyper-util's client for a backend spoken to over HTTP/2 (prior
+/// knowledge on plain TCP, ALPN `h2` over TLS) or, with `protocol: auto`
+/// over TLS, whatever ALPN chooses. `tls_name` is set for `https://`.
+fn hyper_client(
+    path: &str,
+    cfg: &BackendConfig,
+    tls_name: Option<rustls_pki_types::ServerName<'static>>,
+) -> Result<Client<HttpsConnector<HttpConnector>, ProxyBody>, String> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.enforce_http(false);
+    // hyper-rustls writes ALPN itself from the versions enabled; on plain
+    // TCP (h2c) its TLS side is never used.
+    let tls_config = match tls_name {
+        Some(_) => crate::tls::backend::client_config(path, cfg.tls.as_ref(), &[])?,
+        None => crate::tls::backend::unused()?,
+    };
+    let mut builder = HttpsConnectorBuilder::new().with_tls_config(tls_config).https_or_http();
+    if let Some(name) = tls_name {
+        builder = builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let h2_only = cfg.protocol() == BackendProtocol::Http2;
+    let connector = if h2_only {
+        builder.enable_http2().wrap_connector(connector)
+    } else {
+        builder.enable_all_versions().wrap_connector(connector)
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(cfg.idle_timeout.get())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(h2_only)
+        .build(connector))
+}
+
+impl Upstream {
+    /// Sends a request that asks to switch protocols, over HTTP/1.1 whatever
+    /// `protocol` says; waits for the answer within the backend's timeout.
+    pub async fn switch(&self, req: Request<ProxyBody>) -> Result<Switch, ProxyError> {
+        let side = self.side;
+        match tokio::time::timeout(self.timeout, self.http1.switch(req)).await {
+            Err(_) => Err(ProxyError::Timeout {
+                side,
+                timeout: self.timeout,
+            }),
+            Ok(result) => result.map_err(|e| pool_error(side, e)),
+        }
+    }
+
+    /// `host:port`, for log lines.
+    pub fn name(&self) -> &Arc<str> {
+        &self.backend_name
+    }
+}
+
+/// Whose fault a failure of our HTTP/1.1 leg was.
+fn pool_error(side: Side, e: PoolError) -> ProxyError {
+    match e {
+        PoolError::Connect(_) | PoolError::ConnectTimeout => ProxyError::Connect { side },
+        PoolError::Handshake(e) => ProxyError::Tls {
+            side,
+            detail: e.to_string(),
+        },
+        PoolError::Saturated(s) => ProxyError::Saturated {
+            side,
+            limit: s.limit,
+            waited: s.waited,
+        },
+        PoolError::Exchange(ExchangeError::Body(e)) => classify(side, e.as_ref()),
+        PoolError::Exchange(e) => ProxyError::Upstream {
+            side,
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// A connect failure of hyper's client: a TLS one says why.
+fn connect_error(side: Side, e: &hyper_util::client::legacy::Error) -> ProxyError {
+    match find_tls_error(e) {
+        Some(tls) => ProxyError::Tls {
+            side,
+            detail: tls.to_string(),
+        },
+        None => ProxyError::Connect { side },
+    }
+}
+
+/// The rustls error under `e`, looking inside io::Errors (whose
+/// `source()` skips the error they wrap, and which nest).
+fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        return find_tls_error(inner);
+    }
+    e.source().and_then(find_tls_error)
 }
 
 /// Runs `work` with `timeout` counted from the end of the upload.

@@ -6,6 +6,7 @@ pub mod client_body;
 pub mod error;
 pub mod forward;
 pub mod forwarded;
+pub mod grpc;
 pub mod headers;
 pub mod inbound;
 pub mod limit;
@@ -13,6 +14,7 @@ pub mod pool;
 pub mod stall;
 pub mod target;
 pub mod tee;
+pub mod tunnel;
 pub mod wire;
 
 pub use body::ProxyBody;

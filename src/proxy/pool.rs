@@ -48,7 +48,7 @@ impl IdleConnections {
         {
             idle.pop_front();
         }
-        while let Some(c) = idle.pop_back() {
+        while let Some(mut c) = idle.pop_back() {
             if c.conn.is_open() {
                 return Some(c.conn);
             }
@@ -98,7 +98,7 @@ impl IdleConnections {
 
     fn reap(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|c| now.duration_since(c.since) <= self.idle_timeout && c.conn.is_open());
+        idle.retain_mut(|c| now.duration_since(c.since) <= self.idle_timeout && c.conn.is_open());
     }
 
     #[cfg(test)]
@@ -111,6 +111,22 @@ pub struct Http1Pool {
     connect_timeout: Duration,
     idle: Arc<IdleConnections>,
     limit: Arc<ConnectionLimit>,
+    tls: Option<TlsConnect>,
+}
+
+/// How connections to an `https://` backend shake hands.
+#[derive(Clone)]
+pub struct TlsConnect {
+    pub connector: tokio_rustls::TlsConnector,
+    pub server_name: rustls_pki_types::ServerName<'static>,
+}
+
+/// What a request that asked to switch protocols got back.
+pub enum Switch {
+    /// `101`: the head, and the connection that now carries the new protocol.
+    Switched(http::response::Parts, Connection),
+    /// Any other answer, read like any response.
+    Refused(Response<BackendBody>),
 }
 
 /// Why a request could not be sent.
@@ -120,6 +136,9 @@ pub enum PoolError {
     ConnectTimeout,
     /// The backend's `max_connections` are all open and busy.
     Saturated(Saturated),
+    /// The TLS handshake with the backend failed (its certificate, our
+    /// client certificate, no common version).
+    Handshake(std::io::Error),
     Exchange(ExchangeError),
 }
 
@@ -131,9 +150,11 @@ impl Http1Pool {
         max_idle: usize,
         read_timeout: Duration,
         limit: Arc<ConnectionLimit>,
+        tls: Option<TlsConnect>,
     ) -> Self {
         let pool = Self {
             limit,
+            tls,
             idle: Arc::new(IdleConnections {
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
@@ -151,14 +172,23 @@ impl Http1Pool {
 
     async fn connect(&self) -> Result<Connection, PoolError> {
         let permit = self.limit.acquire().await.map_err(PoolError::Saturated)?;
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.idle.authority))
+        // One deadline for the TCP connect and the TLS handshake.
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&*self.idle.authority))
             .await
             .map_err(|_| PoolError::ConnectTimeout)?
             .map_err(PoolError::Connect)?;
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        Ok(Connection::new(stream).with_permit(permit))
+        let Some(tls) = &self.tls else {
+            return Ok(Connection::new(stream).with_permit(permit));
+        };
+        let tls = tokio::time::timeout_at(deadline, tls.connector.connect(tls.server_name.clone(), stream))
+            .await
+            .map_err(|_| PoolError::ConnectTimeout)?
+            .map_err(PoolError::Handshake)?;
+        Ok(Connection::new(super::wire::BackendStream::Tls(Box::new(tls))).with_permit(permit))
     }
 
     /// Sends a request (origin-form URI, `Host` set, hop-by-hop headers
@@ -179,6 +209,11 @@ impl Http1Pool {
         loop {
             let sending = body.take().unwrap_or_else(ProxyBody::empty);
             match conn.exchange(&head, sending, framing, &parts.method).await {
+                Ok(resp) if resp.parts.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err(PoolError::Exchange(ExchangeError::Head(
+                        super::wire::HeadError::Upgrade,
+                    )));
+                }
                 Ok(resp) => {
                     let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
                     return Ok(Response::from_parts(resp.parts, body));
@@ -190,6 +225,27 @@ impl Http1Pool {
                 Err(e) => return Err(PoolError::Exchange(e)),
             }
         }
+    }
+}
+
+impl Http1Pool {
+    /// Sends a request that asks to switch protocols (`Upgrade`), always on
+    /// a fresh connection: the switched connection is the tunnel's for good
+    /// and never comes back to the pool.
+    pub async fn switch(&self, req: Request<ProxyBody>) -> Result<Switch, PoolError> {
+        let (parts, body) = req.into_parts();
+        let mut head = Vec::new();
+        let framing = encode_request(&parts, &body.size_hint(), &mut head);
+        let mut conn = self.connect().await?;
+        let resp = conn
+            .exchange(&head, body, framing, &parts.method)
+            .await
+            .map_err(PoolError::Exchange)?;
+        if resp.parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Switch::Switched(resp.parts, conn));
+        }
+        let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
+        Ok(Switch::Refused(Response::from_parts(resp.parts, body)))
     }
 }
 

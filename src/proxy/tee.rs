@@ -31,6 +31,8 @@ pub struct Captured {
     pub over_budget: bool,
     /// The copy's bytes, held against the budget until the comparison ends.
     pub hold: Hold,
+    /// The body's trailers (gRPC's status travels there).
+    pub trailers: Option<http::HeaderMap>,
 }
 
 pin_project! {
@@ -44,6 +46,7 @@ pin_project! {
         truncated: bool,
         over_budget: bool,
         hold: Option<Hold>,
+        trailers: Option<http::HeaderMap>,
         done: Option<oneshot::Sender<Captured>>,
     }
 }
@@ -60,6 +63,7 @@ impl<B> Tee<B> {
                 truncated: false,
                 over_budget: false,
                 hold: Some(hold),
+                trailers: None,
                 done: Some(tx),
             },
             rx,
@@ -77,6 +81,7 @@ impl<B> TeeProj<'_, B> {
                 failed,
                 over_budget: *self.over_budget,
                 hold,
+                trailers: self.trailers.take(),
             });
         }
     }
@@ -108,6 +113,9 @@ where
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(t) = frame.trailers_ref() {
+                    *this.trailers = Some(t.clone());
+                }
                 if let (Some(data), Some(hold)) = (frame.data_ref(), this.hold.as_mut()) {
                     if !*this.truncated {
                         let room = *this.cap - *this.len;

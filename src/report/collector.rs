@@ -276,11 +276,11 @@ impl Collector {
 
     /// Compares a pair and records everything about it.
     pub fn ingest(&mut self, pair: &Pair, now_ms: u64) -> Ingested {
-        let raw = crate::diff::compare(&pair.old, &pair.new, &pair.rules);
+        let raw = crate::diff::compare_call(&pair.old, &pair.new, &pair.rules, &pair.target);
         let baseline = pair
             .twin
             .as_ref()
-            .map(|t| crate::diff::compare(&pair.old, t, &pair.rules));
+            .map(|t| crate::diff::compare_call(&pair.old, t, &pair.rules, &pair.target));
         let key = self.endpoint_key(&pair.route, pair.method.as_str(), &pair.target);
         let model = self.model;
         let cap = self.samples_per_field;

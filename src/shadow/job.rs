@@ -56,6 +56,8 @@ enum Failed {
     /// (`shadow.max_connections`): the gateway's own bound, not the side's
     /// failure.
     Saturated,
+    /// An event stream: never read to its end, never compared.
+    Stream,
 }
 
 impl Failed {
@@ -64,6 +66,7 @@ impl Failed {
             Failed::Error => "error",
             Failed::Timeout => "timeout",
             Failed::Dropped | Failed::Saturated => "dropped",
+            Failed::Stream => "skipped_stream",
         }
     }
 }
@@ -107,9 +110,15 @@ impl Job {
                     _ => Failed::Error,
                 })?;
             let latency = started.elapsed();
-            let (parts, body) = resp.into_parts();
+            let (mut parts, body) = resp.into_parts();
+            if super::is_stream(&parts.headers) {
+                // Dropping the body closes the connection: the stream is
+                // never read on the mirrors' side.
+                return Err(Failed::Stream);
+            }
             let mut hold = self.dispatcher.budget.hold();
-            let (body, truncated) = read_capped(body, self.cap, &mut hold).await?;
+            let (body, truncated, trailers) = read_capped(body, self.cap, &mut hold).await?;
+            append_trailers(&mut parts.headers, trailers);
             Ok((
                 Exchange {
                     status: parts.status.as_u16(),
@@ -153,9 +162,12 @@ impl Job {
                     latency,
                     body,
                 } => {
-                    let captured = body.await.ok()?;
-                    (!captured.failed).then_some(Ok((captured, status, headers, latency)))
+                    let mut captured = body.await.ok()?;
+                    let mut headers = headers;
+                    append_trailers(&mut headers, captured.trailers.take());
+                    (!captured.failed).then_some(Ok(Some((captured, status, headers, latency))))
                 }
+                LiveOutcome::Stream => Some(Ok(None)),
                 LiveOutcome::Failed => Some(Err(())),
             }
         };
@@ -170,6 +182,18 @@ impl Job {
                 self.counters.inc(b.label, "cancelled");
             }
             return;
+        };
+        let live = match live {
+            Ok(Some(live)) if !matches!(shadow, Err(Failed::Stream)) => Ok(live),
+            Err(()) if !matches!(shadow, Err(Failed::Stream)) => Err(()),
+            _ => {
+                // One side answered with a stream: nothing whole to compare.
+                self.counters.inc(target.as_str(), "skipped_stream");
+                if let Some(b) = baseline {
+                    self.counters.inc(b.label, "skipped_stream");
+                }
+                return;
+            }
         };
         self.counters.inc(target.as_str(), outcome(&shadow));
         if let (Some(t), Some(b)) = (&twin, baseline) {
@@ -261,12 +285,17 @@ impl Job {
 /// Reads a body up to `cap` bytes, held against `hold`. At the cap it stops
 /// and drops the body, which closes the connection: the rest of a huge or
 /// endless answer is never read, on any thread.
-async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> Result<(Bytes, bool), Failed> {
+async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> Result<(Bytes, bool, Option<HeaderMap>), Failed> {
     let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
+    let mut trailers = None;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(|_| Failed::Error)?.into_data() else {
-            continue;
+        let data = match frame.map_err(|_| Failed::Error)?.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                continue;
+            }
         };
         let room = cap - buf.len();
         let keep = data.len().min(room);
@@ -275,8 +304,15 @@ async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> Result<(Byte
         }
         buf.extend_from_slice(&data[..keep]);
         if data.len() > room {
-            return Ok((buf.freeze(), true));
+            return Ok((buf.freeze(), true, None));
         }
     }
-    Ok((buf.freeze(), false))
+    Ok((buf.freeze(), false, trailers))
+}
+
+/// Trailers are compared as headers: gRPC's status travels there.
+fn append_trailers(headers: &mut HeaderMap, trailers: Option<HeaderMap>) {
+    for (name, value) in trailers.into_iter().flatten().filter_map(|(n, v)| Some((n?, v))) {
+        headers.append(name, value);
+    }
 }

@@ -35,6 +35,19 @@ use crate::side::Side;
 pub use prepare::{Candidate, Mirror};
 pub use runtime::ShadowRuntime;
 
+/// Whether an answer is an event stream (`text/event-stream`): streamed to
+/// the client as it comes, never read whole for a comparison.
+pub fn is_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
 /// A mirrored request and every answer to it, ready to compare.
 pub struct Pair {
     pub route: Arc<str>,

@@ -44,6 +44,8 @@ pub(super) enum LiveOutcome {
         latency: Duration,
         body: oneshot::Receiver<Captured>,
     },
+    /// An event stream or other endless answer: streamed, never compared.
+    Stream,
     Failed,
 }
 
@@ -70,13 +72,34 @@ impl Mirror {
         let (Some(tx), Some(hold)) = (self.tx, self.hold) else {
             return ProxyBody::stream(body);
         };
-        let (tee, rx) = Tee::new(body, self.cap, hold);
-        let _ = tx.send(LiveOutcome::Head {
+        if crate::shadow::is_stream(&head.headers) {
+            let _ = tx.send(LiveOutcome::Stream);
+            return ProxyBody::stream(body);
+        }
+        let outcome = |rx| LiveOutcome::Head {
             status: head.status.as_u16(),
             headers: head.headers.clone(),
             latency: self.started.elapsed(),
             body: rx,
-        });
+        };
+        if body.is_end_stream() {
+            // hyper never polls a body that has ended already (a 204, a
+            // HEAD, a gRPC trailers-only answer), so no tee would see its
+            // end: the copy, empty, is handed over now.
+            let (done, rx) = oneshot::channel();
+            let _ = done.send(Captured {
+                body: Bytes::new(),
+                truncated: false,
+                failed: false,
+                over_budget: false,
+                hold,
+                trailers: None,
+            });
+            let _ = tx.send(outcome(rx));
+            return ProxyBody::stream(body);
+        }
+        let (tee, rx) = Tee::new(body, self.cap, hold);
+        let _ = tx.send(outcome(rx));
         ProxyBody::Tee { inner: Box::new(tee) }
     }
 

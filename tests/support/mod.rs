@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -41,6 +42,10 @@ pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: CancellationToken,
+    /// Serves over TLS (`https://` URLs).
+    tls: bool,
+    /// Per TLS connection: whether its handshake resumed a session.
+    pub resumed: Arc<Mutex<Vec<bool>>>,
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -57,11 +62,23 @@ pub fn json_response(status: u16, value: serde_json::Value) -> Response<Body> {
 
 impl Origin {
     pub async fn start(handler: Handler) -> Origin {
+        Self::serve(handler, None).await
+    }
+
+    /// An origin behind TLS with `config` (its certificate, ALPN, whether
+    /// it requires a client certificate).
+    pub async fn start_tls(handler: Handler, config: Arc<rustls::ServerConfig>) -> Origin {
+        Self::serve(handler, Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    async fn serve(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let resumed = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
-        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let (seen2, stop2, resumed2) = (seen.clone(), stop.clone(), resumed.clone());
+        let is_tls = tls.is_some();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -69,6 +86,7 @@ impl Origin {
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                 };
                 let (handler, seen, stop) = (handler.clone(), seen2.clone(), stop2.clone());
+                let (tls, resumed) = (tls.clone(), resumed2.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         seen.lock().unwrap().push(Seen {
@@ -80,14 +98,35 @@ impl Origin {
                         let fut = handler(req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
-                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned();
-                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let kind = stream.get_ref().1.handshake_kind();
+                            resumed
+                                .lock()
+                                .unwrap()
+                                .push(kind == Some(rustls::HandshakeKind::Resumed));
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                        }
+                    }
                 });
             }
         });
-        Origin { addr, seen, stop }
+        Origin {
+            addr,
+            seen,
+            stop,
+            tls: is_tls,
+            resumed,
+        }
     }
 
     /// Answers JSON naming itself, the path, and the request id it got.
@@ -116,7 +155,8 @@ impl Origin {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -147,13 +187,28 @@ pub fn dead_addr() -> SocketAddr {
 /// Starts a gateway in-process; listeners on port 0.
 pub fn gateway(yaml: &str) -> Gateway {
     let base = "listen: \"127.0.0.1:0\"\nadmin: { listen: \"127.0.0.1:0\" }\n";
-    let yaml = if yaml.contains("listen:") {
+    // A top-level `listen:` is the test's own; `tls.listen` is not.
+    let yaml = if yaml.lines().any(|l| l.starts_with("listen:")) {
         yaml.to_string()
     } else {
         format!("{base}{yaml}")
     };
     let cfg = Config::from_yaml(&yaml, "<test>").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     Gateway::start(cfg, Options::default()).unwrap()
+}
+
+/// Starts a gateway from a config file, as `serve -c FILE` would: reloads
+/// re-read the file.
+pub fn gateway_from_file(path: &std::path::Path) -> Gateway {
+    let cfg = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    Gateway::start(
+        cfg,
+        Options {
+            config_path: Some(path.to_path_buf()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 pub fn backends(old: &Origin, new: &Origin) -> String {

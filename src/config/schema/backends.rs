@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::defaults;
+use super::{defaults, BackendProtocol, BackendTls};
 use crate::config::HumanDuration;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -28,7 +28,7 @@ pub enum HostHeader {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// `http://host:port[/prefix]`.
+    /// `http://host:port[/prefix]` or `https://…`.
     pub url: String,
     #[serde(default)]
     pub host: HostHeader,
@@ -46,9 +46,15 @@ pub struct BackendConfig {
     /// Idle connections kept per worker.
     #[serde(default = "defaults::max_idle")]
     pub max_idle_connections: usize,
-    /// Speak HTTP/2 with prior knowledge (h2c) to this backend.
+    /// The HTTP version spoken to this backend.
     #[serde(default)]
+    pub protocol: BackendProtocol,
+    /// Older spelling of `protocol: http2`, still accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub http2: bool,
+    /// How an `https://` backend is verified, and the client certificate.
+    #[serde(default)]
+    pub tls: Option<BackendTls>,
     /// Connections to this backend open at once for live traffic, across
     /// every worker (HTTP/2: requests in flight). Mirrors have their own
     /// budget, `shadow.max_connections`.
@@ -58,4 +64,20 @@ pub struct BackendConfig {
     /// open, before it is answered 503.
     #[serde(default = "defaults::queue_timeout")]
     pub queue_timeout: HumanDuration,
+}
+
+impl BackendConfig {
+    /// The protocol in force, with the older `http2: true` folded in.
+    pub fn protocol(&self) -> BackendProtocol {
+        if self.http2 {
+            BackendProtocol::Http2
+        } else {
+            self.protocol
+        }
+    }
+
+    /// Whether the URL says `https://`.
+    pub fn is_https(&self) -> bool {
+        self.url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
 }

@@ -154,6 +154,12 @@ pub fn max_keys() -> usize {
 pub fn log_level() -> String {
     "info".into()
 }
+pub fn tls_handshake_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+pub fn upgrade_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(600)
+}
 pub fn client_body_timeout() -> HumanDuration {
     HumanDuration::from_secs(60)
 }

@@ -76,6 +76,19 @@ pub struct DiffConfig {
     pub max_endpoints: usize,
     #[serde(default)]
     pub store: Option<StoreConfig>,
+    #[serde(default)]
+    pub grpc: GrpcDiffConfig,
+}
+
+/// `diff.grpc:` — how gRPC messages are read for comparison.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcDiffConfig {
+    /// A `FileDescriptorSet` (`protoc --include_imports --descriptor_set_out`):
+    /// messages of the services it describes are decoded and compared field
+    /// by field; without it they are compared as bytes.
+    #[serde(default)]
+    pub descriptor_set: Option<std::path::PathBuf>,
 }
 
 impl Default for DiffConfig {
@@ -91,6 +104,7 @@ impl Default for DiffConfig {
             samples_per_field: defaults::samples_per_field(),
             max_endpoints: defaults::max_endpoints(),
             store: None,
+            grpc: GrpcDiffConfig::default(),
         }
     }
 }

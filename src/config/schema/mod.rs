@@ -14,6 +14,7 @@ mod rollout;
 mod routes;
 mod server;
 mod shadow;
+mod tls;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ pub use rollout::*;
 pub use routes::*;
 pub use server::*;
 pub use shadow::*;
+pub use tls::*;
 
 fn yes() -> bool {
     true
@@ -33,9 +35,13 @@ fn yes() -> bool {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address of the proxy listener, `host:port`.
+    /// Address of the plain-text proxy listener, `host:port`; `""` for
+    /// none (then `tls.listen` is the only one).
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// A listener that terminates TLS.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]

@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// the client gets 408 (its fault, never a backend's).
     #[serde(default = "defaults::client_body_timeout")]
     pub client_body_timeout: HumanDuration,
+    /// An upgraded connection (WebSocket) with no bytes either way for
+    /// this long is closed.
+    #[serde(default = "defaults::upgrade_idle_timeout")]
+    pub upgrade_idle_timeout: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
             via: true,
             trusted_proxies: Vec::new(),
             client_body_timeout: defaults::client_body_timeout(),
+            upgrade_idle_timeout: defaults::upgrade_idle_timeout(),
         }
     }
 }

@@ -4,16 +4,16 @@
 
 use std::io::{self, Write as _};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use http::Method;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::head::{parse_response, HeadError, RequestFraming, ResponseHead};
+use super::stream::BackendStream;
 use crate::proxy::body::{BoxError, ProxyBody};
 use crate::proxy::client_body::{ClientError, ClientFault};
 
@@ -23,7 +23,7 @@ const READ_CHUNK: usize = 16 * 1024;
 const COALESCE: usize = 16 * 1024;
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: BackendStream,
     pub(super) buf: BytesMut,
     /// Exchanges completed on this connection.
     served: u32,
@@ -62,7 +62,8 @@ impl ExchangeError {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: impl Into<BackendStream>) -> Self {
+        let stream = stream.into();
         Self {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -86,19 +87,16 @@ impl Connection {
         self.served = self.served.saturating_add(1);
     }
 
-    /// Whether an idle connection is still open: no syscall unless the event
-    /// loop saw it become readable, which on an idle HTTP/1.1 connection
-    /// means the backend closed it (or sent something unasked).
-    pub fn is_open(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+    /// Whether an idle connection is still open (see [`BackendStream::is_open`]).
+    pub fn is_open(&mut self) -> bool {
+        self.stream.is_open()
+    }
+
+    /// The stream, the bytes read past the last head, and the connection's
+    /// place under its backend's limit: what an upgraded connection (a
+    /// tunnel) carries on with.
+    pub fn into_parts(self) -> (BackendStream, BytesMut, Option<OwnedSemaphorePermit>) {
+        (self.stream, self.buf, self.permit)
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` is the end of the stream.
@@ -118,35 +116,58 @@ impl Connection {
         framing: RequestFraming,
         method: &Method,
     ) -> Result<ResponseHead, ExchangeError> {
-        let (mut rd, mut wr) = self.stream.split();
         let buf = &mut self.buf;
-        wr.write_all(head).await?;
-        if framing == RequestFraming::Empty {
-            return read_head(&mut rd, buf, method).await;
+        match &mut self.stream {
+            BackendStream::Plain(tcp) => {
+                let (rd, wr) = tcp.split();
+                exchange_on(rd, wr, buf, head, body, framing, method).await
+            }
+            BackendStream::Tls(tls) => {
+                let (rd, wr) = tokio::io::split(&mut **tls);
+                exchange_on(rd, wr, buf, head, body, framing, method).await
+            }
         }
-        let send = write_body(&mut wr, body, framing);
-        let recv = read_head(&mut rd, buf, method);
-        tokio::pin!(send, recv);
-        tokio::select! {
-            biased;
-            head = &mut recv => {
-                // An answer before the whole body was sent: the rest of the
-                // body is never sent, so the connection cannot be reused.
-                let mut head = head?;
+    }
+}
+
+/// One exchange over a connection's read and write halves.
+async fn exchange_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut rd: R,
+    mut wr: W,
+    buf: &mut BytesMut,
+    head: &[u8],
+    body: ProxyBody,
+    framing: RequestFraming,
+    method: &Method,
+) -> Result<ResponseHead, ExchangeError> {
+    wr.write_all(head).await?;
+    if framing == RequestFraming::Empty {
+        // TLS may hold the head back until asked to flush.
+        wr.flush().await?;
+        return read_head(&mut rd, buf, method).await;
+    }
+    let send = write_body(&mut wr, body, framing);
+    let recv = read_head(&mut rd, buf, method);
+    tokio::pin!(send, recv);
+    tokio::select! {
+        biased;
+        head = &mut recv => {
+            // An answer before the whole body was sent: the rest of the
+            // body is never sent, so the connection cannot be reused.
+            let mut head = head?;
+            head.keep_alive = false;
+            Ok(head)
+        }
+        sent = &mut send => match sent {
+            Ok(()) => recv.await,
+            Err(SendError::Body(e)) => Err(ExchangeError::Body(e)),
+            Err(SendError::Io(e)) => {
+                // The backend stopped reading; it may have answered why.
+                let mut head = recv.await.map_err(|_| ExchangeError::Io(e))?;
                 head.keep_alive = false;
                 Ok(head)
             }
-            sent = &mut send => match sent {
-                Ok(()) => recv.await,
-                Err(SendError::Body(e)) => Err(ExchangeError::Body(e)),
-                Err(SendError::Io(e)) => {
-                    // The backend stopped reading; it may have answered why.
-                    let mut head = recv.await.map_err(|_| ExchangeError::Io(e))?;
-                    head.keep_alive = false;
-                    Ok(head)
-                }
-            },
-        }
+        },
     }
 }
 
@@ -198,10 +219,18 @@ async fn write_body<W: AsyncWrite + Unpin>(
             format!("the request body {detail} its Content-Length ({declared} bytes)"),
         )))
     };
+    let mut trailers = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(SendError::Body)?;
-        // Request trailers are not forwarded: few backends accept them.
-        let Ok(data) = frame.into_data() else { continue };
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                // Trailers go out after the last chunk; a body with a
+                // declared length has nowhere to carry them.
+                trailers = frame.into_trailers().ok();
+                continue;
+            }
+        };
         if data.is_empty() {
             continue;
         }
@@ -234,7 +263,19 @@ async fn write_body<W: AsyncWrite + Unpin>(
         }
     }
     if framing == RequestFraming::Chunked {
-        wr.write_all(b"0\r\n\r\n").await.map_err(SendError::Io)?;
+        scratch.clear();
+        scratch.extend_from_slice(b"0\r\n");
+        for (name, value) in trailers.iter().flatten() {
+            if !crate::proxy::headers::is_hop_by_hop(name) {
+                scratch.extend_from_slice(name.as_str().as_bytes());
+                scratch.extend_from_slice(b": ");
+                scratch.extend_from_slice(value.as_bytes());
+                scratch.extend_from_slice(b"\r\n");
+            }
+        }
+        scratch.extend_from_slice(b"\r\n");
+        wr.write_all(&scratch).await.map_err(SendError::Io)?;
     }
+    wr.flush().await.map_err(SendError::Io)?;
     Ok(())
 }

@@ -44,7 +44,7 @@ pub enum HeadError {
     TooManyHeaders,
     #[error("conflicting Content-Length values")]
     ConflictingLength,
-    #[error("response switches protocols (101), which the gateway does not proxy")]
+    #[error("response switches protocols (101) to a request that asked for no upgrade")]
     Upgrade,
 }
 
@@ -164,7 +164,8 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
         }
         let head = buf.split_to(len).freeze();
         match code {
-            101 => return Err(HeadError::Upgrade),
+            // The caller decides whether it asked for a protocol switch.
+            101 => {}
             100..=199 => continue,
             _ => {}
         }
@@ -225,14 +226,22 @@ fn build(
         }
         // Hop-by-hop fields were for this connection alone: read above,
         // never passed on (the pipeline strips them from hyper's responses).
-        if !crate::proxy::headers::is_hop_by_hop(&name) {
+        // A switch of protocols names its protocol in `Upgrade`, which the
+        // client must see.
+        let switch_protocol = status == StatusCode::SWITCHING_PROTOCOLS && name == http::header::UPGRADE;
+        if switch_protocol || !crate::proxy::headers::is_hop_by_hop(&name) {
             headers.append(name, value);
         }
     }
     for n in named {
-        headers.remove(n);
+        if !(status == StatusCode::SWITCHING_PROTOCOLS && n == http::header::UPGRADE) {
+            headers.remove(n);
+        }
     }
-    let bodiless = *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let bodiless = *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status == StatusCode::SWITCHING_PROTOCOLS;
     let framing = if bodiless {
         ResponseFraming::Empty
     } else if encoded {
@@ -261,7 +270,7 @@ fn build(
     Ok(ResponseHead {
         parts,
         framing,
-        keep_alive: !close && framing != ResponseFraming::UntilClose,
+        keep_alive: !close && framing != ResponseFraming::UntilClose && status != StatusCode::SWITCHING_PROTOCOLS,
     })
 }
 
@@ -376,10 +385,15 @@ mod tests {
                 "{bad}"
             );
         }
+        let switched = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        assert_eq!(switched.parts.status, 101);
         assert_eq!(
-            parse("HTTP/1.1 101 Switching\r\n\r\n", Method::GET).unwrap_err(),
-            HeadError::Upgrade
+            switched.parts.headers["upgrade"], "websocket",
+            "the client must see the protocol"
         );
+        assert!(switched.parts.headers.get("connection").is_none());
+        assert_eq!(switched.framing, ResponseFraming::Empty);
+        assert!(!switched.keep_alive, "an upgraded connection never goes back to a pool");
         assert!(matches!(
             parse("HTTX/1.1 200 OK\r\n\r\n", Method::GET),
             Err(HeadError::Malformed(_))

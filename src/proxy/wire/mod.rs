@@ -14,6 +14,7 @@ mod body;
 mod chunked;
 mod conn;
 mod head;
+mod stream;
 
 pub use body::BackendBody;
 pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
@@ -21,3 +22,4 @@ pub use conn::{Connection, ExchangeError};
 pub use head::{
     encode_request, parse_length, parse_response, HeadError, RequestFraming, ResponseFraming, ResponseHead,
 };
+pub use stream::BackendStream;

@@ -1,0 +1,140 @@
+//! The client side of TLS towards an `https://` backend: whom to trust (the
+//! system's roots, or a private CA), what name to check, the client
+//! certificate for backends that require mTLS, and session resumption
+//! (rustls' in-memory cache, one per backend and worker).
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::certs;
+use crate::config::BackendTls;
+
+/// Builds the client configuration for one backend; `path` names the
+/// backend's config keys in errors. `alpn` is left empty for hyper-rustls,
+/// which writes its own.
+pub fn client_config(path: &str, tls: Option<&BackendTls>, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
+    let default = BackendTls::default();
+    let tls = tls.unwrap_or(&default);
+    let builder = ClientConfig::builder_with_provider(super::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{path}.tls: {e}"))?;
+    let builder = if tls.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(super::provider())))
+    } else {
+        builder.with_root_certificates(roots(path, tls)?)
+    };
+    let mut config = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = certs::read_chain(cert).map_err(|e| format!("{path}.tls.client_cert_file: {e}"))?;
+            let key = certs::read_key(key).map_err(|e| format!("{path}.tls.client_key_file: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("{path}.tls.client_key_file: does not fit the client certificate: {e}"))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => {
+            return Err(format!(
+                "{path}.tls: client_cert_file and client_key_file go together; set both or neither"
+            ))
+        }
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// A client configuration that trusts nothing, for connectors that must
+/// have one but only ever speak plain TCP.
+pub fn unused() -> Result<ClientConfig, String> {
+    Ok(ClientConfig::builder_with_provider(super::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth())
+}
+
+/// The name to send and verify: `server_name`, else the URL's host.
+pub fn server_name(path: &str, tls: Option<&BackendTls>, host: &str) -> Result<ServerName<'static>, String> {
+    let name = tls
+        .and_then(|t| t.server_name.as_deref())
+        .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']'));
+    ServerName::try_from(name.to_string())
+        .map_err(|e| format!("{path}.tls.server_name: {name:?} is not a DNS name or IP address: {e}"))
+}
+
+fn roots(path: &str, tls: &BackendTls) -> Result<Arc<RootCertStore>, String> {
+    let Some(ca) = &tls.ca_file else {
+        return system_roots().map_err(|e| format!("{path}.tls: {e}; set ca_file"));
+    };
+    let mut store = RootCertStore::empty();
+    for cert in certs::read_chain(ca).map_err(|e| format!("{path}.tls.ca_file: {e}"))? {
+        store.add(cert).map_err(|e| {
+            format!(
+                "{path}.tls.ca_file: {} holds a certificate that is no CA: {e}",
+                ca.display()
+            )
+        })?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// The system's trusted roots, read once.
+fn system_roots() -> Result<Arc<RootCertStore>, String> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut store = RootCertStore::empty();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found.errors.first().map_or(String::new(), |e| format!(" ({e})"));
+                return Err(format!("the system has no trusted root certificates{why}"));
+            }
+            Ok(Arc::new(store))
+        })
+        .clone()
+}
+
+/// `insecure_skip_verify`: any certificate, any name. Signatures are still
+/// checked, so the handshake itself is sound; only the identity is not.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
