@@ -32,7 +32,13 @@ pin_project! {
         /// Any of the above, counted for the access log line.
         Logged { inner: Box<ProxyBody>, record: Box<AccessRecord> },
         /// A gRPC answer that must end with a status.
-        Grpc { inner: Box<super::grpc::Rescued> },
+        Grpc { inner: Box<super::grpc::Rescued<ProxyBody>> },
+    }
+}
+
+impl Default for ProxyBody {
+    fn default() -> Self {
+        ProxyBody::Empty
     }
 }
 

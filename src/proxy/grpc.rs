@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::body::{BoxError, ProxyBody};
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `grpc-message` is percent-encoded: everything outside printable ASCII,
 /// and `%` itself.
@@ -55,9 +55,10 @@ pub fn code_for_status(status: StatusCode) -> u32 {
     }
 }
 
-/// A trailers-only gRPC response carrying `code` and `message`.
-pub fn trailers_only(code: u32, message: &str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::empty());
+/// A trailers-only gRPC response carrying `code` and `message`; `B`'s
+/// default must be an empty body, so that it goes out as one HEADERS frame.
+pub fn trailers_only<B: Default>(code: u32, message: &str) -> Response<B> {
+    let mut r = Response::new(B::default());
     let h = r.headers_mut();
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     h.insert("grpc-status", HeaderValue::from(code));
@@ -69,7 +70,7 @@ pub fn trailers_only(code: u32, message: &str) -> Response<ProxyBody> {
 
 /// Rewrites an answer the gateway made itself (a module's, an error's)
 /// for a gRPC client: same meaning, said in `grpc-status`.
-pub fn rewrite(resp: Response<ProxyBody>, message: &str) -> Response<ProxyBody> {
+pub fn rewrite<B: Default>(resp: Response<B>, message: &str) -> Response<B> {
     if is_grpc(resp.headers()) {
         return resp;
     }
@@ -88,15 +89,15 @@ pub fn rewrite(resp: Response<ProxyBody>, message: &str) -> Response<ProxyBody> 
 }
 
 /// A backend's gRPC response body whose end always carries a status.
-pub struct Rescued {
-    inner: ProxyBody,
+pub struct Rescued<B> {
+    inner: B,
     /// A `grpc-status` went out already (in the headers or trailers).
     status_sent: bool,
     done: bool,
 }
 
-impl Rescued {
-    pub fn new(inner: ProxyBody, head: &HeaderMap) -> Self {
+impl<B> Rescued<B> {
+    pub fn new(inner: B, head: &HeaderMap) -> Self {
         Self {
             inner,
             status_sent: head.contains_key("grpc-status"),
@@ -115,7 +116,11 @@ impl Rescued {
     }
 }
 
-impl Body for Rescued {
+impl<B> Body for Rescued<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -131,6 +136,7 @@ impl Body for Rescued {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
                 tracing::debug!(error = %e, "a gRPC response broke after its headers; ending it with a status");
                 let stalled = {
                     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
@@ -148,7 +154,8 @@ impl Body for Rescued {
                 INTERNAL,
                 "switchyard: the backend's response ended without a gRPC status",
             ),
-            other => other,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -164,11 +171,12 @@ impl Body for Rescued {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::ProxyBody;
     use http_body_util::BodyExt;
 
     #[test]
     fn messages_are_percent_encoded() {
-        let r = trailers_only(UNAVAILABLE, "could not connect: 100% down\n");
+        let r: Response<ProxyBody> = trailers_only(UNAVAILABLE, "could not connect: 100% down\n");
         assert_eq!(r.headers()["grpc-status"], "14");
         assert_eq!(r.headers()["grpc-message"], "could not connect: 100%25 down%0A");
         assert!(r.body().is_end_stream(), "one HEADERS frame that ends the stream");
