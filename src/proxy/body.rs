@@ -36,6 +36,8 @@ pin_project! {
     }
 }
 
+// pin_project_lite's enums take no `#[default]` variant, so no derive.
+#[allow(clippy::derivable_impls)]
 impl Default for ProxyBody {
     fn default() -> Self {
         ProxyBody::Empty
