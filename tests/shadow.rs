@@ -258,47 +258,41 @@ fn hanging(secs: u64) -> Handler {
     })
 }
 
-async fn live_p99(url: &str, n: usize) -> Duration {
+/// The slowest of `n` live requests to `url`.
+async fn slowest(url: &str, n: usize) -> Duration {
     let c = client();
-    let mut lat = Vec::with_capacity(n);
+    let mut slowest = Duration::ZERO;
     for _ in 0..n {
         let t = Instant::now();
         let a = get(&c, url, &[]).await;
         assert_eq!(a.status, 200);
-        lat.push(t.elapsed());
+        slowest = slowest.max(t.elapsed());
     }
-    lat.sort();
-    lat[n * 99 / 100]
+    slowest
 }
 
+/// Every mirror hangs for 5 s: a live request that waited for its mirror
+/// would take 5 s. The bound is 1 s, far from both that and from what a
+/// busy machine adds, so no latency ratio (which load can break) is needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_shadow_backend_adds_no_latency_to_live_traffic() {
-    // Hanging mirrors hold sockets. Linux grows a multithreaded process's fd
-    // table with a synchronize_rcu (≈15 ms) at each doubling; grow it up front
-    // so the measurement sees Switchyard, not that one-off kernel cost.
-    let spare: Vec<std::fs::File> = (0..4096).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
-    drop(spare);
     let old = Origin::named("old").await;
     let new = Origin::start(hanging(5)).await;
-    let baseline = gateway(&backends(&old, &new));
     let mirrored = gateway(&format!(
         "{}shadow: {{ percent: 100, timeout: \"10s\" }}\n",
         backends(&old, &new)
     ));
-    // Warm both, then measure alternately so machine noise hits both alike.
-    live_p99(&format!("{}/w", proxy(&baseline)), 20).await;
-    live_p99(&format!("{}/w", proxy(&mirrored)), 20).await;
-    let mut base = Duration::ZERO;
-    let mut with = Duration::ZERO;
-    for _ in 0..3 {
-        base = base.max(live_p99(&format!("{}/x", proxy(&baseline)), 100).await);
-        with = with.max(live_p99(&format!("{}/x", proxy(&mirrored)), 100).await);
-    }
+    let with = slowest(&format!("{}/x", proxy(&mirrored)), 200).await;
     assert!(
-        with < base * 3 + Duration::from_millis(10),
-        "live p99 {with:?} with a hanging shadow vs {base:?} without"
+        with < Duration::from_secs(1),
+        "a live request waited {with:?} for the shadow"
     );
-    assert!(with < Duration::from_secs(1), "live requests waited for the shadow");
+    eventually(
+        Duration::from_secs(10),
+        "every request mirrored to the hanging side",
+        || new.count() == 200,
+    )
+    .await;
     assert_eq!(
         metric(
             &mirrored,
@@ -307,7 +301,6 @@ async fn a_hanging_shadow_backend_adds_no_latency_to_live_traffic() {
         ),
         0.0
     );
-    stop(baseline).await;
     stop(mirrored).await;
 }
 
