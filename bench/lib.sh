@@ -30,3 +30,25 @@ http {
 }
 CONF
 }
+
+# An NGINX reverse proxy (1 worker, upstream keep-alive) in front of the
+# origin on 18081: "$WORK/proxy.conf". $1 is the server block's own
+# directives (listen, TLS).
+nginx_proxy() {
+  cat > "$WORK/proxy.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/proxy.pid;
+error_log $WORK/logs/proxy.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:18081; keepalive 256; }
+  server {
+    $1
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+}

@@ -20,22 +20,7 @@ LOAD_CPU=1
 
 nginx_origin 18081 18082
 
-cat > "$WORK/proxy.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/proxy.pid;
-error_log $WORK/logs/proxy.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:18081; keepalive 256; }
-  server {
-    listen 127.0.0.1:18090;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
+nginx_proxy "listen 127.0.0.1:18090;"
 
 switchyard_conf() {
   cat > "$WORK/sy-$1.yaml" <<CONF

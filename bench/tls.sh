@@ -28,25 +28,10 @@ chmod a+r "$WORK/shop.key"
 
 nginx_origin 18081
 
-cat > "$WORK/proxy.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/proxy.pid;
-error_log $WORK/logs/proxy.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:18081; keepalive 256; }
-  server {
-    listen 127.0.0.1:18443 ssl http2;
+nginx_proxy "listen 127.0.0.1:18443 ssl http2;
     ssl_certificate $WORK/shop.pem;
     ssl_certificate_key $WORK/shop.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
+    ssl_protocols TLSv1.2 TLSv1.3;"
 
 cat > "$WORK/sy.yaml" <<CONF
 listen: ""
