@@ -1,7 +1,7 @@
 //! The live path, as one list of named phases (after pingora's):
 //!
 //! 0. `request_checks`   — refuse heads no origin may accept (two Hosts,
-//!    CONNECT, a bad target); normalise the path decisions are made on
+//!    a plain CONNECT, a bad target); normalise the path decisions are made on
 //! 1. `route`            — pick the configured route (or `default`)
 //! 2. `request_filter`   — the route's modules: rate limit, rules… may answer early
 //! 3. `split`            — force header, else sticky bucket vs. the route's percent
@@ -36,6 +36,7 @@ use crate::proxy::client_body::ClientBody;
 use crate::proxy::forward::Upstreams;
 use crate::proxy::headers::{self, X_REQUEST_ID, X_SERVED_BY};
 use crate::proxy::limit::Limits;
+use crate::proxy::switch::SwitchAsk;
 use crate::proxy::tunnel::{TunnelMetrics, Tunnels};
 use crate::proxy::{forwarded, grpc, target, ProxyBody, ProxyError};
 use crate::rollout::sink::{LiveSample, LiveSink};
@@ -206,7 +207,7 @@ impl Worker {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let upgrade = headers::upgrade_requested(&parts.headers, parts.version);
+        let ask = SwitchAsk::of(&parts);
         let trailers = headers::accepts_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::strip_controls(&mut parts.headers, &snap.force_header);
@@ -215,10 +216,13 @@ impl Worker {
                 .headers
                 .insert(http::header::TE, HeaderValue::from_static("trailers"));
         }
-        let switch = match upgrade {
-            Some(protocol) => {
-                headers::restore_upgrade(&mut parts.headers, protocol);
-                parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        let switch = match ask {
+            Some(ask) => {
+                ask.ask_backend(&mut parts);
+                parts
+                    .extensions
+                    .remove::<hyper::upgrade::OnUpgrade>()
+                    .map(|client| (ask, client))
             }
             None => None,
         };
@@ -273,7 +277,7 @@ impl Worker {
         let req = Request::from_parts(parts, body);
         let result = match switch {
             None => upstream.send(req).await,
-            Some(client) => {
+            Some((ask, client)) => {
                 let metrics = TunnelMetrics {
                     open: self.shared.metrics.edge.upgraded.with_label_values(&[side.as_str()]),
                     total: self
@@ -284,7 +288,7 @@ impl Worker {
                         .with_label_values(&[side.as_str()]),
                 };
                 let idle = snap.config.server.upgrade_idle_timeout.get();
-                self.tunnels.forward(upstream, req, client, idle, metrics).await
+                self.tunnels.forward(upstream, req, &ask, client, idle, metrics).await
             }
         };
         let head_latency = started.elapsed();

@@ -98,6 +98,8 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(cfg.max_header_bytes as u32)
         .max_concurrent_streams(cfg.http2_max_concurrent_streams)
+        // WebSocket over HTTP/2 (RFC 8441); plain CONNECT is still refused.
+        .enable_connect_protocol()
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
 }

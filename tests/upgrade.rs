@@ -215,3 +215,58 @@ async fn on_shutdown_tunnels_get_the_drain_time_then_close() {
         .expect("the gateway stops")
         .unwrap();
 }
+
+#[tokio::test]
+async fn websockets_over_http2_reach_http1_backends() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let (old, new) = (Echo::start("old").await, Echo::start("new").await);
+    let g = gateway(&config(&old, &new, ""));
+    let tcp = TcpStream::connect(g.proxy_addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // The gateway's SETTINGS, which allow extended CONNECT, come with the
+    // first exchange; this one is answered by an echo server that speaks
+    // no plain HTTP, so it fails, which is fine.
+    let warm = http::Request::get(format!("http://{}/warm", g.proxy_addr))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let _ = send.send_request(warm).await.unwrap();
+
+    let mut req = http::Request::connect(format!("http://{}/chat", g.proxy_addr))
+        .header("sec-websocket-version", "13")
+        .header("x-user", "h2-user")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "RFC 8441 accepts with a 200");
+    assert!(resp.headers().get("sec-websocket-accept").is_none());
+    let side = resp.headers()["x-switchyard-served-by"].to_str().unwrap().to_string();
+    let stream = hyper::upgrade::on(resp).await.unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(
+        TokioIo::new(stream),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    ws.send(Message::text("over h2")).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an echo within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.into_text().unwrap().to_string(), format!("{side}:over h2"));
+    // The same user over HTTP/1.1 lands on the same side.
+    let (h1, side_h1) = open(&g, &[("x-user", "h2-user")]).await;
+    assert_eq!(side_h1, side);
+    assert_eq!(
+        metric(&g, "switchyard_upgraded_connections", &[("backend", &side)]),
+        2.0
+    );
+    drop((ws, h1));
+    stop(g).await;
+}

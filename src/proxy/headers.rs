@@ -196,28 +196,6 @@ mod tests {
     }
 }
 
-/// The protocol an HTTP/1.1 request asks to switch to: `Upgrade`, named
-/// as a token of `Connection` (a stray `Upgrade` alone asks nothing).
-pub fn upgrade_requested(headers: &HeaderMap, version: Version) -> Option<HeaderValue> {
-    if version != Version::HTTP_11 {
-        return None;
-    }
-    let upgrade = headers.get(header::UPGRADE)?;
-    let named = headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
-    });
-    named.then(|| upgrade.clone())
-}
-
-/// Puts a protocol switch back after hop-by-hop stripping: it is for the
-/// next hop too, so the backend can answer 101.
-pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, protocol);
-}
-
 /// Whether the client accepts trailers (`TE: trailers`), as every gRPC
 /// client says: the backend must hear it too, or it may refuse the call
 /// as coming through an incompatible proxy.
@@ -232,7 +210,7 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
 }
 
 #[cfg(test)]
-mod upgrade_tests {
+mod trailer_tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -245,14 +223,6 @@ mod upgrade_tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn an_upgrade_needs_its_connection_token_and_http_1_1() {
-        let ws = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
-        assert_eq!(upgrade_requested(&ws, Version::HTTP_11).unwrap(), "websocket");
-        assert!(upgrade_requested(&ws, Version::HTTP_2).is_none());
-        assert!(upgrade_requested(&map(&[("upgrade", "websocket")]), Version::HTTP_11).is_none());
     }
 
     #[test]

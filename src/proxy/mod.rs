@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod limit;
 pub mod pool;
 pub mod stall;
+pub mod switch;
 pub mod target;
 pub mod tee;
 pub mod tunnel;

@@ -35,7 +35,10 @@ impl Refused {
 /// has replaced `Host`, as RFC 9112 §3.2.2 requires, so that routing and
 /// the backend see the same host.
 pub fn check(parts: &mut Parts) -> Result<(), Refused> {
-    if parts.method == Method::CONNECT {
+    // An HTTP/2 extended CONNECT (RFC 8441) names a protocol to switch to
+    // on this stream; a plain CONNECT asks for a tunnel to anywhere.
+    let extended = parts.version == Version::HTTP_2 && parts.extensions.get::<hyper::ext::Protocol>().is_some();
+    if parts.method == Method::CONNECT && !extended {
         return Err(Refused::Connect);
     }
     let host_count = parts.headers.get_all(HOST).iter().take(2).count();
@@ -215,6 +218,20 @@ mod tests {
         assert!(check(&mut old.clone()).is_ok(), "HTTP/1.0 needs no Host");
         let mut connect = head(http::Request::connect("example.com:443").header("host", "x"));
         assert_eq!(check(&mut connect), Err(Refused::Connect));
+        let mut h2_connect = head(http::Request::connect("https://example.com:443").version(Version::HTTP_2));
+        assert_eq!(
+            check(&mut h2_connect),
+            Err(Refused::Connect),
+            "a tunnel to anywhere, over HTTP/2"
+        );
+        let mut websocket = head(http::Request::connect("https://shop.example/chat").version(Version::HTTP_2));
+        websocket
+            .extensions
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        assert!(
+            check(&mut websocket).is_ok(),
+            "RFC 8441's extended CONNECT names a protocol"
+        );
         let mut bare = head(http::Request::get("abc").header("host", "x"));
         assert!(matches!(check(&mut bare), Err(Refused::Target(_))));
         let mut star = head(http::Request::options("*").header("host", "x"));

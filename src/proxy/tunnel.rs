@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::forward::Upstream;
 use super::pool::Switch;
+use super::switch::SwitchAsk;
 use super::wire::Connection;
 use super::{Inbound, ProxyBody, ProxyError};
 
@@ -120,13 +121,14 @@ impl Tunnels {
     }
 
     /// Forwards a request that asks to switch protocols. On the backend's
-    /// 101, the tunnel is opened and the 101 head returned for the client
-    /// (hyper hands the client's connection over once it is sent); any
-    /// other answer is returned like an ordinary response.
+    /// 101, the tunnel is opened and the head returned in the client's terms
+    /// (hyper hands the client's connection, or HTTP/2 stream, over once it
+    /// is sent); any other answer is returned like an ordinary response.
     pub async fn forward(
         &self,
         upstream: &Upstream,
         req: http::Request<ProxyBody>,
+        ask: &SwitchAsk,
         client: OnUpgrade,
         idle: Duration,
         metrics: TunnelMetrics,
@@ -134,9 +136,7 @@ impl Tunnels {
         match upstream.switch(req).await? {
             Switch::Refused(resp) => Ok(resp.map(Inbound::from)),
             Switch::Switched(mut head, conn) => {
-                // The switch is for the client's hop too.
-                head.headers
-                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("upgrade"));
+                ask.answer_client(&mut head);
                 self.open(client, conn, idle, metrics, upstream.name().clone());
                 Ok(http::Response::from_parts(head, Inbound::Whole { data: None }))
             }
