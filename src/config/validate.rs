@@ -317,8 +317,8 @@ fn backend(f: &mut Findings, path: &str, b: &BackendConfig) {
             // Built as the workers will build it: a bad file fails here,
             // not at the first request.
             let host = url.as_ref().and_then(|u| u.host()).unwrap_or_default();
-            if let Err(e) = crate::tls::backend::client_config(path, b.tls.as_ref(), &[])
-                .and_then(|_| crate::tls::backend::server_name(path, b.tls.as_ref(), host))
+            if let Err(e) = crate::tls::backend::client_config(path, b.trust(), &[])
+                .and_then(|_| crate::tls::backend::server_name(path, b.trust(), host))
             {
                 // The message names its own key (`backends.new.tls.ca_file: …`).
                 match e.split_once(": ") {

@@ -15,7 +15,7 @@ use super::inbound::Inbound;
 use super::tee::Tee;
 use crate::access::AccessRecord;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use super::boxed::BoxError;
 
 pin_project! {
     #[project = Proj]

@@ -22,7 +22,7 @@ use prometheus::IntCounterVec;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
-use super::body::BoxError;
+use super::boxed::BoxError;
 
 /// Whose fault, and what kind: the `kind` label of
 /// `switchyard_client_errors_total`.

@@ -73,10 +73,10 @@ impl Upstream {
         let host = authority.host();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
-            let client = crate::tls::backend::client_config(&path, cfg.tls.as_ref(), &[b"http/1.1"])?;
+            let client = crate::tls::backend::client_config(&path, cfg.trust(), &[b"http/1.1"])?;
             Some(TlsConnect {
                 connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
-                server_name: crate::tls::backend::server_name(&path, cfg.tls.as_ref(), host)?,
+                server_name: crate::tls::backend::server_name(&path, cfg.trust(), host)?,
             })
         } else {
             None
@@ -94,7 +94,7 @@ impl Upstream {
             (BackendProtocol::Http1, _) | (BackendProtocol::Auto, false) => Transport::Http1,
             (BackendProtocol::Http2, _) | (BackendProtocol::Auto, true) => {
                 let tls_name = https
-                    .then(|| crate::tls::backend::server_name(&path, cfg.tls.as_ref(), host))
+                    .then(|| crate::tls::backend::server_name(&path, cfg.trust(), host))
                     .transpose()?;
                 Transport::Hyper(Box::new(hyper_client(&path, cfg, tls_name)?), limit)
             }
@@ -227,7 +227,7 @@ fn hyper_client(
     // hyper-rustls writes ALPN itself from the versions enabled; on plain
     // TCP (h2c) its TLS side is never used.
     let tls_config = match tls_name {
-        Some(_) => crate::tls::backend::client_config(path, cfg.tls.as_ref(), &[])?,
+        Some(_) => crate::tls::backend::client_config(path, cfg.trust(), &[])?,
         None => crate::tls::backend::unused()?,
     };
     let mut builder = HttpsConnectorBuilder::new().with_tls_config(tls_config).https_or_http();

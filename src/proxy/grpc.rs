@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::boxed::BoxError;
 
 /// `grpc-message` is percent-encoded: everything outside printable ASCII,
 /// and `%` itself.

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::body::BoxError;
+use super::boxed::BoxError;
 use super::client_body::{ClientBody, Upload};
 use super::stall::Stall;
 use super::wire::BackendBody;

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::pool::IdleConnections;
 use crate::side::Side;
 
 /// Every permit is taken and none came free in time.
@@ -24,11 +23,18 @@ pub struct Saturated {
     pub waited: Duration,
 }
 
+/// Something holding idle connections under a limit, which can give one
+/// up (closing it) so that its permit serves a request that needs one.
+pub trait Reclaim: Send + Sync {
+    /// Closes the longest-idle connection; `false` when there is none.
+    fn close_oldest(&self) -> bool;
+}
+
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     max: usize,
     wait: Duration,
-    pools: Mutex<Vec<Weak<IdleConnections>>>,
+    pools: Mutex<Vec<Weak<dyn Reclaim>>>,
 }
 
 impl ConnectionLimit {
@@ -42,10 +48,11 @@ impl ConnectionLimit {
     }
 
     /// A pool whose idle connections may be closed to free permits.
-    pub fn register(&self, pool: &Arc<IdleConnections>) {
+    pub fn register(&self, pool: &Arc<impl Reclaim + 'static>) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.retain(|p| p.strong_count() > 0);
-        pools.push(Arc::downgrade(pool));
+        let pool: Arc<dyn Reclaim> = pool.clone();
+        pools.push(Arc::downgrade(&pool));
     }
 
     /// Permits in use now.
@@ -73,7 +80,7 @@ impl ConnectionLimit {
     }
 
     fn close_an_idle_connection(&self) -> bool {
-        let pools: Vec<Arc<IdleConnections>> = self
+        let pools: Vec<Arc<dyn Reclaim>> = self
             .pools
             .lock()
             .unwrap_or_else(|p| p.into_inner())

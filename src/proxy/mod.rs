@@ -1,6 +1,7 @@
 //! The proxy mechanics of the live path: headers, bodies, forwarding, errors.
 
 pub mod body;
+pub mod boxed;
 pub mod budget;
 pub mod client_body;
 pub mod error;

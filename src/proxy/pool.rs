@@ -17,7 +17,7 @@ use http_body::Body;
 use tokio::net::TcpStream;
 
 use super::body::ProxyBody;
-use super::limit::{ConnectionLimit, Saturated};
+use super::limit::{ConnectionLimit, Reclaim, Saturated};
 use super::wire::{encode_request, BackendBody, Connection, ExchangeError};
 
 struct Idle {
@@ -90,12 +90,6 @@ impl IdleConnections {
         });
     }
 
-    /// Closes the longest-idle connection, if any; its permit is freed.
-    pub(crate) fn close_oldest(&self) -> bool {
-        let oldest = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-        oldest.is_some()
-    }
-
     fn reap(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain_mut(|c| now.duration_since(c.since) <= self.idle_timeout && c.conn.is_open());
@@ -104,6 +98,14 @@ impl IdleConnections {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl Reclaim for IdleConnections {
+    /// Closes the longest-idle connection, if any; its permit is freed.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        oldest.is_some()
     }
 }
 

@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
-use super::body::BoxError;
+use super::boxed::BoxError;
 use super::budget::Hold;
 
 /// What a tee saw of a body.

@@ -223,7 +223,7 @@ impl Collector {
         let mut redact: HashSet<String> = ALWAYS_REDACTED.iter().map(|s| s.to_string()).collect();
         redact.extend(config.diff.redact_headers.iter().map(|h| h.to_ascii_lowercase()));
         Self {
-            namer: EndpointNamer::from_config(config).unwrap_or_default(),
+            namer: namer(config).unwrap_or_default(),
             model: NoiseModel {
                 relative: config.diff.noise.relative_threshold,
                 absolute: config.diff.noise.absolute_threshold,
@@ -433,6 +433,16 @@ impl Collector {
             }
         }
     }
+}
+
+/// Endpoint names from `diff.endpoints` and each route's own templates.
+fn namer(config: &Config) -> Result<EndpointNamer, String> {
+    config
+        .routes
+        .iter()
+        .try_fold(EndpointNamer::new(&config.diff.endpoints)?, |namer, r| {
+            namer.with_route(&r.name, &r.diff.endpoints)
+        })
 }
 
 fn redact_difference(d: &Difference, redact: &HashSet<String>) -> Difference {

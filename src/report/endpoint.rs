@@ -100,15 +100,12 @@ impl EndpointNamer {
         })
     }
 
-    /// The global templates of `diff.endpoints` and each route's own.
-    pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
-        let mut namer = Self::new(&config.diff.endpoints)?;
-        for r in &config.routes {
-            if !r.diff.endpoints.is_empty() {
-                namer.by_route.insert(r.name.clone(), parse_all(&r.diff.endpoints)?);
-            }
+    /// Adds a route's own templates, tried first for its requests.
+    pub fn with_route(mut self, route: &str, templates: &[String]) -> Result<Self, String> {
+        if !templates.is_empty() {
+            self.by_route.insert(route.to_string(), parse_all(templates)?);
         }
-        Ok(namer)
+        Ok(self)
     }
 
     /// `METHOD /template` for a request on `route`; queries never take part.
@@ -170,12 +167,10 @@ mod tests {
 
     #[test]
     fn route_templates_come_first_for_their_route() {
-        let cfg = crate::config::Config::from_yaml(
-            "backends: { old: { url: 'http://a:1' }, new: { url: 'http://b:1' } }\ndiff: { endpoints: ['/shop/{item}'] }\nroutes:\n  - name: shop\n    match: { path_prefix: /shop }\n    diff: { endpoints: ['/shop/{sku}/reviews'] }\n",
-            "t",
-        )
-        .unwrap();
-        let n = EndpointNamer::from_config(&cfg).unwrap();
+        let n = EndpointNamer::new(&["/shop/{item}".into()])
+            .unwrap()
+            .with_route("shop", &["/shop/{sku}/reviews".into()])
+            .unwrap();
         assert_eq!(
             n.name_on("shop", "GET", "/shop/lamp/reviews"),
             "GET /shop/{sku}/reviews"

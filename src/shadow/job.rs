@@ -12,15 +12,37 @@ use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use super::prepare::{Baseline, LiveOutcome};
 use super::{Dispatcher, Pair, Shed, Work};
 use crate::diff::Exchange;
 use crate::proxy::budget::Hold;
 use crate::proxy::forward::{Upstream, Upstreams};
 use crate::proxy::headers::X_SHADOW;
+use crate::proxy::tee::Captured;
 use crate::proxy::{Inbound, ProxyBody, ProxyError};
 use crate::side::Side;
 use crate::snapshot::Snapshot;
+
+/// What the live path gives the mirror task: the live answer's head, and
+/// later its body.
+pub(super) enum LiveOutcome {
+    Head {
+        status: u16,
+        headers: HeaderMap,
+        latency: Duration,
+        body: oneshot::Receiver<Captured>,
+    },
+    /// An event stream or other endless answer: streamed, never compared.
+    Stream,
+    Failed,
+}
+
+/// Where the noise baseline of a mirrored request comes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Baseline {
+    pub side: Side,
+    /// The `backend` label its outcomes are counted under.
+    pub label: &'static str,
+}
 
 /// Everything a mirror task owns.
 pub(super) struct Job {

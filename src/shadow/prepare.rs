@@ -6,15 +6,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use super::job::Job;
+use super::job::{Baseline, Job, LiveOutcome};
 use super::Dispatcher;
 use super::Shed;
 use crate::proxy::budget::Hold;
@@ -33,20 +33,6 @@ pub struct Candidate<'a> {
     pub live: Side,
     pub parts: &'a http::request::Parts,
     pub request_id: &'a HeaderValue,
-}
-
-/// What the live path gives the mirror task: the live answer's head, and
-/// later its body.
-pub(super) enum LiveOutcome {
-    Head {
-        status: u16,
-        headers: HeaderMap,
-        latency: Duration,
-        body: oneshot::Receiver<Captured>,
-    },
-    /// An event stream or other endless answer: streamed, never compared.
-    Stream,
-    Failed,
 }
 
 /// The live path's end of a mirror; inert when the request is not mirrored.
@@ -109,14 +95,6 @@ impl Mirror {
             let _ = tx.send(LiveOutcome::Failed);
         }
     }
-}
-
-/// Where the noise baseline of a mirrored request comes from.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Baseline {
-    pub side: Side,
-    /// The `backend` label its outcomes are counted under.
-    pub label: &'static str,
 }
 
 /// The twin when there is one; otherwise, for a sample of safe requests,

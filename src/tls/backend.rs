@@ -10,14 +10,23 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::certs;
-use crate::config::BackendTls;
+use std::path::Path;
+
+/// What a backend's `tls:` section says, as this module needs it (the
+/// config's own type stays in `config`, which calls in here to validate).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Trust<'a> {
+    pub ca_file: Option<&'a Path>,
+    pub server_name: Option<&'a str>,
+    pub client_cert_file: Option<&'a Path>,
+    pub client_key_file: Option<&'a Path>,
+    pub insecure_skip_verify: bool,
+}
 
 /// Builds the client configuration for one backend; `path` names the
 /// backend's config keys in errors. `alpn` is left empty for hyper-rustls,
 /// which writes its own.
-pub fn client_config(path: &str, tls: Option<&BackendTls>, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
-    let default = BackendTls::default();
-    let tls = tls.unwrap_or(&default);
+pub fn client_config(path: &str, tls: Trust<'_>, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("{path}.tls: {e}"))?;
@@ -26,9 +35,9 @@ pub fn client_config(path: &str, tls: Option<&BackendTls>, alpn: &[&[u8]]) -> Re
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(super::provider())))
     } else {
-        builder.with_root_certificates(roots(path, tls)?)
+        builder.with_root_certificates(roots(path, tls.ca_file)?)
     };
-    let mut config = match (&tls.client_cert_file, &tls.client_key_file) {
+    let mut config = match (tls.client_cert_file, tls.client_key_file) {
         (Some(cert), Some(key)) => {
             let chain = certs::read_chain(cert).map_err(|e| format!("{path}.tls.client_cert_file: {e}"))?;
             let key = certs::read_key(key).map_err(|e| format!("{path}.tls.client_key_file: {e}"))?;
@@ -58,16 +67,16 @@ pub fn unused() -> Result<ClientConfig, String> {
 }
 
 /// The name to send and verify: `server_name`, else the URL's host.
-pub fn server_name(path: &str, tls: Option<&BackendTls>, host: &str) -> Result<ServerName<'static>, String> {
+pub fn server_name(path: &str, tls: Trust<'_>, host: &str) -> Result<ServerName<'static>, String> {
     let name = tls
-        .and_then(|t| t.server_name.as_deref())
+        .server_name
         .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']'));
     ServerName::try_from(name.to_string())
         .map_err(|e| format!("{path}.tls.server_name: {name:?} is not a DNS name or IP address: {e}"))
 }
 
-fn roots(path: &str, tls: &BackendTls) -> Result<Arc<RootCertStore>, String> {
-    let Some(ca) = &tls.ca_file else {
+fn roots(path: &str, ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, String> {
+    let Some(ca) = ca_file else {
         return system_roots().map_err(|e| format!("{path}.tls: {e}; set ca_file"));
     };
     let mut store = RootCertStore::empty();

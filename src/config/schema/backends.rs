@@ -76,6 +76,11 @@ impl BackendConfig {
         }
     }
 
+    /// What `tls:` says, for the TLS client (all defaults without it).
+    pub fn trust(&self) -> crate::tls::backend::Trust<'_> {
+        self.tls.as_ref().map(BackendTls::trust).unwrap_or_default()
+    }
+
     /// Whether the URL says `https://`.
     pub fn is_https(&self) -> bool {
         self.url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))

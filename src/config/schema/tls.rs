@@ -64,6 +64,19 @@ pub struct BackendTls {
     pub insecure_skip_verify: bool,
 }
 
+impl BackendTls {
+    /// The section as the TLS client reads it.
+    pub fn trust(&self) -> crate::tls::backend::Trust<'_> {
+        crate::tls::backend::Trust {
+            ca_file: self.ca_file.as_deref(),
+            server_name: self.server_name.as_deref(),
+            client_cert_file: self.client_cert_file.as_deref(),
+            client_key_file: self.client_key_file.as_deref(),
+            insecure_skip_verify: self.insecure_skip_verify,
+        }
+    }
+}
+
 /// `backends.X.protocol:` — the HTTP version spoken to a backend.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

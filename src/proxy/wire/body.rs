@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::chunked::{ChunkedDecoder, Decoded};
 use super::conn::Connection;
 use super::head::ResponseFraming;
-use crate::proxy::body::BoxError;
+use crate::proxy::boxed::BoxError;
 use crate::proxy::pool::IdleConnections;
 use crate::proxy::stall::{Stall, Stalled};
 

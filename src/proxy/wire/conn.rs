@@ -14,7 +14,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::head::{parse_response, HeadError, RequestFraming, ResponseHead};
 use super::stream::BackendStream;
-use crate::proxy::body::{BoxError, ProxyBody};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::boxed::BoxError;
 use crate::proxy::client_body::{ClientError, ClientFault};
 
 /// Room kept free in the read buffer before each read.
