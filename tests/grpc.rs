@@ -443,3 +443,42 @@ async fn a_modules_refusal_is_a_grpc_status() {
     assert_eq!(status.code(), Code::ResourceExhausted, "a 429 said in gRPC: {status:?}");
     stop(g).await;
 }
+
+#[tokio::test]
+async fn streaming_calls_are_not_mirrored_when_the_descriptors_say_they_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let protos = descriptor_set(dir.path());
+    let old = serve(catalog(1000)).await;
+    let g = gateway(&grpc_backends(
+        &old,
+        &old,
+        &format!(
+            "shadow: {{ percent: 100, methods: [POST] }}\ndiff: {{ grpc: {{ descriptor_set: \"{}\" }} }}\n",
+            protos.display()
+        ),
+    ));
+    let mut grpc = grpc_client(&proxy(&g), None);
+    grpc.ready().await.unwrap();
+    let mut stream = grpc
+        .server_streaming(
+            Request::new(ItemRequest { id: "lamp".into() }),
+            PathAndQuery::from_static("/shop.Catalog/Watch"),
+            ProstCodec::<ItemRequest, Item>::default(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().id, "lamp-0");
+    assert_eq!(
+        metric(&g, "switchyard_shadow_requests_total", &[("outcome", "skipped_stream")]),
+        1.0
+    );
+    drop(stream);
+    // A unary call on the same route is still mirrored.
+    get_item(&proxy(&g), None, "lamp").await.unwrap();
+    eventually(Duration::from_secs(10), "the unary call compared", || {
+        metric(&g, "switchyard_comparisons_total", &[("result", "match")]) == 1.0
+    })
+    .await;
+    stop(g).await;
+}

@@ -38,16 +38,26 @@ impl GrpcSchema {
         self.pool.services().map(|s| s.full_name().to_string()).collect()
     }
 
-    /// The response message of the method a request path names
-    /// (`/shop.Catalog/GetItem`).
-    pub fn response_of(&self, path: &str) -> Option<MessageDescriptor> {
+    /// The method a request path names (`/shop.Catalog/GetItem`).
+    fn method(&self, path: &str) -> Option<prost_reflect::MethodDescriptor> {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;
         let method = method.split('?').next()?;
         self.pool
             .get_service_by_name(service)?
             .methods()
             .find(|m| m.name() == method)
-            .map(|m| m.output())
+    }
+
+    /// The response message of the method a request path names.
+    pub fn response_of(&self, path: &str) -> Option<MessageDescriptor> {
+        self.method(path).map(|m| m.output())
+    }
+
+    /// Whether the method streams either way: such calls are not mirrored
+    /// (a mirror would hold a stream open for nothing it can compare whole).
+    pub fn streams(&self, path: &str) -> bool {
+        self.method(path)
+            .is_some_and(|m| m.is_client_streaming() || m.is_server_streaming())
     }
 }
 

@@ -233,14 +233,19 @@ impl Job {
             (Ok(live), Ok(shadow)) => (live, shadow),
             (_, Err(Failed::Dropped | Failed::Saturated)) => return,
             _ => {
-                m.comparisons.with_label_values(&[route, "error"]).inc();
                 let failed = Work::Failed {
                     route: self.route.clone(),
                     method: self.method,
                     target: self.target,
                 };
-                if let Some(q) = &d.queue {
-                    let _ = q.try_send(failed);
+                // Counted where the report counts it too: a failure the
+                // analysis queue had no room for is a shed comparison.
+                let queued = d.queue.as_ref().is_none_or(|q| q.try_send(failed).is_ok());
+                if queued {
+                    m.comparisons.with_label_values(&[route, "error"]).inc();
+                } else {
+                    m.comparisons.with_label_values(&[route, "dropped"]).inc();
+                    d.shed(Shed::Queue);
                 }
                 return;
             }

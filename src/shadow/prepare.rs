@@ -146,6 +146,12 @@ impl Dispatcher {
             }
         };
 
+        let streaming_call = crate::proxy::grpc::is_grpc(&parts.headers)
+            && route.diff.grpc.as_ref().is_some_and(|g| g.streams(parts.uri.path()));
+        if streaming_call {
+            count("skipped_stream");
+            return Ok((live_only(body), Mirror::none()));
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             count("dropped");
             self.shed(Shed::InFlight);
