@@ -218,7 +218,15 @@ async fn a_reload_serves_new_certificates_to_new_handshakes_and_open_connections
 
     // A broken certificate file is refused and the one in use stays.
     std::fs::write(&renewed.cert_file, "not a certificate").unwrap();
-    assert!(g.reload().is_err());
+    let refused = g.reload().unwrap_err().to_string();
+    assert!(
+        refused.contains("tls.certificates[0]") && refused.contains("shop.pem"),
+        "{refused}"
+    );
+    // So is taking the listener away, which only a restart can do.
+    std::fs::write(&config, yaml.split("tls:").next().unwrap()).unwrap();
+    let refused = g.reload().unwrap_err().to_string();
+    assert!(refused.contains("cannot be removed by a reload; restart"), "{refused}");
     let still = get_over(handshake(&g, &ca, "shop.example", &[]).await, "/still").await;
     assert_eq!(still.served_cert, renewed.der);
     stop(g).await;
@@ -394,5 +402,48 @@ async fn a_stalled_handshake_holds_up_no_one_and_is_cut_at_its_deadline() {
         metric(&g, "switchyard_tls_handshake_failures_total", &[("reason", "timeout")]),
         1.0
     );
+    stop(g).await;
+}
+
+#[tokio::test]
+async fn client_sessions_resume_across_a_certificate_reload() {
+    let ca = TestCa::new();
+    let shop = ca.issue("shop", &["shop.example"]);
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\" }}\n{}{}",
+            backends(&old, &new),
+            tls_section(&[&shop])
+        ),
+    )
+    .unwrap();
+    let g = gateway_from_file(&config);
+    // One client configuration, so one session cache, for every connection.
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(ca.client(&[b"http/1.1"])));
+    let connect = || async {
+        let tcp = TcpStream::connect(g.tls_addr.unwrap()).await.unwrap();
+        connector
+            .connect(ServerName::try_from("shop.example").unwrap(), tcp)
+            .await
+            .unwrap()
+    };
+    // A whole exchange, so the TLS 1.3 session ticket (sent after the
+    // handshake) has been read.
+    let first = connect().await;
+    assert_eq!(first.get_ref().1.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    assert_eq!(get_over(first, "/one").await.status, 200);
+    ca.issue("shop", &["shop.example"]);
+    g.reload().unwrap();
+    let second = connect().await;
+    assert_eq!(
+        second.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "a ticket issued before the reload still resumes"
+    );
+    assert_eq!(get_over(second, "/two").await.status, 200);
     stop(g).await;
 }
