@@ -332,7 +332,8 @@ async fn client_commands_report_failures_clearly() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("\"lots\" is not a percent"));
 
-    let dead = dead_addr();
+    let refusing = Refusing::new();
+    let dead = refusing.addr;
     let o = run(&["status", "--admin", &format!("http://{dead}")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot reach the admin API"), "{}", stderr(&o));

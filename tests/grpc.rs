@@ -350,10 +350,6 @@ async fn statuses_in_trailers_reach_the_client_and_are_compared() {
     stop(g).await;
 }
 
-fn dead() -> String {
-    format!("http://{}", dead_addr())
-}
-
 #[tokio::test]
 async fn server_streaming_calls_pass_through_as_they_come() {
     let c = catalog(1000);
@@ -393,7 +389,8 @@ async fn server_streaming_calls_pass_through_as_they_come() {
 
 #[tokio::test]
 async fn the_gateways_own_failures_are_grpc_statuses() {
-    let g = gateway(&grpc_backends(&dead(), &dead(), ""));
+    let dead = Refusing::new();
+    let g = gateway(&grpc_backends(&dead.url(), &dead.url(), ""));
     let status = get_item(&proxy(&g), None, "lamp").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(

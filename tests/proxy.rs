@@ -352,7 +352,8 @@ async fn dead_backend_is_502_and_slow_backend_is_504() {
         })
     });
     let slow = Origin::start(slow).await;
-    let dead = dead_addr();
+    let refusing = Refusing::new();
+    let dead = refusing.addr;
     let g = gateway(&format!(
         "backends:\n  old: {{ url: \"http://{dead}\", connect_timeout: \"300ms\" }}\n  new: {{ url: \"{}\", timeout: \"200ms\" }}\n",
         slow.url()

@@ -43,7 +43,8 @@ fn echo(flavor: &'static str) -> Handler {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_cover_the_contract_with_proxy_buckets() {
     let (old, new) = (Origin::start(echo("a")).await, Origin::start(echo("b")).await);
-    let dead = dead_addr();
+    let refusing = Refusing::new();
+    let dead = refusing.addr;
     let g = gateway(&format!(
         "backends:\n  old: {{ url: \"{}\" }}\n  new: {{ url: \"{}\" }}\n  old_twin: {{ url: \"http://{dead}\" }}\nshadow: {{ percent: 100 }}\nmodules:\n  - rate_limit: {{ rate: 1000 }}\n",
         old.url(),

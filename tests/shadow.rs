@@ -347,7 +347,8 @@ async fn shadow_timeouts_and_dead_shadows_are_counted_not_felt() {
     .await;
     stop(g).await;
 
-    let dead = dead_addr();
+    let refusing = Refusing::new();
+    let dead = refusing.addr;
     let g = gateway(&format!(
         "backends:\n  old: {{ url: \"{}\" }}\n  new: {{ url: \"http://{dead}\" }}\nshadow: {{ percent: 100 }}\n",
         old.url()

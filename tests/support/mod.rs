@@ -178,10 +178,27 @@ impl Drop for Origin {
     }
 }
 
-/// An address nothing listens on.
-pub fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// An address that refuses connections for as long as this lives: bound
+/// but never listening, so no other process can take the port meanwhile
+/// (unlike an address bound, released and reused).
+pub struct Refusing {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+impl Refusing {
+    pub fn new() -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        Refusing { addr, _socket: socket }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
 
 /// Starts a gateway in-process; listeners on port 0.
