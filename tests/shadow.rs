@@ -470,13 +470,21 @@ async fn answers_without_a_body_are_compared() {
         }) as Handler
     };
     let (old, new) = (Origin::start(empty()).await, Origin::start(empty()).await);
-    let g = gateway(&format!("{}shadow: {{ percent: 100 }}\n", backends(&old, &new)));
+    // Mirrors run at the lowest CPU priority: on a busy machine they may
+    // wait long for a core, which must not end them as timeouts here.
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100, timeout: \"60s\" }}\n",
+        backends(&old, &new)
+    ));
     let c = client();
     for i in 0..5 {
         assert_eq!(get(&c, &format!("{}/empty/{i}", proxy(&g)), &[]).await.status, 204);
     }
-    eventually(Duration::from_secs(10), "5 comparisons", || comparisons(&g) == 5.0).await;
-    assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "match")]), 5.0);
+    eventually(Duration::from_secs(60), "5 comparisons", || comparisons(&g) == 5.0).await;
+    // Equal, or equal but for ignored headers (two `Date`s a second apart).
+    let equal = metric(&g, "switchyard_comparisons_total", &[("result", "match")])
+        + metric(&g, "switchyard_comparisons_total", &[("result", "ignored")]);
+    assert_eq!(equal, 5.0);
     assert_eq!(
         metric(&g, "switchyard_shadow_requests_total", &[("outcome", "cancelled")]),
         0.0

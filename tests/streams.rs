@@ -46,7 +46,12 @@ async fn server_sent_events_arrive_one_by_one_and_are_not_compared() {
     let (old_go, new_go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let old = Origin::start(events(old_go.clone())).await;
     let new = Origin::start(events(new_go.clone())).await;
-    let g = gateway(&format!("{}shadow: {{ percent: 100 }}\n", backends(&old, &new)));
+    // No noise baseline: a second request to old would wait on the same
+    // signal as the live one.
+    let g = gateway(&format!(
+        "{}shadow: {{ percent: 100 }}\ndiff: {{ noise: {{ repeat_percent: 0 }} }}\n",
+        backends(&old, &new)
+    ));
     let resp = client()
         .request(
             Request::get(format!("{}/events", proxy(&g)))
@@ -66,13 +71,23 @@ async fn server_sent_events_arrive_one_by_one_and_are_not_compared() {
         .unwrap();
     assert_eq!(first.into_data().unwrap(), "data: first\n\n");
     old_go.notify_one();
-    let second = body.frame().await.unwrap().unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the second event follows the signal")
+        .unwrap()
+        .unwrap();
     assert_eq!(second.into_data().unwrap(), "data: second\n\n");
     new_go.notify_one();
     eventually(
         Duration::from_secs(10),
         "the mirror counted as a skipped stream",
-        || metric(&g, "switchyard_shadow_requests_total", &[("outcome", "skipped_stream")]) == 1.0,
+        || {
+            metric(
+                &g,
+                "switchyard_shadow_requests_total",
+                &[("backend", "new"), ("outcome", "skipped_stream")],
+            ) == 1.0
+        },
     )
     .await;
     assert_eq!(metric(&g, "switchyard_comparisons_total", &[]), 0.0);
