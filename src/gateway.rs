@@ -147,8 +147,7 @@ impl Gateway {
         )
         .with_tls(terminator.clone());
         let mut threads = Vec::new();
-        // The admin API outlives the workers' drain, so /readyz can say 503
-        // while in-flight requests finish; the last worker out closes it.
+        // The last worker out closes the admin API (see ControlPlane).
         let workers_done = CancellationToken::new();
         let crew = WorkerCrew {
             builder: crate::server::builder(&config.server),
@@ -182,38 +181,17 @@ impl Gateway {
             metrics.clone(),
             guard_report.clone(),
         );
-        let rt = runtime()?;
-        let (shutdown_c, drain) = (shutdown.clone(), config.server.drain_timeout.get());
-        let admin_builder = crate::server::builder(&config.server);
-        let ready_c = ready.clone();
-        let control = std::thread::Builder::new()
-            .name("switchyard-control".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    tokio::spawn(guard.run(shutdown_c.clone()));
-                    let admin_stop = CancellationToken::new();
-                    let stop = admin_stop.clone();
-                    tokio::spawn(async move {
-                        shutdown_c.cancelled().await;
-                        ready_c.store(false, Ordering::SeqCst);
-                        workers_done.cancelled().await;
-                        stop.cancel();
-                    });
-                    let limit = Arc::new(Semaphore::new(256));
-                    crate::server::serve(
-                        admin_listener,
-                        None,
-                        admin_builder,
-                        limit,
-                        admin_stop,
-                        drain,
-                        None,
-                        move |req, _peer| crate::admin::api::handle(admin.clone(), req),
-                    )
-                    .await;
-                })
-            })
-            .map_err(|e| StartError::Setup(format!("cannot start control thread: {e}")))?;
+        let control = ControlPlane {
+            listener: admin_listener,
+            admin,
+            guard,
+            builder: crate::server::builder(&config.server),
+            shutdown: shutdown.clone(),
+            drain: config.server.drain_timeout.get(),
+            workers_done,
+            ready: ready.clone(),
+        }
+        .spawn()?;
         threads.push(control);
 
         ready.store(true, Ordering::SeqCst);
@@ -272,6 +250,65 @@ impl Gateway {
         if let Some(t) = self.analysis_thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The control thread: the admin API and the guard, on an event loop of
+/// their own.
+struct ControlPlane {
+    listener: std::net::TcpListener,
+    admin: Arc<AdminState>,
+    guard: Guard,
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    shutdown: CancellationToken,
+    drain: std::time::Duration,
+    /// Cancelled by the last worker out: the admin API outlives the
+    /// workers' drain, so `/readyz` can say 503 while requests finish.
+    workers_done: CancellationToken,
+    ready: Arc<AtomicBool>,
+}
+
+impl ControlPlane {
+    fn spawn(self) -> Result<JoinHandle<()>, StartError> {
+        let rt = runtime()?;
+        std::thread::Builder::new()
+            .name("switchyard-control".into())
+            .spawn(move || {
+                let ControlPlane {
+                    listener,
+                    admin,
+                    guard,
+                    builder,
+                    shutdown,
+                    drain,
+                    workers_done,
+                    ready,
+                } = self;
+                rt.block_on(async move {
+                    tokio::spawn(guard.run(shutdown.clone()));
+                    let admin_stop = CancellationToken::new();
+                    let stop = admin_stop.clone();
+                    tokio::spawn(async move {
+                        shutdown.cancelled().await;
+                        ready.store(false, Ordering::SeqCst);
+                        workers_done.cancelled().await;
+                        stop.cancel();
+                    });
+                    let limit = Arc::new(Semaphore::new(256));
+                    crate::server::serve(
+                        listener,
+                        None,
+                        builder,
+                        limit,
+                        admin_stop,
+                        drain,
+                        None,
+                        move |req, _peer| crate::admin::api::handle(admin.clone(), req),
+                    )
+                    .await;
+                })
+            })
+            .map_err(|e| StartError::Setup(format!("cannot start control thread: {e}")))
     }
 }
 
