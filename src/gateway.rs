@@ -379,7 +379,7 @@ impl WorkerCrew {
                     );
                     // Upgraded connections live outside hyper's
                     // connections; they get the same drain time.
-                    worker.tunnels().wait_closed(drain).await;
+                    worker.tunnels().wait_closed().await;
                 });
                 if left.fetch_sub(1, Ordering::SeqCst) == 1 {
                     done.cancel();

@@ -129,13 +129,14 @@ impl Worker {
         let snap = &current.snapshot;
         let (mut parts, body) = req.into_parts();
 
+        // A gRPC client reads the gateway's own answers from grpc-status.
+        let grpc = grpc::is_grpc(&parts.headers);
+
         // 0. request_checks: what no origin server may accept stops here.
         if let Err(refused) = target::check(&mut parts) {
-            let grpc = grpc::is_grpc(&parts.headers);
             return self.client_fault(ProxyError::Refused(refused), None, grpc);
         }
         let method = parts.method.clone();
-        let grpc = grpc::is_grpc(&parts.headers);
         let log_path = snap.config.logging.access_log.then(|| parts.uri.path().to_string());
         let peer_trusted = !snap.trusted_proxies.is_empty() && snap.trusted_proxies.contains(conn.addr.ip());
         let client_ip = if peer_trusted {

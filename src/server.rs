@@ -130,6 +130,8 @@ pub async fn serve<H, F>(
         }
     };
     let graceful = GracefulShutdown::new();
+    // Shared by the connections' tasks: one count per connection, no copy.
+    let builder = Arc::new(builder);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -160,19 +162,12 @@ pub async fn serve<H, F>(
         let metrics = metrics.clone();
         let (watcher, builder, tls) = (graceful.watcher(), builder.clone(), tls.clone());
         tokio::spawn(async move {
+            let who = crate::pipeline::Peer::new(peer);
             let result = match tls {
-                None => {
-                    let who = Arc::new(crate::pipeline::Peer::new(peer));
-                    let service = service_fn(move |req| handler(req, who.clone()));
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
+                None => serve_io(stream, who, &builder, handler, watcher).await,
                 Some(tls) => match tls.accept(stream).await {
                     Ok((stream, handshake)) => {
-                        let who = Arc::new(crate::pipeline::Peer::new(peer).with_tls(handshake));
-                        let service = service_fn(move |req| handler(req, who.clone()));
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
+                        serve_io(stream, who.with_tls(handshake), &builder, handler, watcher).await
                     }
                     Err(reason) => {
                         tracing::debug!(peer = %peer, reason, "TLS handshake failed");
@@ -194,6 +189,26 @@ pub async fn serve<H, F>(
         _ = graceful.shutdown() => tracing::debug!("connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(drain = ?drain, "drain time over; closing remaining connections"),
     }
+}
+
+/// Serves one connection, plain or TLS, until it ends or shutdown drains
+/// it.
+async fn serve_io<I, H, F>(
+    io: I,
+    who: crate::pipeline::Peer,
+    builder: &auto::Builder<TokioExecutor>,
+    handler: H,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Arc<crate::pipeline::Peer>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, std::convert::Infallible>> + Send + 'static,
+{
+    let who = Arc::new(who);
+    let service = service_fn(move |req| handler(req, who.clone()));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    watcher.watch(conn.into_owned()).await
 }
 
 /// An error and its causes on one line: hyper's own message ("error from

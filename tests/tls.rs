@@ -68,6 +68,24 @@ async fn get_over(stream: tokio_rustls::client::TlsStream<TcpStream>, path: &str
     }
 }
 
+/// A gateway started from a config file in `dir` (so reloads re-read it),
+/// with a TLS listener serving `cert`; the file's path and text.
+fn tls_gateway_from_file(
+    dir: &std::path::Path,
+    old: &Origin,
+    new: &Origin,
+    cert: &Issued,
+) -> (Gateway, std::path::PathBuf, String) {
+    let config = dir.join("switchyard.yaml");
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\" }}\n{}{}",
+        backends(old, new),
+        tls_section(&[cert])
+    );
+    std::fs::write(&config, &yaml).unwrap();
+    (gateway_from_file(&config), config, yaml)
+}
+
 fn tls_section(certs: &[&Issued]) -> String {
     let list: Vec<String> = certs
         .iter()
@@ -179,14 +197,7 @@ async fn a_reload_serves_new_certificates_to_new_handshakes_and_open_connections
     let first = ca.issue("shop", &["shop.example"]);
     let (old, new) = (Origin::named("old").await, Origin::named("new").await);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchyard.yaml");
-    let yaml = format!(
-        "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\" }}\n{}{}",
-        backends(&old, &new),
-        tls_section(&[&first])
-    );
-    std::fs::write(&config, &yaml).unwrap();
-    let g = gateway_from_file(&config);
+    let (g, config, yaml) = tls_gateway_from_file(dir.path(), &old, &new, &first);
 
     // A kept-alive HTTP/1.1 connection made before the reload.
     let stream = handshake(&g, &ca, "shop.example", &[b"http/1.1"]).await;
@@ -412,17 +423,7 @@ async fn client_sessions_resume_across_a_certificate_reload() {
     let shop = ca.issue("shop", &["shop.example"]);
     let (old, new) = (Origin::named("old").await, Origin::named("new").await);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchyard.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\" }}\n{}{}",
-            backends(&old, &new),
-            tls_section(&[&shop])
-        ),
-    )
-    .unwrap();
-    let g = gateway_from_file(&config);
+    let (g, _, _) = tls_gateway_from_file(dir.path(), &old, &new, &shop);
     // One client configuration, so one session cache, for every connection.
     let connector = tokio_rustls::TlsConnector::from(Arc::new(ca.client(&[b"http/1.1"])));
     let connect = || async {

@@ -320,11 +320,7 @@ fn backend(f: &mut Findings, path: &str, b: &BackendConfig) {
             if let Err(e) = crate::tls::backend::client_config(path, b.trust(), &[])
                 .and_then(|_| crate::tls::backend::server_name(path, b.trust(), host))
             {
-                // The message names its own key (`backends.new.tls.ca_file: …`).
-                match e.split_once(": ") {
-                    Some((key, message)) if key.starts_with(path) => f.add(key, message),
-                    _ => f.add(format!("{path}.tls"), e),
-                }
+                f.add(e.key, e.message);
             }
         }
         _ => {}

@@ -72,14 +72,19 @@ impl Upstream {
         let protocol = cfg.protocol();
         let host = authority.host();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tls = if https {
-            let client = crate::tls::backend::client_config(&path, cfg.trust(), &[b"http/1.1"])?;
-            Some(TlsConnect {
-                connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
-                server_name: crate::tls::backend::server_name(&path, cfg.trust(), host)?,
-            })
-        } else {
-            None
+        let tls_name = https
+            .then(|| crate::tls::backend::server_name(&path, cfg.trust(), host))
+            .transpose()?;
+        let tls = match &tls_name {
+            Some(name) => Some(TlsConnect {
+                connector: tokio_rustls::TlsConnector::from(Arc::new(crate::tls::backend::client_config(
+                    &path,
+                    cfg.trust(),
+                    &[b"http/1.1"],
+                )?)),
+                server_name: name.clone(),
+            }),
+            None => None,
         };
         let http1 = Http1Pool::new(
             format!("{host}:{port}"),
@@ -93,9 +98,6 @@ impl Upstream {
         let transport = match (protocol, https) {
             (BackendProtocol::Http1, _) | (BackendProtocol::Auto, false) => Transport::Http1,
             (BackendProtocol::Http2, _) | (BackendProtocol::Auto, true) => {
-                let tls_name = https
-                    .then(|| crate::tls::backend::server_name(&path, cfg.trust(), host))
-                    .transpose()?;
                 Transport::Hyper(Box::new(hyper_client(&path, cfg, tls_name)?), limit)
             }
         };
@@ -185,7 +187,6 @@ impl Upstream {
             Transport::Http1 => match within(timeout, upload, self.http1.send(req)).await {
                 Err(_) => Err(timed_out),
                 Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
-                Ok(Err(e)) if !matches!(e, PoolError::Exchange(_)) => Err(pool_error(side, e)),
                 Ok(Err(e)) => Err(pool_error(side, e)),
             },
             Transport::Hyper(client, limit) => {

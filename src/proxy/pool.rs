@@ -228,9 +228,7 @@ impl Http1Pool {
             }
         }
     }
-}
 
-impl Http1Pool {
     /// Sends a request that asks to switch protocols (`Upgrade`), always on
     /// a fresh connection: the switched connection is the tunnel's for good
     /// and never comes back to the pool.

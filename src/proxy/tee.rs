@@ -51,23 +51,36 @@ pin_project! {
     }
 }
 
-impl<B> Tee<B> {
+impl<B: Body> Tee<B> {
     pub fn new(inner: B, cap: usize, hold: Hold) -> (Self, oneshot::Receiver<Captured>) {
         let (tx, rx) = oneshot::channel();
-        (
-            Self {
-                inner,
-                chunks: Vec::new(),
-                len: 0,
-                cap,
-                truncated: false,
-                over_budget: false,
-                hold: Some(hold),
-                trailers: None,
-                done: Some(tx),
-            },
-            rx,
-        )
+        let mut tee = Self {
+            inner,
+            chunks: Vec::new(),
+            len: 0,
+            cap,
+            truncated: false,
+            over_budget: false,
+            hold: Some(hold),
+            trailers: None,
+            done: Some(tx),
+        };
+        if tee.inner.is_end_stream() {
+            // hyper never polls a body that has ended already (a 204, a
+            // HEAD, a gRPC trailers-only answer): its copy, empty, is
+            // whole now.
+            if let (Some(tx), Some(hold)) = (tee.done.take(), tee.hold.take()) {
+                let _ = tx.send(Captured {
+                    body: Bytes::new(),
+                    truncated: false,
+                    failed: false,
+                    over_budget: false,
+                    hold,
+                    trailers: None,
+                });
+            }
+        }
+        (tee, rx)
     }
 }
 
@@ -209,6 +222,15 @@ mod tests {
         let c = rx.await.unwrap();
         assert_eq!(c.body, "hello ");
         assert!(c.truncated && c.over_budget);
+    }
+
+    #[test]
+    fn a_body_that_has_ended_is_whole_at_once() {
+        let (tee, mut rx) = Tee::new(http_body_util::Empty::<Bytes>::new(), 8, hold(8));
+        // Never polled, as hyper treats an ended body.
+        let c = rx.try_recv().expect("handed over without a poll");
+        assert!(c.body.is_empty() && !c.failed && !c.truncated);
+        drop(tee);
     }
 
     #[tokio::test]

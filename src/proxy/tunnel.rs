@@ -115,9 +115,9 @@ impl Tunnels {
 
     /// After the listeners stopped: waits for the tunnels, which close by
     /// themselves once the drain time is over.
-    pub async fn wait_closed(&self, drain: Duration) {
+    pub async fn wait_closed(&self) {
         self.tracker.close();
-        let _ = tokio::time::timeout(drain + Duration::from_secs(1), self.tracker.wait()).await;
+        let _ = tokio::time::timeout(self.drain + Duration::from_secs(1), self.tracker.wait()).await;
     }
 
     /// Forwards a request that asks to switch protocols. On the backend's
@@ -153,49 +153,73 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut up, mut down) = (0u64, 0u64);
-    if !leftover.is_empty() {
-        if client.write_all(&leftover).await.is_err() || client.flush().await.is_err() {
-            return (Ending::Failed, up, down);
-        }
-        down += leftover.len() as u64;
+    let (mut up, mut down) = (Direction::new(), Direction::new());
+    if !leftover.is_empty() && down.pass(Ok(leftover.len()), &leftover, client).await.is_err() {
+        return (Ending::Failed, up.bytes, down.bytes);
     }
-    let (mut from_client, mut from_backend) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
-    let (mut client_open, mut backend_open) = (true, true);
     let quiet = tokio::time::sleep(idle);
     tokio::pin!(quiet);
-    while client_open || backend_open {
-        tokio::select! {
-            r = client.read(&mut from_client), if client_open => match r {
-                Ok(0) => {
-                    client_open = false;
-                    let _ = backend.shutdown().await;
-                }
-                Ok(n) => {
-                    if backend.write_all(&from_client[..n]).await.is_err() || backend.flush().await.is_err() {
-                        return (Ending::Failed, up, down);
-                    }
-                    up += n as u64;
-                    quiet.as_mut().reset(tokio::time::Instant::now() + idle);
-                }
-                Err(_) => return (Ending::Failed, up, down),
-            },
-            r = backend.read(&mut from_backend), if backend_open => match r {
-                Ok(0) => {
-                    backend_open = false;
-                    let _ = client.shutdown().await;
-                }
-                Ok(n) => {
-                    if client.write_all(&from_backend[..n]).await.is_err() || client.flush().await.is_err() {
-                        return (Ending::Failed, up, down);
-                    }
-                    down += n as u64;
-                    quiet.as_mut().reset(tokio::time::Instant::now() + idle);
-                }
-                Err(_) => return (Ending::Failed, up, down),
-            },
-            _ = &mut quiet => return (Ending::Idle, up, down),
+    while up.open || down.open {
+        let moved = tokio::select! {
+            r = client.read(&mut up.buf), if up.open => up.pass_own(r, backend).await,
+            r = backend.read(&mut down.buf), if down.open => down.pass_own(r, client).await,
+            _ = &mut quiet => return (Ending::Idle, up.bytes, down.bytes),
+        };
+        match moved {
+            Err(()) => return (Ending::Failed, up.bytes, down.bytes),
+            Ok(true) => quiet.as_mut().reset(tokio::time::Instant::now() + idle),
+            Ok(false) => {}
         }
     }
-    (Ending::Closed, up, down)
+    (Ending::Closed, up.bytes, down.bytes)
+}
+
+/// One way through a tunnel.
+struct Direction {
+    buf: Vec<u8>,
+    open: bool,
+    bytes: u64,
+}
+
+impl Direction {
+    fn new() -> Self {
+        Self {
+            buf: vec![0u8; BUFFER],
+            open: true,
+            bytes: 0,
+        }
+    }
+
+    /// Passes on what a read into this direction's buffer gave.
+    async fn pass_own<W: AsyncWrite + Unpin>(&mut self, read: std::io::Result<usize>, to: &mut W) -> Result<bool, ()> {
+        let buf = std::mem::take(&mut self.buf);
+        let moved = self.pass(read, &buf, to).await;
+        self.buf = buf;
+        moved
+    }
+
+    /// Writes `data[..n]` on; at the end of the stream (`Ok(0)`) closes
+    /// `to`'s writing half, so the half-close reaches the other side.
+    /// `Ok(true)` when bytes moved.
+    async fn pass<W: AsyncWrite + Unpin>(
+        &mut self,
+        read: std::io::Result<usize>,
+        data: &[u8],
+        to: &mut W,
+    ) -> Result<bool, ()> {
+        match read {
+            Ok(0) => {
+                self.open = false;
+                let _ = to.shutdown().await;
+                Ok(false)
+            }
+            Ok(n) => {
+                to.write_all(&data[..n]).await.map_err(drop)?;
+                to.flush().await.map_err(drop)?;
+                self.bytes += n as u64;
+                Ok(true)
+            }
+            Err(_) => Err(()),
+        }
+    }
 }

@@ -19,7 +19,7 @@ use super::Dispatcher;
 use super::Shed;
 use crate::proxy::budget::Hold;
 use crate::proxy::client_body::{ClientBody, ClientError};
-use crate::proxy::tee::{Captured, Tee};
+use crate::proxy::tee::Tee;
 use crate::proxy::{Inbound, ProxyBody, ProxyError};
 use crate::route::Route;
 use crate::side::Side;
@@ -62,30 +62,13 @@ impl Mirror {
             let _ = tx.send(LiveOutcome::Stream);
             return ProxyBody::stream(body);
         }
-        let outcome = |rx| LiveOutcome::Head {
+        let (tee, rx) = Tee::new(body, self.cap, hold);
+        let _ = tx.send(LiveOutcome::Head {
             status: head.status.as_u16(),
             headers: head.headers.clone(),
             latency: self.started.elapsed(),
             body: rx,
-        };
-        if body.is_end_stream() {
-            // hyper never polls a body that has ended already (a 204, a
-            // HEAD, a gRPC trailers-only answer), so no tee would see its
-            // end: the copy, empty, is handed over now.
-            let (done, rx) = oneshot::channel();
-            let _ = done.send(Captured {
-                body: Bytes::new(),
-                truncated: false,
-                failed: false,
-                over_budget: false,
-                hold,
-                trailers: None,
-            });
-            let _ = tx.send(outcome(rx));
-            return ProxyBody::stream(body);
-        }
-        let (tee, rx) = Tee::new(body, self.cap, hold);
-        let _ = tx.send(outcome(rx));
+        });
         ProxyBody::Tee { inner: Box::new(tee) }
     }
 

@@ -23,13 +23,41 @@ pub struct Trust<'a> {
     pub insecure_skip_verify: bool,
 }
 
+/// A `tls:` setting that cannot be used: the key at fault, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for TrustError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl From<TrustError> for String {
+    fn from(e: TrustError) -> String {
+        e.to_string()
+    }
+}
+
+/// Blames `{path}.tls{key}`.
+fn at(path: &str, key: &str) -> impl Fn(String) -> TrustError {
+    let key = format!("{path}.tls{key}");
+    move |message| TrustError {
+        key: key.clone(),
+        message,
+    }
+}
+
 /// Builds the client configuration for one backend; `path` names the
 /// backend's config keys in errors. `alpn` is left empty for hyper-rustls,
 /// which writes its own.
-pub fn client_config(path: &str, tls: Trust<'_>, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
+pub fn client_config(path: &str, tls: Trust<'_>, alpn: &[&[u8]]) -> Result<ClientConfig, TrustError> {
     let builder = ClientConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("{path}.tls: {e}"))?;
+        .map_err(|e| at(path, "")(e.to_string()))?;
     let builder = if tls.insecure_skip_verify {
         builder
             .dangerous()
@@ -39,16 +67,16 @@ pub fn client_config(path: &str, tls: Trust<'_>, alpn: &[&[u8]]) -> Result<Clien
     };
     let mut config = match (tls.client_cert_file, tls.client_key_file) {
         (Some(cert), Some(key)) => {
-            let chain = certs::read_chain(cert).map_err(|e| format!("{path}.tls.client_cert_file: {e}"))?;
-            let key = certs::read_key(key).map_err(|e| format!("{path}.tls.client_key_file: {e}"))?;
+            let chain = certs::read_chain(cert).map_err(at(path, ".client_cert_file"))?;
+            let key = certs::read_key(key).map_err(at(path, ".client_key_file"))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("{path}.tls.client_key_file: does not fit the client certificate: {e}"))?
+                .map_err(|e| at(path, ".client_key_file")(format!("does not fit the client certificate: {e}")))?
         }
         (None, None) => builder.with_no_client_auth(),
         _ => {
-            return Err(format!(
-                "{path}.tls: client_cert_file and client_key_file go together; set both or neither"
+            return Err(at(path, "")(
+                "client_cert_file and client_key_file go together; set both or neither".into(),
             ))
         }
     };
@@ -67,26 +95,23 @@ pub fn unused() -> Result<ClientConfig, String> {
 }
 
 /// The name to send and verify: `server_name`, else the URL's host.
-pub fn server_name(path: &str, tls: Trust<'_>, host: &str) -> Result<ServerName<'static>, String> {
+pub fn server_name(path: &str, tls: Trust<'_>, host: &str) -> Result<ServerName<'static>, TrustError> {
     let name = tls
         .server_name
         .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']'));
     ServerName::try_from(name.to_string())
-        .map_err(|e| format!("{path}.tls.server_name: {name:?} is not a DNS name or IP address: {e}"))
+        .map_err(|e| at(path, ".server_name")(format!("{name:?} is not a DNS name or IP address: {e}")))
 }
 
-fn roots(path: &str, ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, String> {
+fn roots(path: &str, ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, TrustError> {
     let Some(ca) = ca_file else {
-        return system_roots().map_err(|e| format!("{path}.tls: {e}; set ca_file"));
+        return system_roots().map_err(|e| at(path, "")(format!("{e}; set ca_file")));
     };
     let mut store = RootCertStore::empty();
-    for cert in certs::read_chain(ca).map_err(|e| format!("{path}.tls.ca_file: {e}"))? {
-        store.add(cert).map_err(|e| {
-            format!(
-                "{path}.tls.ca_file: {} holds a certificate that is no CA: {e}",
-                ca.display()
-            )
-        })?;
+    for cert in certs::read_chain(ca).map_err(at(path, ".ca_file"))? {
+        store
+            .add(cert)
+            .map_err(|e| at(path, ".ca_file")(format!("{} holds a certificate that is no CA: {e}", ca.display())))?;
     }
     Ok(Arc::new(store))
 }
