@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::report::collector::{Collector, Verdict};
+use crate::report::collector::Collector;
 use crate::report::store::{self, Record, Store};
+use crate::report::tally::Verdict;
 use crate::rollout::state::now_ms;
 use crate::shadow::{Pair, Work};
+use crate::snapshot::SnapshotCell;
 
 const TALLY_EVERY: Duration = Duration::from_secs(5);
 /// Slices kept at most: a day of a test held on a suspect reading.
@@ -113,20 +115,34 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// Starts the report's counts afresh; the store records it within
+    /// [`TALLY_EVERY`], so a restart does not bring the old counts back.
+    pub fn reset(&self) -> u64 {
+        let at = now_ms();
+        self.collector.lock().unwrap_or_else(|p| p.into_inner()).reset(at);
+        at
+    }
+
     /// Builds the collector (restored from the store when there is one) and
     /// starts the thread. The thread ends when every sender is gone.
-    pub fn start(config: &Config, metrics: Metrics, rx: Receiver<Work>) -> std::io::Result<(Self, JoinHandle<()>)> {
+    pub fn start(
+        config: &Config,
+        metrics: Metrics,
+        rx: Receiver<Work>,
+        cell: SnapshotCell,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let mut collector = Collector::new(config);
         let mut store = None;
         if let Some(cfg) = &config.diff.store {
             let replay = store::replay(cfg)?;
             let restored = replay.tallies.len();
-            collector.restore(replay.tallies, replay.samples, replay.totals);
+            collector.restore(replay.tallies, replay.samples, replay.totals, replay.since_ms);
             if restored > 0 || replay.skipped > 0 {
                 tracing::info!(path = %cfg.path.display(), endpoints = restored, skipped_lines = replay.skipped, "diff report restored from the store");
             }
             store = Some(Store::open(cfg)?);
         }
+        let since = collector.since_ms;
         let analysis = Self {
             collector: Arc::new(Mutex::new(collector)),
             diffs: Arc::new(DiffWindow::default()),
@@ -138,6 +154,8 @@ impl Analysis {
             store,
             dirty: HashSet::new(),
             rewrite_all: false,
+            written_since: since,
+            cell,
         };
         let handle = std::thread::Builder::new()
             .name("switchyard-analysis".into())
@@ -178,6 +196,10 @@ struct Worker {
     /// The store rotated while tallies were written: write them all again
     /// next time, so the newest file stands alone.
     rewrite_all: bool,
+    /// The reset the store last recorded.
+    written_since: Option<u64>,
+    /// Where the accepted differences are read from, per comparison.
+    cell: SnapshotCell,
 }
 
 impl Worker {
@@ -205,9 +227,10 @@ impl Worker {
     }
 
     fn process(&mut self, pair: Pair) {
+        let snap = self.cell.load();
         let ingested = {
             let mut c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
-            c.ingest(&pair, now_ms())
+            c.ingest(&pair, now_ms(), &snap.rollout.accepted)
         };
         self.metrics
             .comparisons
@@ -248,10 +271,22 @@ impl Worker {
             self.dirty.clear();
             return;
         };
-        if self.dirty.is_empty() && !all {
+        let reset = {
+            let c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+            c.since_ms != self.written_since
+        };
+        if self.dirty.is_empty() && !all && !reset {
             return;
         }
         let c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
+        if c.since_ms != self.written_since {
+            if let Some(at_ms) = c.since_ms {
+                if let Err(e) = store.append(&Record::Reset { at_ms }) {
+                    self.failures.failed(&self.metrics, &e);
+                }
+            }
+            self.written_since = c.since_ms;
+        }
         let names: Vec<String> = if all {
             c.endpoints.keys().cloned().collect()
         } else {

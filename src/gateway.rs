@@ -88,11 +88,19 @@ impl Gateway {
         let controller = Arc::new(Controller::new(cell.clone(), metrics.clone(), slot));
 
         let (pair_tx, pair_rx) = std::sync::mpsc::sync_channel(config.shadow.queue);
-        let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx)
+        let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx, cell.clone())
             .map_err(|e| StartError::Setup(format!("cannot open the diff store: {e}")))?;
         let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.samples_dropped.clone());
         let shutdown = CancellationToken::new();
+        let capture = match &config.capture {
+            Some(c) => Some(
+                crate::replay::capture::Capture::start(c, &config.diff.redact_headers, metrics.captured.clone())
+                    .map_err(|e| StartError::Setup(format!("capture.path {}: {e}", c.path.display())))?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            capture,
             shutdown: shutdown.clone(),
             drain: config.server.drain_timeout.get(),
             snapshot: cell.clone(),
@@ -223,12 +231,13 @@ impl Gateway {
 
     /// The diff report as it stands.
     pub fn report(&self) -> crate::report::model::Report {
-        crate::report::model::build(&crate::report::model::Sources {
+        crate::report::gather::Sources {
             controller: &self.controller,
             metrics: &self.metrics,
             analysis: &self.analysis,
             guard: &self.guard,
-        })
+        }
+        .report(None)
     }
 
     /// Starts a graceful shutdown; returns at once. `/readyz` turns 503.

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod modules;
 pub mod pipeline;
 pub mod proxy;
+pub mod replay;
 pub mod report;
 pub mod rollout;
 pub mod route;

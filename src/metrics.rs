@@ -36,7 +36,7 @@ pub const SHADOW_OUTCOMES: &[&str] = &[
 ];
 
 /// Every `result` of `switchyard_comparisons_total`.
-pub const COMPARISON_RESULTS: &[&str] = &["match", "diff", "noise", "ignored", "error", "dropped"];
+pub const COMPARISON_RESULTS: &[&str] = &["match", "diff", "accepted", "noise", "ignored", "error", "dropped"];
 
 /// Phases as exported by the one-hot `switchyard_rollout_phase` gauge.
 pub const PHASES: &[&str] = &["idle", "progressing", "paused", "promoted", "rolled_back"];
@@ -67,8 +67,13 @@ pub struct Metrics {
     pub state_persist_failures: IntCounter,
     pub diff_store_write_failures: IntCounter,
     pub log_lines_dropped: IntCounterVec,
+    /// Requests offered to `capture:`, by what became of them.
+    pub captured: IntCounterVec,
     pub edge: EdgeMetrics,
 }
+
+/// Every `result` of `switchyard_captured_requests_total`.
+pub const CAPTURE_RESULTS: &[&str] = &["written", "dropped", "skipped_body", "failed"];
 
 /// What happens at the edges of a connection: TLS handshakes and
 /// certificates, and connections upgraded to another protocol.
@@ -299,6 +304,12 @@ impl Metrics {
                 "Log lines dropped because the log writer fell behind, by sink.",
                 &["sink"],
             ),
+            captured: counter(
+                r,
+                "switchyard_captured_requests_total",
+                "Live requests sampled by capture:, by what became of them (written, dropped when the writer fell behind, skipped_body when the body was over max_body_bytes, failed to write).",
+                &["result"],
+            ),
             edge: EdgeMetrics::new(r),
             rollout_percent,
             connections_active,
@@ -325,7 +336,31 @@ impl Metrics {
         for sink in ["log", "access"] {
             m.log_lines_dropped.with_label_values(&[sink]);
         }
+        for result in CAPTURE_RESULTS {
+            m.captured.with_label_values(&[result]);
+        }
         m
+    }
+
+    /// Live requests served per side so far, over every route.
+    pub fn served(&self) -> (u64, u64) {
+        let mut old = 0;
+        let mut new = 0;
+        for family in self.registry.gather() {
+            if family.get_name() != "switchyard_requests_total" {
+                continue;
+            }
+            for m in family.get_metric() {
+                let backend = m.get_label().iter().find(|l| l.get_name() == "backend");
+                let v = m.get_counter().get_value() as u64;
+                match backend.map(|l| l.get_value()) {
+                    Some("old") => old += v,
+                    Some("new") => new += v,
+                    _ => {}
+                }
+            }
+        }
+        (old, new)
     }
 
     /// Sets the one-hot phase gauge and the percent gauge.

@@ -59,6 +59,8 @@ pub struct Shared {
     /// upgraded connections close on.
     pub shutdown: CancellationToken,
     pub drain: std::time::Duration,
+    /// `capture:`, when live requests are recorded.
+    pub capture: Option<Arc<crate::replay::capture::Capture>>,
 }
 
 /// One event loop's view: the shared state and its own upstream pools.
@@ -83,6 +85,13 @@ impl Worker {
             shared,
             upstreams: ArcSwap::from_pointee(ups),
         })
+    }
+
+    /// The capture, when this request is drawn for it (never a protocol
+    /// switch: there is nothing to replay).
+    fn capture_for(&self, method: &http::Method, switching: bool) -> Option<&crate::replay::capture::Capture> {
+        let capture = self.shared.capture.as_deref()?;
+        (!switching && capture.wants(method)).then_some(capture)
     }
 
     pub fn tunnels(&self) -> &Tunnels {
@@ -250,6 +259,23 @@ impl Worker {
             // the skipped mirror is counted like any other.
             counters.inc(side.other().as_str(), "skipped_body");
         }
+        let mut body = shadow::Upload::from(body);
+        if let Some(capture) = self.capture_for(&method, switch.is_some()) {
+            if ctx.body_limit.is_none() {
+                // Read far enough for the capture and the mirror both.
+                let want = capture
+                    .max_body_bytes()
+                    .max(if mirrorable { route.shadow.max_body_bytes } else { 0 });
+                body = match self.shared.shadow.read_ahead(body, &parts, want).await {
+                    Ok(b) => b,
+                    Err(e) => return self.client_fault(e, Some(request_id), grpc),
+                };
+            }
+            match body.bytes() {
+                Some(bytes) => capture.record(&parts, &route.name, request_id.to_str().unwrap_or(""), bytes),
+                None => capture.skipped_body(),
+            }
+        }
         let (body, mirror) = if mirrorable && ctx.body_limit.is_none() {
             let candidate = Candidate {
                 snap,
@@ -263,8 +289,7 @@ impl Worker {
                 Err(e) => return self.client_fault(e, Some(request_id), grpc),
             }
         } else {
-            let body = body.map_or(ProxyBody::empty(), ProxyBody::stream);
-            (body, Mirror::none())
+            (body.into_body(), Mirror::none())
         };
         let body = match (ctx.body_limit, body) {
             (Some(limit), ProxyBody::Stream { inner }) => ProxyBody::limited(inner, limit),

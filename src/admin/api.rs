@@ -23,7 +23,8 @@ use crate::compare::Analysis;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::proxy::ProxyBody;
-use crate::report::model;
+use crate::report::accept::parse_since;
+use crate::report::gather::Sources;
 use crate::rollout::controller::{Actor, ControlError, Controller, RollbackReason};
 use crate::rollout::guard::GuardReport;
 
@@ -125,8 +126,8 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    fn report_sources(&self) -> model::Sources<'_> {
-        model::Sources {
+    pub(super) fn report_sources(&self) -> Sources<'_> {
+        Sources {
             controller: &self.controller,
             metrics: &self.metrics,
             analysis: &self.analysis,
@@ -135,7 +136,7 @@ impl AdminState {
     }
 }
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+pub(super) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     let mut r = Response::new(ProxyBody::full(Bytes::from(body)));
@@ -147,11 +148,11 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Prox
     r
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response<ProxyBody> {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response<ProxyBody> {
     json_response(status, &json!({ "error": message.into() }))
 }
 
-fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+pub(super) fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
@@ -161,10 +162,11 @@ fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
     r
 }
 
-fn control_error(e: ControlError) -> Response<ProxyBody> {
+pub(super) fn control_error(e: ControlError) -> Response<ProxyBody> {
     let status = match &e {
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
         ControlError::Conflict(_) => StatusCode::CONFLICT,
+        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
@@ -191,7 +193,7 @@ struct Note {
     reason: Option<String>,
 }
 
-fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Actor {
+pub(super) fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Actor {
     Actor::new(
         who.filter(|w| !w.trim().is_empty()).unwrap_or_else(|| "admin".into()),
         reason
@@ -200,7 +202,7 @@ fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Acto
     )
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Box<Response<ProxyBody>>> {
+pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Box<Response<ProxyBody>>> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(error(
@@ -215,7 +217,7 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Box<Response<ProxyBo
 }
 
 /// Parses a JSON body; the error is the 400 to send back.
-fn parse<T: for<'de> Deserialize<'de> + Default>(
+pub(super) fn parse<T: for<'de> Deserialize<'de> + Default>(
     body: &[u8],
     allow_empty: bool,
 ) -> Result<T, Box<Response<ProxyBody>>> {
@@ -246,7 +248,7 @@ impl Default for SetPercent {
 }
 
 /// A query parameter of an admin call, percent-decoded.
-fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+pub(super) fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
     let raw = crate::split::query_param(req.uri().query()?, name)?;
     Some(
         percent_encoding::percent_decode_str(&raw.replace('+', " "))
@@ -336,43 +338,57 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
                 }),
             ),
         },
-        (&Method::GET, "/report") => {
-            let r = model::build(&state.report_sources());
-            typed(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                crate::report::html::render(&r),
-            )
+        (&Method::GET, "/report" | "/report.json" | "/report.txt") => {
+            let from = match query_param(&req, "since").map(|s| parse_since(&s, crate::rollout::state::now_ms())) {
+                None => None,
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+            };
+            let r = state.report_sources().report(from);
+            match path.as_str() {
+                "/report" => typed(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    crate::report::html::render(&r),
+                ),
+                "/report.txt" => typed(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    crate::report::text::render(&r),
+                ),
+                _ => json_response(StatusCode::OK, &serde_json::to_value(&r).unwrap_or_default()),
+            }
         }
-        (&Method::GET, "/report.json") => {
-            let r = model::build(&state.report_sources());
-            json_response(StatusCode::OK, &serde_json::to_value(&r).unwrap_or_default())
-        }
-        (&Method::GET, "/report.txt") => {
-            let r = model::build(&state.report_sources());
-            typed(
-                StatusCode::OK,
-                "text/plain; charset=utf-8",
-                crate::report::text::render(&r),
-            )
-        }
+        (&Method::POST, "/report/reset") => super::diffs::reset(state),
         (&Method::GET, "/diffs") => {
             let limit = match query_param(&req, "limit").map(|l| l.parse::<usize>()) {
                 None => 20,
                 Some(Ok(n)) if (1..=1000).contains(&n) => n,
                 Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be a whole number from 1 to 1000"),
             };
-            let samples = model::samples(
-                &state.report_sources(),
+            let samples = state.report_sources().samples(
                 query_param(&req, "endpoint").as_deref(),
                 query_param(&req, "field").as_deref(),
                 limit,
             );
             json_response(StatusCode::OK, &serde_json::to_value(samples).unwrap_or_default())
         }
+        (&Method::POST, "/diffs/accept") => super::diffs::accept(state, req).await,
+        (&Method::POST, "/diffs/unaccept") => super::diffs::unaccept(state, req).await,
+        (&Method::GET, "/diffs/accepted") => super::diffs::list(state),
+        (_, "/diffs/accept" | "/diffs/unaccept" | "/report/reset") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} only answers POST"))
+        }
+        (&Method::GET, p) if sample_id(p).is_some_and(|(_, replay)| !replay) => {
+            super::diffs::show(state, sample_id(p).map_or("", |(id, _)| id))
+        }
+        (&Method::POST, p) if sample_id(p).is_some_and(|(_, replay)| replay) => {
+            super::diffs::replay(state, sample_id(p).map_or("", |(id, _)| id)).await
+        }
         (
             _,
-            "/healthz" | "/readyz" | "/metrics" | "/status" | "/report" | "/report.json" | "/report.txt" | "/diffs",
+            "/healthz" | "/readyz" | "/metrics" | "/status" | "/report" | "/report.json" | "/report.txt" | "/diffs"
+            | "/diffs/accepted",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} only answers GET")),
         (_, "/rollout") => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -383,6 +399,16 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
         }
         _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {method} {path}")),
     }
+}
+
+/// `/diffs/ID` (show) or `/diffs/ID/replay`: the id, and whether it is a replay.
+fn sample_id(path: &str) -> Option<(&str, bool)> {
+    let rest = path.strip_prefix("/diffs/")?;
+    let (id, replay) = match rest.strip_suffix("/replay") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())).then_some((id, replay))
 }
 
 /// The body of `GET /status`.

@@ -3,3 +3,4 @@
 pub mod access;
 pub mod api;
 pub mod client;
+mod diffs;

@@ -197,6 +197,9 @@ pub fn validate(config: &Config) -> Vec<Finding> {
 
     rollout(&mut f, &config.rollout);
     shadow(&mut f, &config.shadow);
+    if let Some(c) = &config.capture {
+        capture(&mut f, c);
+    }
     diff(&mut f, &config.diff);
     modules(&mut f, "modules", &config.modules);
     routes(&mut f, &config.routes);
@@ -420,6 +423,31 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
     }
     if g.min_requests == 0 {
         f.add("rollout.guard.min_requests", "must be at least 1");
+    }
+}
+
+fn capture(f: &mut Findings, c: &crate::config::CaptureConfig) {
+    f.percent("capture.percent", c.percent);
+    f.methods("capture.methods", &c.methods);
+    if c.methods.is_empty() {
+        f.add(
+            "capture.methods",
+            "is empty: nothing would be recorded; list methods such as [GET]",
+        );
+    }
+    if c.path.as_os_str().is_empty() {
+        f.add("capture.path", "is empty; name a file such as state/capture.jsonl");
+    } else if c.path.is_dir() {
+        f.add(
+            "capture.path",
+            format!("{} is a directory; name a file in it", c.path.display()),
+        );
+    }
+    if c.max_bytes < 4096 {
+        f.add(
+            "capture.max_bytes",
+            format!("must be at least 4096, got {}", c.max_bytes),
+        );
     }
 }
 

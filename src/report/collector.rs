@@ -7,15 +7,16 @@
 //! `raw > noise × (1 + relative)` and `raw − noise > absolute`. Rates are
 //! per comparison of the endpoint, so the decision sharpens as traffic
 //! flows, and the report always shows both rates next to the verdict.
+//! A difference an engineer accepted counts as `accepted`, never as real.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use serde::{Deserialize, Serialize};
-
+use super::accept::Acceptance;
 use super::endpoint::EndpointNamer;
-use super::latency::Latency;
+use super::sample::{self, Sample};
+use super::tally::{tick, EndpointStats, FieldStats, Minute, NoiseModel, Results, Tallies, Verdict};
 use crate::config::Config;
-use crate::diff::{Difference, Exchange, Kind};
+use crate::diff::{Difference, Kind};
 use crate::shadow::Pair;
 
 /// Name of the bucket that endpoints beyond the cap share.
@@ -28,12 +29,11 @@ pub const MAX_FIELDS: usize = 256;
 /// Name of the bucket that fields beyond [`MAX_FIELDS`] share.
 pub const OVERFLOW_FIELD: &str = "(other fields)";
 
-/// The name a difference is counted under: its location with array indices
-/// and id-like keys generalised (`body:/users/*/name`), or the overflow
-/// bucket once the endpoint tracks [`MAX_FIELDS`] fields.
-fn field_key(fields: &BTreeMap<String, FieldStats>, d: &Difference) -> String {
+/// The name a difference is reported under: its location with array
+/// indices and id-like keys generalised (`body:/users/*/name`).
+pub fn field_of(d: &Difference) -> String {
     let generalised = d.field();
-    let name = match generalised.strip_prefix("body:") {
+    match generalised.strip_prefix("body:") {
         Some(ptr) => {
             let mut out = String::from("body:");
             for tok in ptr.split('/').skip(1) {
@@ -43,157 +43,18 @@ fn field_key(fields: &BTreeMap<String, FieldStats>, d: &Difference) -> String {
             out
         }
         None => generalised,
-    };
+    }
+}
+
+/// The name a difference is counted under: [`field_of`], or the overflow
+/// bucket once the endpoint tracks [`MAX_FIELDS`] fields.
+fn field_key(fields: &BTreeMap<String, FieldStats>, d: &Difference) -> String {
+    let name = field_of(d);
     if fields.contains_key(&name) || fields.len() < MAX_FIELDS {
         name
     } else {
         OVERFLOW_FIELD.to_string()
     }
-}
-
-/// Headers never stored or shown, whatever the config says.
-pub const ALWAYS_REDACTED: &[&str] = &["authorization", "cookie", "set-cookie", "proxy-authorization"];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Match,
-    Diff,
-    Noise,
-    Ignored,
-    Error,
-}
-
-impl Verdict {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Match => "match",
-            Verdict::Diff => "diff",
-            Verdict::Noise => "noise",
-            Verdict::Ignored => "ignored",
-            Verdict::Error => "error",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Results {
-    pub matched: u64,
-    pub diff: u64,
-    pub noise: u64,
-    pub ignored: u64,
-    pub error: u64,
-}
-
-impl Results {
-    fn add(&mut self, v: Verdict) {
-        match v {
-            Verdict::Match => self.matched += 1,
-            Verdict::Diff => self.diff += 1,
-            Verdict::Noise => self.noise += 1,
-            Verdict::Ignored => self.ignored += 1,
-            Verdict::Error => self.error += 1,
-        }
-    }
-}
-
-/// One side of a stored sample.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SideSample {
-    pub status: u16,
-    pub content_type: String,
-    /// The body, decoded, shortened to a few KB.
-    pub body: String,
-    pub latency_ms: f64,
-}
-
-/// A request and both answers, kept as evidence for a field.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Sample {
-    pub at_ms: u64,
-    pub request_id: String,
-    pub route: String,
-    pub method: String,
-    /// Path and query.
-    pub target: String,
-    /// Request headers, sensitive ones redacted.
-    pub headers: Vec<(String, String)>,
-    pub request_body: String,
-    pub old: SideSample,
-    pub new: SideSample,
-    pub difference: Difference,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct FieldStats {
-    /// Comparisons of old and new where this field differed.
-    pub raw: u64,
-    /// Baseline comparisons (old vs twin) where it differed.
-    pub noise: u64,
-    /// Differences that matched an ignore rule.
-    pub ignored: u64,
-    pub kinds: BTreeMap<Kind, u64>,
-    #[serde(skip)]
-    pub samples: VecDeque<Sample>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct EndpointStats {
-    pub route: String,
-    pub compared: u64,
-    /// Baseline comparisons made for this endpoint.
-    pub baseline: u64,
-    pub results: Results,
-    pub fields: BTreeMap<String, FieldStats>,
-    pub latency_old: Latency,
-    pub latency_new: Latency,
-}
-
-/// Thresholds of the noise model.
-#[derive(Clone, Copy, Debug)]
-pub struct NoiseModel {
-    pub relative: f64,
-    pub absolute: f64,
-}
-
-impl NoiseModel {
-    /// Whether a field with these counts is a real difference.
-    pub fn is_real(&self, raw: u64, compared: u64, noise: u64, baseline: u64) -> bool {
-        if compared == 0 || raw == 0 {
-            return false;
-        }
-        let raw_rate = raw as f64 / compared as f64;
-        let noise_rate = if baseline == 0 {
-            0.0
-        } else {
-            noise as f64 / baseline as f64
-        };
-        raw_rate > noise_rate * (1.0 + self.relative) && raw_rate - noise_rate > self.absolute
-    }
-}
-
-impl EndpointStats {
-    pub fn rates(&self, f: &FieldStats) -> (f64, f64) {
-        let raw = if self.compared == 0 {
-            0.0
-        } else {
-            f.raw as f64 / self.compared as f64
-        };
-        let noise = if self.baseline == 0 {
-            0.0
-        } else {
-            f.noise as f64 / self.baseline as f64
-        };
-        (raw, noise)
-    }
-}
-
-/// Per-minute comparison counts, for the diff-rate chart.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Minute {
-    pub start_ms: u64,
-    pub compared: u64,
-    pub diff: u64,
 }
 
 /// What one comparison did, for the metrics, the store and the guard.
@@ -210,18 +71,15 @@ pub struct Collector {
     samples_per_field: usize,
     max_endpoints: usize,
     redact: HashSet<String>,
-    pub endpoints: HashMap<String, EndpointStats>,
+    pub endpoints: BTreeMap<String, EndpointStats>,
     pub totals: Results,
     pub timeline: VecDeque<Minute>,
+    /// When the counts were last started afresh (`POST /report/reset`).
+    pub since_ms: Option<u64>,
 }
-
-const TIMELINE_MINUTES: usize = 180;
-const BODY_SNIPPET: usize = 4096;
 
 impl Collector {
     pub fn new(config: &Config) -> Self {
-        let mut redact: HashSet<String> = ALWAYS_REDACTED.iter().map(|s| s.to_string()).collect();
-        redact.extend(config.diff.redact_headers.iter().map(|h| h.to_ascii_lowercase()));
         Self {
             namer: namer(config).unwrap_or_default(),
             model: NoiseModel {
@@ -230,10 +88,11 @@ impl Collector {
             },
             samples_per_field: config.diff.samples_per_field,
             max_endpoints: config.diff.max_endpoints,
-            redact,
-            endpoints: HashMap::new(),
+            redact: sample::redaction(&config.diff.redact_headers),
+            endpoints: BTreeMap::new(),
             totals: Results::default(),
             timeline: VecDeque::new(),
+            since_ms: None,
         }
     }
 
@@ -255,6 +114,53 @@ impl Collector {
         self.redact.contains(header)
     }
 
+    /// Starts every count afresh (a redeploy of new): what is reported from
+    /// now on is about the new build only.
+    pub fn reset(&mut self, now_ms: u64) {
+        self.endpoints.clear();
+        self.totals = Results::default();
+        self.timeline.clear();
+        self.since_ms = Some(now_ms);
+    }
+
+    /// A copy of every count and sample, to build a report from.
+    pub fn tallies(&self) -> Tallies {
+        Tallies {
+            endpoints: self.endpoints.clone(),
+            totals: self.totals.clone(),
+            timeline: self.timeline.clone(),
+            since_ms: self.since_ms,
+            samples_per_field: self.samples_per_field,
+        }
+    }
+
+    /// The kinds of difference seen at a field of an endpoint (what an
+    /// acceptance made now would cover).
+    pub fn kinds_at(&self, endpoint: &str, field: &str) -> Vec<Kind> {
+        self.endpoints
+            .get(endpoint)
+            .and_then(|e| e.fields.get(field))
+            .map(|f| f.kinds.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The stored sample with this id, with its endpoint and field.
+    pub fn sample(&self, id: &str) -> Option<(String, String, Sample)> {
+        self.endpoints.iter().find_map(|(name, e)| {
+            e.fields.iter().find_map(|(field, f)| {
+                f.samples
+                    .iter()
+                    .find(|s| s.id == id)
+                    .map(|s| (name.clone(), field.clone(), s.clone()))
+            })
+        })
+    }
+
+    /// The endpoint name a request is counted under (without making room).
+    pub fn endpoint_name(&self, route: &str, method: &str, target: &str) -> String {
+        self.namer.name_on(route, method, target)
+    }
+
     fn endpoint_key(&mut self, route: &str, method: &str, target: &str) -> String {
         let name = self.namer.name_on(route, method, target);
         if self.endpoints.contains_key(&name) || self.endpoints.len() < self.max_endpoints {
@@ -270,12 +176,14 @@ impl Collector {
         let e = self.endpoints.entry(key).or_default();
         e.route = route.to_string();
         e.results.add(Verdict::Error);
+        tick(&mut e.timeline, now_ms, Verdict::Error);
         self.totals.add(Verdict::Error);
-        self.tick(now_ms, false);
+        tick(&mut self.timeline, now_ms, Verdict::Error);
     }
 
-    /// Compares a pair and records everything about it.
-    pub fn ingest(&mut self, pair: &Pair, now_ms: u64) -> Ingested {
+    /// Compares a pair and records everything about it; differences an
+    /// acceptance in `accepted` covers count as accepted.
+    pub fn ingest(&mut self, pair: &Pair, now_ms: u64, accepted: &[Acceptance]) -> Ingested {
         let raw = crate::diff::compare_call(&pair.old, &pair.new, &pair.rules, &pair.target);
         let baseline = pair
             .twin
@@ -291,6 +199,9 @@ impl Collector {
         e.compared += 1;
         e.latency_old.record_us(pair.old.latency.as_secs_f64() * 1e6);
         e.latency_new.record_us(pair.new.latency.as_secs_f64() * 1e6);
+        if let Some(t) = &pair.twin {
+            e.latency_twin.record_us(t.latency.as_secs_f64() * 1e6);
+        }
         if let Some(b) = &baseline {
             e.baseline += 1;
             let mut seen = HashSet::new();
@@ -301,15 +212,22 @@ impl Collector {
                 }
             }
         }
+        // Count each field once per comparison: as ignored, accepted or raw.
+        let is_accepted = |field: &str, d: &Difference| accepted.iter().any(|a| a.covers(&key, field, d.kind, now_ms));
         let mut seen = HashSet::new();
+        let mut any_accepted = false;
         for d in &raw.differences {
             let field = field_key(&e.fields, d);
             if !seen.insert(field.clone()) {
                 continue;
             }
+            let accepted_here = !d.ignored && is_accepted(&field, d);
             let f = e.fields.entry(field).or_default();
             if d.ignored {
                 f.ignored += 1;
+            } else if accepted_here {
+                f.accepted += 1;
+                any_accepted = true;
             } else {
                 f.raw += 1;
                 *f.kinds.entry(d.kind).or_insert(0) += 1;
@@ -321,30 +239,30 @@ impl Collector {
         let mut any_counted = false;
         let mut judged = HashSet::new();
         for d in raw.counted() {
-            any_counted = true;
             let field = field_key(&e.fields, d);
+            if is_accepted(&field, d) || !judged.insert(field.clone()) {
+                continue;
+            }
+            any_counted = true;
             let (compared, base) = (e.compared, e.baseline);
             let Some(f) = e.fields.get_mut(&field) else {
                 continue;
             };
             let is_real = model.is_real(f.raw, compared, f.noise, base);
-            if !judged.insert(field.clone()) {
-                continue;
-            }
             let sample = Sample {
-                difference: redact_difference(d, &self.redact),
+                id: Sample::id_for(&sample_base.request_id, sample_base.at_ms, &field),
+                difference: sample::redact_difference(d, &self.redact),
                 ..sample_base.clone()
             };
-            if f.samples.len() >= cap {
-                f.samples.pop_front();
-            }
-            f.samples.push_back(sample.clone());
+            f.keep(sample.clone(), cap);
             if is_real {
                 real.push((field, sample));
             }
         }
         let verdict = if !real.is_empty() {
             Verdict::Diff
+        } else if any_accepted {
+            Verdict::Accepted
         } else if any_counted {
             Verdict::Noise
         } else if raw.is_ignored_only() {
@@ -353,29 +271,13 @@ impl Collector {
             Verdict::Match
         };
         e.results.add(verdict);
+        tick(&mut e.timeline, now_ms, verdict);
         self.totals.add(verdict);
-        self.tick(now_ms, verdict == Verdict::Diff);
+        tick(&mut self.timeline, now_ms, verdict);
         Ingested {
             verdict,
             endpoint: key,
             real,
-        }
-    }
-
-    fn tick(&mut self, now_ms: u64, diff: bool) {
-        let start = now_ms - now_ms % 60_000;
-        if self.timeline.back().is_none_or(|m| m.start_ms != start) {
-            self.timeline.push_back(Minute {
-                start_ms: start,
-                ..Default::default()
-            });
-            if self.timeline.len() > TIMELINE_MINUTES {
-                self.timeline.pop_front();
-            }
-        }
-        if let Some(m) = self.timeline.back_mut() {
-            m.compared += 1;
-            m.diff += u64::from(diff);
         }
     }
 
@@ -385,38 +287,31 @@ impl Collector {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let headers = pair
-            .request_headers
-            .iter()
-            .map(|(k, v)| {
-                let value = if self.redact.contains(k.as_str()) {
-                    "[redacted]".to_string()
-                } else {
-                    String::from_utf8_lossy(v.as_bytes()).into_owned()
-                };
-                (k.as_str().to_string(), value)
-            })
-            .collect();
+        let (request_body, request_body_cut) = sample::snippet(&pair.request_body);
         Sample {
+            id: String::new(),
             at_ms,
             request_id: pair.request_id.clone(),
             route: pair.route.to_string(),
             method: pair.method.to_string(),
             target: pair.target.clone(),
-            headers,
-            request_body: snippet(&pair.request_body),
-            old: side_sample(&pair.old),
-            new: side_sample(&pair.new),
-            difference: Difference::new("", Kind::ValueChanged),
+            headers: sample::stored_headers(&pair.request_headers, &self.redact),
+            request_body,
+            request_body_cut,
+            old: sample::side_sample(&pair.old),
+            new: sample::side_sample(&pair.new),
+            twin: pair.twin.as_ref().map(sample::side_sample),
+            difference: sample::no_difference(),
         }
     }
 
     /// Puts back counts and samples read from the store after a restart.
     pub fn restore(
         &mut self,
-        tallies: HashMap<String, EndpointStats>,
+        tallies: BTreeMap<String, EndpointStats>,
         samples: Vec<(String, String, Sample)>,
         totals: Option<Results>,
+        since_ms: Option<u64>,
     ) {
         for (k, stats) in tallies {
             self.endpoints.insert(k, stats);
@@ -424,12 +319,13 @@ impl Collector {
         if let Some(t) = totals {
             self.totals = t;
         }
-        for (endpoint, field, sample) in samples {
+        self.since_ms = since_ms;
+        for (endpoint, field, mut sample) in samples {
+            if sample.id.is_empty() {
+                sample.id = Sample::id_for(&sample.request_id, sample.at_ms, &field);
+            }
             if let Some(f) = self.endpoints.get_mut(&endpoint).and_then(|e| e.fields.get_mut(&field)) {
-                if f.samples.len() >= self.samples_per_field {
-                    f.samples.pop_front();
-                }
-                f.samples.push_back(sample);
+                f.keep(sample, self.samples_per_field);
             }
         }
     }
@@ -445,48 +341,19 @@ fn namer(config: &Config) -> Result<EndpointNamer, String> {
         })
 }
 
-fn redact_difference(d: &Difference, redact: &HashSet<String>) -> Difference {
-    let mut d = d.clone();
-    if let Some(name) = d.location.strip_prefix("header:") {
-        if redact.contains(name) {
-            d.left = d.left.map(|_| "[redacted]".into());
-            d.right = d.right.map(|_| "[redacted]".into());
-        }
-    }
-    d
-}
-
-fn snippet(bytes: &[u8]) -> String {
-    let cut = bytes.len().min(BODY_SNIPPET);
-    let mut s = String::from_utf8_lossy(&bytes[..cut]).into_owned();
-    if bytes.len() > BODY_SNIPPET {
-        s.push('…');
-    }
-    s
-}
-
-fn side_sample(x: &Exchange) -> SideSample {
-    let mut budget = crate::diff::decode::MAX_DECODED;
-    let body = crate::diff::decode::decoded(&x.headers, &x.body, &mut budget).unwrap_or_else(|_| x.body.clone());
-    SideSample {
-        status: x.status,
-        content_type: x
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        body: snippet(&body),
-        latency_ms: x.latency.as_secs_f64() * 1000.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diff::Exchange;
     use bytes::Bytes;
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
+
+    impl Collector {
+        fn ingest_plain(&mut self, pair: &Pair, now_ms: u64) -> Ingested {
+            self.ingest(pair, now_ms, &[])
+        }
+    }
 
     fn config(extra: &str) -> Config {
         Config::from_yaml(
@@ -538,7 +405,7 @@ mod tests {
             let old = format!(r#"{{"ts":{i},"name":"a","n":1}}"#);
             let twin = format!(r#"{{"ts":{},"name":"a","n":1}}"#, i + 1000);
             let new = format!(r#"{{"ts":{},"name":"b","n":1}}"#, i + 2000);
-            c.ingest(&pair(&format!("/users/{i}"), old, new, Some(twin)), 0);
+            c.ingest_plain(&pair(&format!("/users/{i}"), old, new, Some(twin)), 0);
         }
         let e = &c.endpoints["GET /users/{id}"];
         assert_eq!(e.compared, 200);
@@ -553,7 +420,7 @@ mod tests {
     #[test]
     fn a_pair_with_only_noise_is_counted_as_noise() {
         let mut c = Collector::new(&config(""));
-        let got = c.ingest(
+        let got = c.ingest_plain(
             &pair(
                 "/x",
                 r#"{"ts":1}"#.into(),
@@ -564,7 +431,7 @@ mod tests {
         );
         assert_eq!(got.verdict, Verdict::Noise);
         assert!(got.real.is_empty());
-        let got = c.ingest(
+        let got = c.ingest_plain(
             &pair(
                 "/x",
                 r#"{"a":1}"#.into(),
@@ -593,7 +460,7 @@ mod tests {
     fn endpoints_are_capped_with_an_overflow_bucket() {
         let mut c = Collector::new(&config("diff: { max_endpoints: 3 }"));
         for i in 0..50 {
-            c.ingest(&pair(&format!("/p{i}/x"), "{}".into(), "{}".into(), None), 0);
+            c.ingest_plain(&pair(&format!("/p{i}/x"), "{}".into(), "{}".into(), None), 0);
         }
         assert_eq!(c.endpoints.len(), 4);
         assert_eq!(c.endpoints[OVERFLOW].compared, 47);
@@ -603,7 +470,7 @@ mod tests {
     fn fields_keyed_by_ids_collapse_and_are_capped() {
         let mut c = Collector::new(&config(""));
         // Keys that are ids collapse to `*`…
-        c.ingest(
+        c.ingest_plain(
             &pair(
                 "/m",
                 r#"{"users":{"3f2504e0-4f89-11d3-9a0c-0305e82c3301":1}}"#.into(),
@@ -615,7 +482,7 @@ mod tests {
         assert!(c.endpoints["GET /m"].fields.contains_key("body:/users/*"));
         // …and names that are not ids are capped per endpoint.
         for i in 0..(MAX_FIELDS + 50) {
-            c.ingest(
+            c.ingest_plain(
                 &pair("/n", format!(r#"{{"k{i}x":1}}"#), format!(r#"{{"k{i}x":2}}"#), None),
                 0,
             );
@@ -629,7 +496,7 @@ mod tests {
     fn samples_are_bounded_and_redacted() {
         let mut c = Collector::new(&config("diff: { samples_per_field: 3 }"));
         for i in 0..10 {
-            c.ingest(
+            c.ingest_plain(
                 &pair("/a", format!(r#"{{"v":{i}}}"#), format!(r#"{{"v":{}}}"#, i + 1), None),
                 0,
             );
@@ -640,5 +507,72 @@ mod tests {
         let auth = s.headers.iter().find(|(k, _)| k == "authorization").unwrap();
         assert_eq!(auth.1, "[redacted]");
         assert!(s.headers.iter().any(|(k, v)| k == "x-user-id" && v == "7"));
+    }
+
+    fn renamed(c: &mut Collector, i: usize, new: &str, accepted: &[Acceptance]) -> Verdict {
+        let old = format!(r#"{{"username":"u{i}","n":1}}"#);
+        c.ingest(
+            &pair(&format!("/users/{i}"), old, new.to_string(), None),
+            1_000,
+            accepted,
+        )
+        .verdict
+    }
+
+    #[test]
+    fn an_accepted_difference_counts_as_accepted_and_another_kind_stays_real() {
+        let mut c = Collector::new(&config(""));
+        assert_eq!(renamed(&mut c, 1, r#"{"user_name":"u1","n":1}"#, &[]), Verdict::Diff);
+        let kinds = c.kinds_at("GET /users/{id}", "body:/username");
+        assert_eq!(kinds, vec![Kind::Missing]);
+        let acc = |fields: &[&str]| -> Vec<Acceptance> {
+            fields
+                .iter()
+                .map(|f| Acceptance {
+                    endpoint: "GET /users/{id}".into(),
+                    field: f.to_string(),
+                    kinds: c.kinds_at("GET /users/{id}", f),
+                    reason: "renamed in v2".into(),
+                    who: "t".into(),
+                    at_ms: 0,
+                    until_ms: Some(2_000),
+                })
+                .collect()
+        };
+        let both = acc(&["body:/username", "body:/user_name"]);
+        assert_eq!(
+            renamed(&mut c, 2, r#"{"user_name":"u2","n":1}"#, &both),
+            Verdict::Accepted
+        );
+        // The same field with its type changed is not what was accepted.
+        assert_eq!(renamed(&mut c, 3, r#"{"username":3,"n":1}"#, &both), Verdict::Diff);
+        // An accepted field beside a real one: the comparison is real.
+        assert_eq!(renamed(&mut c, 4, r#"{"user_name":"u4","n":2}"#, &both), Verdict::Diff);
+        let e = &c.endpoints["GET /users/{id}"];
+        assert_eq!(e.fields["body:/username"].accepted, 2);
+        assert_eq!(e.results.accepted, 1);
+        assert_eq!(c.totals.accepted, 1);
+        // Past `until` the acceptance no longer applies.
+        let old = r#"{"username":"u5","n":1}"#.to_string();
+        let v = c
+            .ingest(
+                &pair("/users/5", old, r#"{"user_name":"u5","n":1}"#.into(), None),
+                2_000,
+                &both,
+            )
+            .verdict;
+        assert_eq!(v, Verdict::Diff);
+    }
+
+    #[test]
+    fn samples_have_ids_that_find_them() {
+        let mut c = Collector::new(&config(""));
+        c.ingest_plain(&pair("/a", r#"{"v":1}"#.into(), r#"{"v":2}"#.into(), None), 0);
+        let s = &c.endpoints["GET /a"].fields["body:/v"].samples[0];
+        assert_eq!(s.id.len(), 12);
+        let (endpoint, field, found) = c.sample(&s.id).unwrap();
+        assert_eq!((endpoint.as_str(), field.as_str()), ("GET /a", "body:/v"));
+        assert_eq!(&found, s);
+        assert!(c.sample("nope").is_none());
     }
 }

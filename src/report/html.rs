@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 use similar::{ChangeTag, TextDiff};
 
-use super::model::{EndpointReport, FieldReport, FieldVerdict, Point, Report, SampleView};
+use super::charts::{latency_svg, rate_svg};
+use super::model::{AcceptedView, EndpointReport, FieldReport, FieldVerdict, Report, SampleView};
+use crate::tls::certs::datetime;
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -52,7 +54,8 @@ const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
 header{background:#1d2430;color:#fff;padding:16px 28px}
 header h1{margin:0;font-size:20px}header p{margin:4px 0 0;color:#b8c1d1}
-main{padding:20px 28px;max-width:1400px}
+main{padding:20px 28px;max-width:1400px;box-sizing:border-box}
+section.endpoint{overflow:hidden}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:20px}
 .card{background:#fff;border:1px solid #dde1e8;border-radius:8px;padding:10px 16px;min-width:120px}
 .card b{display:block;font-size:22px}.card span{color:#5b6577;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
@@ -67,7 +70,16 @@ section.endpoint h3{margin:0 0 6px;font-family:ui-monospace,monospace}
 .real{background:#fee4e2;color:#b42318}.noise{background:#eef1f5;color:#5b6577}.ignored{background:#f2f4f7;color:#98a2b3}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 pre{background:#f6f7f9;border:1px solid #e4e7ec;border-radius:6px;padding:8px;overflow:auto;max-height:320px;margin:4px 0}
-.sides{display:grid;grid-template-columns:1fr 1fr;gap:10px}
+.sides{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:10px;max-width:100%}
+.sides pre{overflow:auto;white-space:pre}
+table.fields{table-layout:fixed}table.fields td{overflow-wrap:anywhere}
+table.fields td:last-child{overflow:hidden}
+.quiet{color:#98a2b3;background:#f2f4f7}
+.accepted{background:#e0eaff;color:#1d4ed8}
+tr.expired td{color:#98a2b3}
+details.folded>summary{color:#5b6577;margin:4px 0}
+.chart{overflow-x:auto}
+#generated{font-size:12px}
 .sides h4{margin:6px 0 2px;font-size:12px;color:#5b6577}
 .del{background:#fee4e2}.ins{background:#dcfae6}
 details{margin:6px 0}summary{cursor:pointer;color:#175cd3}
@@ -89,12 +101,15 @@ pub fn render(r: &Report) -> String {
     );
     let _ = write!(
         h,
-        "<header><h1>Switchyard diff report</h1><p>old <code>{}</code> vs new <code>{}</code>{} · rollout {}% · phase {}</p></header><main>",
+        "<header><h1>Switchyard diff report</h1><p>old <code>{}</code> vs new <code>{}</code>{} · rollout {}% · phase {}</p><p id=\"generated\">generated {}{}{}</p></header><main>",
         escape(&r.backends.old),
         escape(&r.backends.new),
         r.backends.old_twin.as_ref().map_or(String::new(), |t| format!(" · noise baseline <code>{}</code>", escape(t))),
         hl.percent,
-        escape(&hl.phase)
+        escape(&hl.phase),
+        datetime((r.generated_ms / 1000) as i64),
+        r.since_ms.map_or(String::new(), |t| format!(" · counting since {}", datetime((t / 1000) as i64))),
+        if r.gateways > 1 { format!(" · {} gateways merged", r.gateways) } else { String::new() }
     );
     let card = |h: &mut String, class: &str, value: String, label: &str| {
         let _ = write!(
@@ -112,7 +127,9 @@ pub fn render(r: &Report) -> String {
         hl.real_diffs.to_string(),
         "real diffs",
     );
+    card(&mut h, "", hl.accepted.to_string(), "accepted");
     card(&mut h, "", hl.noise.to_string(), "noise only");
+    card(&mut h, "", hl.ignored.to_string(), "ignored only");
     card(&mut h, "", hl.matched.to_string(), "identical");
     card(
         &mut h,
@@ -126,15 +143,24 @@ pub fn render(r: &Report) -> String {
 
     guard_section(&mut h, &r.guard);
 
-    h.push_str("<h2>Diff rate over time</h2>");
-    h.push_str(&timeline_svg(&r.timeline));
+    accepted_section(&mut h, &r.accepted);
 
-    h.push_str("<h2>Endpoints, worst first</h2><table id=\"endpoints\"><thead><tr><th>endpoint</th><th>route</th><th>compared</th><th>real diff rate</th><th>noise rate</th><th>p50 old / new (ms)</th><th>p95 old / new</th><th>p99 old / new</th><th>new/old p50</th><th>new/old p99</th></tr></thead><tbody>");
+    h.push_str("<h2>Real differences over time</h2><div class=\"chart\">");
+    h.push_str(&rate_svg(
+        &r.timeline,
+        &r.changes,
+        900.0,
+        170.0,
+        "real difference rate per minute",
+    ));
+    h.push_str("</div><p class=\"muted legend\">per minute (UTC); dashed lines are rollout changes</p>");
+
+    h.push_str("<h2>Endpoints, worst first</h2><table id=\"endpoints\"><thead><tr><th>endpoint</th><th>route</th><th>compared</th><th>real diff rate</th><th>noise rate</th><th>p50 old / new (ms)</th><th>p95 old / new</th><th>p99 old / new</th><th>new/old p50</th><th>new/old p99</th><th title=\"old's twin / old: what timing alone makes of two equal backends\">baseline p50 / p99</th></tr></thead><tbody>");
     for (i, e) in r.endpoints.iter().enumerate() {
         let l = &e.latency;
         let _ = write!(
             h,
-            "<tr><td><a href=\"#ep{i}\"><code>{}</code></a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td><a href=\"#ep{i}\"><code>{}</code></a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td></tr>",
             escape(&e.endpoint),
             escape(&e.route),
             e.compared,
@@ -147,52 +173,128 @@ pub fn render(r: &Report) -> String {
             ms(l.old.p99_ms),
             ms(l.new.p99_ms),
             ratio(l.ratio_p50),
-            ratio(l.ratio_p99)
+            ratio(l.ratio_p99),
+            ratio(l.baseline_ratio_p50),
+            ratio(l.baseline_ratio_p99)
         );
     }
     if r.endpoints.is_empty() {
-        h.push_str("<tr><td colspan=\"10\" class=\"muted\">No comparisons yet: mirrored requests appear here once both sides have answered (is <code>shadow.percent</code> above 0?).</td></tr>");
+        h.push_str("<tr><td colspan=\"11\" class=\"muted\">No comparisons yet: mirrored requests appear here once both sides have answered (is <code>shadow.percent</code> above 0?).</td></tr>");
     }
     h.push_str("</tbody></table>");
 
     for (i, e) in r.endpoints.iter().enumerate() {
-        endpoint_section(&mut h, i, e);
+        endpoint_section(&mut h, i, e, r);
     }
     h.push_str("<p class=\"muted\">Noise is what old disagrees with itself on (old vs old_twin, or old asked twice). A field is a <span class=\"tag real\">real</span> difference only when old and new differ there clearly more often than old differs from itself.</p>");
     h.push_str("</main></body></html>\n");
     h
 }
 
-fn endpoint_section(h: &mut String, i: usize, e: &EndpointReport) {
+fn endpoint_section(h: &mut String, i: usize, e: &EndpointReport, r: &Report) {
     let _ = write!(
         h,
-        "<section class=\"endpoint\" id=\"ep{i}\"><h3>{}</h3><p class=\"muted\">route {} · {} comparisons ({} with a noise baseline) · {} real · {} noise · {} identical · {} errors</p>",
+        "<section class=\"endpoint\" id=\"ep{i}\"><h3>{}</h3><p class=\"muted\">route {} · {} comparisons ({} with a noise baseline) · {} real · {} accepted · {} noise · {} ignored · {} identical · {} errors</p>",
         escape(&e.endpoint),
         escape(&e.route),
         e.compared,
         e.baseline,
         e.results.diff,
+        e.results.accepted,
         e.results.noise,
+        e.results.ignored,
         e.results.matched,
         e.results.error
     );
     h.push_str("<div class=\"charts\">");
     h.push_str(&latency_svg(e));
+    let _ = write!(
+        h,
+        "<figure>{}<figcaption class=\"legend\">real differences per minute</figcaption></figure>",
+        rate_svg(
+            &e.timeline,
+            &r.changes,
+            420.0,
+            150.0,
+            "real difference rate of this endpoint per minute"
+        )
+    );
     h.push_str("</div>");
     if e.fields.is_empty() {
         h.push_str("<p>No differences.</p></section>");
         return;
     }
-    h.push_str("<table class=\"fields\"><thead><tr><th>field</th><th>verdict</th><th>difference</th><th>rate</th><th>noise rate</th><th>samples</th></tr></thead><tbody>");
-    for f in &e.fields {
-        field_row(h, f);
+    // Real and accepted fields first; noise and ignored ones folded under them.
+    let (shown, folded): (Vec<&FieldReport>, Vec<&FieldReport>) = e
+        .fields
+        .iter()
+        .partition(|f| matches!(f.verdict, FieldVerdict::Real | FieldVerdict::Accepted));
+    let quiet: Vec<String> = folded
+        .iter()
+        .filter_map(|f| f.field.strip_prefix("body:").and_then(|p| p.rsplit('/').next()))
+        .filter(|leaf| *leaf != "*")
+        .map(|leaf| format!("\"{leaf}\":"))
+        .collect();
+    let head = "<table class=\"fields\"><colgroup><col style=\"width:22%\"><col style=\"width:8%\"><col style=\"width:14%\"><col style=\"width:7%\"><col style=\"width:7%\"><col></colgroup><thead><tr><th>field</th><th>verdict</th><th>difference</th><th>rate</th><th>noise rate</th><th>samples</th></tr></thead><tbody>";
+    if !shown.is_empty() {
+        h.push_str(head);
+        for f in &shown {
+            field_row(h, f, &quiet);
+        }
+        h.push_str("</tbody></table>");
     }
-    h.push_str("</tbody></table></section>");
+    if !folded.is_empty() {
+        let _ = write!(
+            h,
+            "<details class=\"folded\"{}><summary>{} noise and ignored field{} (old differs from itself there as often, or a rule ignores it)</summary>{head}",
+            if shown.is_empty() { " open" } else { "" },
+            folded.len(),
+            if folded.len() == 1 { "" } else { "s" }
+        );
+        for f in &folded {
+            field_row(h, f, &quiet);
+        }
+        h.push_str("</tbody></table></details>");
+    }
+    h.push_str("</section>");
 }
 
-fn field_row(h: &mut String, f: &FieldReport) {
+/// Acceptances: what, who, why, when, until when, and how much they covered.
+fn accepted_section(h: &mut String, accepted: &[AcceptedView]) {
+    if accepted.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Accepted differences</h2><table id=\"accepted\"><thead><tr><th>endpoint</th><th>field</th><th>kinds</th><th>why</th><th>who</th><th>when</th><th>until</th><th>covered</th></tr></thead><tbody>");
+    for a in accepted {
+        let x = &a.acceptance;
+        let kinds: Vec<&str> = x.kinds.iter().map(|k| k.as_str()).collect();
+        let _ = write!(
+            h,
+            "<tr{}><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            if a.in_force { "" } else { " class=\"expired\"" },
+            escape(&x.endpoint),
+            escape(&x.field),
+            escape(&kinds.join(", ")),
+            escape(&x.reason),
+            escape(&x.who),
+            datetime((x.at_ms / 1000) as i64),
+            x.until_ms.map_or("–".into(), |u| {
+                format!(
+                    "{}{}",
+                    datetime((u / 1000) as i64),
+                    if a.in_force { "" } else { " (expired)" }
+                )
+            }),
+            a.covered
+        );
+    }
+    h.push_str("</tbody></table>");
+}
+
+fn field_row(h: &mut String, f: &FieldReport, quiet: &[String]) {
     let (class, label) = match f.verdict {
         FieldVerdict::Real => ("real", "real"),
+        FieldVerdict::Accepted => ("accepted", "accepted"),
         FieldVerdict::Noise => ("noise", "noise"),
         FieldVerdict::Ignored => ("ignored", "ignored"),
     };
@@ -206,7 +308,7 @@ fn field_row(h: &mut String, f: &FieldReport) {
         pct(f.noise_rate)
     );
     for s in &f.samples {
-        sample(h, s);
+        sample(h, s, quiet);
     }
     if f.samples.is_empty() {
         h.push_str("<span class=\"muted\">–</span>");
@@ -221,7 +323,9 @@ fn pretty(body: &str) -> String {
         .unwrap_or_else(|| body.to_string())
 }
 
-fn sample(h: &mut String, sv: &SampleView) {
+/// One sample: the two bodies side by side, changed lines marked, and
+/// changed lines of noise fields (`quiet`, as `"name":`) greyed.
+fn sample(h: &mut String, sv: &SampleView, quiet: &[String]) {
     let s = &sv.sample;
     let d = &s.difference;
     let _ = write!(
@@ -234,7 +338,8 @@ fn sample(h: &mut String, sv: &SampleView) {
     );
     let _ = write!(
         h,
-        "<p class=\"muted\">request id <code>{}</code> · {} <code>{}</code>{}</p>",
+        "<p class=\"muted\">sample <code>{}</code> · request id <code>{}</code> · {} <code>{}</code>{}</p>",
+        escape(&s.id),
         escape(&s.request_id),
         escape(d.kind.as_str()),
         escape(&d.location),
@@ -252,11 +357,21 @@ fn sample(h: &mut String, sv: &SampleView) {
                 left.push_str(&line);
                 right.push_str(&line);
             }
-            ChangeTag::Delete => {
-                let _ = write!(left, "<span class=\"del\">{line}</span>");
-            }
-            ChangeTag::Insert => {
-                let _ = write!(right, "<span class=\"ins\">{line}</span>");
+            ChangeTag::Delete | ChangeTag::Insert => {
+                let raw = change.value().trim_start();
+                let class = if quiet.iter().any(|q| raw.starts_with(q.as_str())) {
+                    "quiet"
+                } else if change.tag() == ChangeTag::Delete {
+                    "del"
+                } else {
+                    "ins"
+                };
+                let side = if change.tag() == ChangeTag::Delete {
+                    &mut left
+                } else {
+                    &mut right
+                };
+                let _ = write!(side, "<span class=\"{class}\">{line}</span>");
             }
         }
     }
@@ -275,159 +390,11 @@ fn sample(h: &mut String, sv: &SampleView) {
     let _ = write!(h, "<h4>Request</h4><pre>{}</pre>", escape(&request));
     let _ = write!(
         h,
-        "<h4>Reproduce</h4><pre>{}</pre><pre>{}</pre></details>",
+        "<h4>Reproduce</h4><pre>switchyard replay {}</pre><pre>{}</pre><pre>{}</pre></details>",
+        escape(&s.id),
         escape(&sv.curl_old),
         escape(&sv.curl_new)
     );
-}
-
-/// Overlaid histograms of old and new latency on shared log bins.
-fn latency_svg(e: &EndpointReport) -> String {
-    let l = &e.latency;
-    let (w, hgt, pad) = (420.0, 150.0, 28.0);
-    let mut s = format!(
-        "<figure><svg class=\"latency\" width=\"{w}\" height=\"{hgt}\" viewBox=\"0 0 {w} {hgt}\" role=\"img\" aria-label=\"latency distribution of old and new\">"
-    );
-    let n = l.bins_ms.len();
-    let max = l
-        .old_counts
-        .iter()
-        .chain(&l.new_counts)
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let _ = write!(
-        s,
-        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#98a2b3\"/>",
-        hgt - pad,
-        w - 8.0,
-        hgt - pad
-    );
-    if n > 0 {
-        let slot = (w - pad - 8.0) / n as f64;
-        for i in 0..n {
-            let x = pad + i as f64 * slot;
-            for (k, (counts, color)) in [(&l.old_counts, "#5b8def"), (&l.new_counts, "#f79009")]
-                .into_iter()
-                .enumerate()
-            {
-                let v = counts.get(i).copied().unwrap_or(0) as f64;
-                let bh = (hgt - pad - 10.0) * v / max;
-                let _ = write!(
-                    s,
-                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\" opacity=\"0.85\"><title>{} ≤ {:.2} ms: {}</title></rect>",
-                    x + k as f64 * slot / 2.0,
-                    hgt - pad - bh,
-                    (slot / 2.0 - 1.0).max(1.0),
-                    if k == 0 { "old" } else { "new" },
-                    l.bins_ms[i],
-                    v
-                );
-            }
-        }
-        let _ = write!(
-            s,
-            "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\">{:.2} ms</text>",
-            hgt - 12.0,
-            l.bins_ms[0]
-        );
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\" text-anchor=\"end\">{:.2} ms</text>",
-            w - 8.0,
-            hgt - 12.0,
-            l.bins_ms[n - 1]
-        );
-    } else {
-        let _ = write!(
-            s,
-            "<text x=\"{pad}\" y=\"{}\" font-size=\"12\" fill=\"#5b6577\">no latency samples</text>",
-            hgt / 2.0
-        );
-    }
-    s.push_str("</svg><figcaption class=\"legend\">latency<i style=\"background:#5b8def\"></i>old<i style=\"background:#f79009\"></i>new</figcaption></figure>");
-    s
-}
-
-/// Real-difference rate per minute.
-fn timeline_svg(points: &[Point]) -> String {
-    let (w, hgt, pad) = (900.0, 160.0, 34.0);
-    let mut s = format!(
-        "<svg class=\"timeline\" width=\"{w}\" height=\"{hgt}\" viewBox=\"0 0 {w} {hgt}\" role=\"img\" aria-label=\"real difference rate per minute\">"
-    );
-    let _ = write!(
-        s,
-        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#98a2b3\"/>",
-        hgt - pad,
-        w - 8.0,
-        hgt - pad
-    );
-    let _ = write!(
-        s,
-        "<line x1=\"{pad}\" y1=\"8\" x2=\"{pad}\" y2=\"{}\" stroke=\"#98a2b3\"/>",
-        hgt - pad
-    );
-    let max = points.iter().map(|p| p.diff_rate).fold(0.0_f64, f64::max).max(0.01);
-    let _ = write!(
-        s,
-        "<text x=\"2\" y=\"14\" font-size=\"10\" fill=\"#5b6577\">{}</text>",
-        pct(max)
-    );
-    if points.is_empty() {
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#5b6577\">no comparisons yet</text>",
-            pad + 10.0,
-            hgt / 2.0
-        );
-    } else {
-        let step = if points.len() > 1 {
-            (w - pad - 8.0) / (points.len() - 1) as f64
-        } else {
-            0.0
-        };
-        let coords: Vec<String> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                format!(
-                    "{:.1},{:.1}",
-                    pad + i as f64 * step,
-                    hgt - pad - (hgt - pad - 12.0) * p.diff_rate / max
-                )
-            })
-            .collect();
-        let _ = write!(
-            s,
-            "<polyline fill=\"none\" stroke=\"#b42318\" stroke-width=\"2\" points=\"{}\"/>",
-            coords.join(" ")
-        );
-        for (i, p) in points.iter().enumerate() {
-            let _ = write!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#b42318\"><title>{} of {} comparisons differ</title></circle>",
-                pad + i as f64 * step,
-                hgt - pad - (hgt - pad - 12.0) * p.diff_rate / max,
-                p.diff,
-                p.compared
-            );
-        }
-        let _ = write!(
-            s,
-            "<text x=\"{pad}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\">{} min ago</text>",
-            hgt - 12.0,
-            points.len().saturating_sub(1)
-        );
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#5b6577\" text-anchor=\"end\">now</text>",
-            w - 8.0,
-            hgt - 12.0
-        );
-    }
-    s.push_str("</svg>");
-    s
 }
 
 /// The guard's checks: where each stands and how far from a decision.

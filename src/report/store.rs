@@ -3,14 +3,15 @@
 //! restart the report is rebuilt from it: the last tally of each endpoint
 //! gives the counts, the difference records give the samples.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::collector::{EndpointStats, Results, Sample};
+use super::sample::Sample;
+use super::tally::{EndpointStats, Results};
 use crate::config::StoreConfig;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,6 +30,8 @@ pub enum Record {
     },
     /// Totals over every endpoint at a moment.
     Totals { results: Results },
+    /// The report was started afresh: what came before is not restored.
+    Reset { at_ms: u64 },
 }
 
 pub struct Store {
@@ -39,7 +42,8 @@ pub struct Store {
     size: u64,
 }
 
-fn rotated(path: &Path, n: usize) -> PathBuf {
+/// The `n`th rotated file of `path` (`path.n`).
+pub fn rotated(path: &Path, n: usize) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{n}"));
     PathBuf::from(s)
@@ -47,15 +51,21 @@ fn rotated(path: &Path, n: usize) -> PathBuf {
 
 impl Store {
     pub fn open(cfg: &StoreConfig) -> io::Result<Self> {
-        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Self::open_at(&cfg.path, cfg.max_bytes, cfg.max_files)
+    }
+
+    /// A JSONL file at `path`, rotated at `max_bytes` into `path.1` …
+    /// `path.MAX_FILES` (the capture file is one too).
+    pub fn open_at(path: &Path, max_bytes: u64, max_files: usize) -> io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&cfg.path)?;
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(Self {
-            path: cfg.path.clone(),
-            max_bytes: cfg.max_bytes,
-            max_files: cfg.max_files,
+            path: path.to_path_buf(),
+            max_bytes,
+            max_files,
             file,
             size,
         })
@@ -66,7 +76,12 @@ impl Store {
     /// line the disk took only part of is cut off again: the file only ever
     /// holds whole lines.
     pub fn append(&mut self, record: &Record) -> io::Result<bool> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        self.append_json(record)
+    }
+
+    /// Appends any value as one JSON line; see [`Store::append`].
+    pub fn append_json<T: Serialize>(&mut self, value: &T) -> io::Result<bool> {
+        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
         line.push(b'\n');
         let rotated = self.size + line.len() as u64 > self.max_bytes && self.size > 0;
         if rotated {
@@ -112,12 +127,14 @@ impl Store {
 /// What a store held.
 #[derive(Default)]
 pub struct Replay {
-    pub tallies: HashMap<String, EndpointStats>,
+    pub tallies: BTreeMap<String, EndpointStats>,
     pub totals: Option<Results>,
     /// (endpoint, field, sample), oldest first.
     pub samples: Vec<(String, String, Sample)>,
     /// Lines that did not parse (a torn last line after a crash).
     pub skipped: usize,
+    /// The last reset the store recorded.
+    pub since_ms: Option<u64>,
 }
 
 /// Reads every file of a store, oldest first.
@@ -146,6 +163,13 @@ pub fn replay(cfg: &StoreConfig) -> io::Result<Replay> {
                     out.tallies.insert(endpoint, *stats);
                 }
                 Ok(Record::Totals { results }) => out.totals = Some(results),
+                Ok(Record::Reset { at_ms }) => {
+                    out = Replay {
+                        since_ms: Some(at_ms),
+                        skipped: out.skipped,
+                        ..Replay::default()
+                    };
+                }
                 Err(_) => out.skipped += 1,
             }
         }
@@ -157,7 +181,7 @@ pub fn replay(cfg: &StoreConfig) -> io::Result<Replay> {
 mod tests {
     use super::*;
     use crate::diff::{Difference, Kind};
-    use crate::report::collector::SideSample;
+    use crate::report::sample::SideSample;
 
     fn sample(i: usize) -> Sample {
         let side = SideSample {
@@ -167,6 +191,9 @@ mod tests {
             latency_ms: 1.0,
         };
         Sample {
+            id: String::new(),
+            request_body_cut: false,
+            twin: None,
             at_ms: i as u64,
             request_id: format!("r{i}"),
             route: "default".into(),
@@ -238,5 +265,34 @@ mod tests {
         let r = replay(&cfg).unwrap();
         assert_eq!(r.tallies["GET /a"].compared, 5);
         assert_eq!(r.skipped, 1);
+    }
+
+    #[test]
+    fn a_reset_hides_what_came_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            path: dir.path().join("d.jsonl"),
+            max_bytes: 1 << 20,
+            max_files: 2,
+        };
+        let mut store = Store::open(&cfg).unwrap();
+        let tally = |n| Record::Tally {
+            endpoint: format!("GET /{n}"),
+            stats: Box::new(EndpointStats::default()),
+        };
+        store.append(&tally(1)).unwrap();
+        store
+            .append(&Record::Diff {
+                endpoint: "GET /1".into(),
+                field: "body:/v".into(),
+                sample: Box::new(sample(1)),
+            })
+            .unwrap();
+        store.append(&Record::Reset { at_ms: 42 }).unwrap();
+        store.append(&tally(2)).unwrap();
+        let r = replay(&cfg).unwrap();
+        assert_eq!(r.tallies.keys().collect::<Vec<_>>(), ["GET /2"]);
+        assert!(r.samples.is_empty());
+        assert_eq!(r.since_ms, Some(42));
     }
 }

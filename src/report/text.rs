@@ -23,9 +23,36 @@ pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "rollout {}% ({}) · served old {} new {} · {} comparisons: {} real diff, {} noise, {} identical, {} errors",
-        h.percent, h.phase, h.served_old, h.served_new, h.comparisons, h.real_diffs, h.noise, h.matched, h.errors
+        "rollout {}% ({}) · served old {} new {} · generated {}{}",
+        h.percent,
+        h.phase,
+        h.served_old,
+        h.served_new,
+        crate::tls::certs::datetime((r.generated_ms / 1000) as i64),
+        r.since_ms.map_or(String::new(), |t| format!(
+            " · since {}",
+            crate::tls::certs::datetime((t / 1000) as i64)
+        ))
     );
+    // The parts add up to the whole: every comparison is exactly one of these.
+    let _ = writeln!(
+        out,
+        "{} comparisons = {} real diff + {} accepted + {} noise + {} ignored + {} identical; {} pairs could not be compared",
+        h.comparisons, h.real_diffs, h.accepted, h.noise, h.ignored, h.matched, h.errors
+    );
+    for a in &r.accepted {
+        let x = &a.acceptance;
+        let _ = writeln!(
+            out,
+            "accepted: {} {} ({} covered) by {}: {}{}",
+            x.endpoint,
+            x.field,
+            a.covered,
+            x.who,
+            x.reason,
+            if a.in_force { "" } else { " [expired]" }
+        );
+    }
     if let Some(t) = r.guard.test {
         let _ = writeln!(
             out,
@@ -50,29 +77,30 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<36} {:>7} {:>7} {:>7} {:>15} {:>7}",
-        "ENDPOINT", "COMPARED", "DIFF", "NOISE", "P50 OLD/NEW ms", "×P50"
+        "\n{:<36} {:>7} {:>7} {:>7} {:>15} {:>7} {:>9}",
+        "ENDPOINT", "COMPARED", "DIFF", "NOISE", "P50 OLD/NEW ms", "×P50", "BASELINE"
     );
     for e in &r.endpoints {
         let _ = writeln!(
             out,
-            "{:<36} {:>8} {:>6.1}% {:>6.1}% {:>15} {:>7}",
+            "{:<36} {:>8} {:>6.1}% {:>6.1}% {:>15} {:>7} {:>9}",
             cut(&e.endpoint, 36),
             e.compared,
             e.diff_rate * 100.0,
             e.noise_rate * 100.0,
             format!("{}/{}", ms(e.latency.old.p50_ms), ms(e.latency.new.p50_ms)),
-            e.latency.ratio_p50.map_or("-".into(), |x| format!("{x:.2}"))
+            e.latency.ratio_p50.map_or("-".into(), |x| format!("{x:.2}")),
+            e.latency.baseline_ratio_p50.map_or("-".into(), |x| format!("{x:.2}"))
         );
         for f in e.fields.iter().filter(|f| f.verdict != FieldVerdict::Ignored) {
             let kinds: Vec<&str> = f.kinds.iter().map(|(k, _)| k.as_str()).collect();
             let _ = writeln!(
                 out,
                 "  {:<5} {:<40} {:<18} {:>6.1}% (noise {:.1}%)",
-                if f.verdict == FieldVerdict::Real {
-                    "REAL"
-                } else {
-                    "noise"
+                match f.verdict {
+                    FieldVerdict::Real => "REAL",
+                    FieldVerdict::Accepted => "ok",
+                    _ => "noise",
                 },
                 cut(&f.field, 40),
                 cut(&kinds.join(","), 18),

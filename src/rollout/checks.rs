@@ -29,7 +29,7 @@
 //! restarted, so the evidence keeps building until the reading comes back
 //! within its margin or the test decides.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::arms::Arms;
 use super::sequential::{self, Evidence};
@@ -39,7 +39,7 @@ use crate::config::{GuardConfig, LatencyStatistic};
 /// The checks sharing a test's false-alarm budget.
 pub const CHECKS: u32 = 4;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckState {
     Pass,
@@ -57,9 +57,9 @@ pub enum CheckState {
     Skipped,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: CheckName,
     pub state: CheckState,
     /// The reading: the error-rate increase, the latency ratio, the diff rate.
     pub value: Option<f64>,
@@ -75,8 +75,45 @@ pub struct Check {
     pub detail: String,
 }
 
+/// A check's name: `error_rate`, `latency`, `diff_rate`, `mirror_errors`.
+/// Read back from a saved report as one of those (anything else is
+/// `unknown`), so it stays a `&'static str` for metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CheckName(pub &'static str);
+
+const NAMES: &[&str] = &["error_rate", "latency", "diff_rate", "mirror_errors"];
+
+impl<'de> Deserialize<'de> for CheckName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(CheckName(
+            NAMES.iter().find(|n| **n == name).copied().unwrap_or("unknown"),
+        ))
+    }
+}
+
+impl std::ops::Deref for CheckName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl PartialEq<&str> for CheckName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::fmt::Display for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// Which test of the rollout this is, and how often it has been looked at.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TestInfo {
     /// 1 for the rollout's first test (its first step), then 2, 3, …
     pub number: u32,
@@ -135,7 +172,7 @@ fn with_evidence(name: &'static str, value: f64, threshold: f64, beyond: bool, e
         CheckState::Pass
     };
     Check {
-        name,
+        name: CheckName(name),
         state,
         value: Some(value),
         threshold,
@@ -152,7 +189,7 @@ fn with_evidence(name: &'static str, value: f64, threshold: f64, beyond: bool, e
 
 fn waiting(name: &'static str, threshold: f64, detail: String) -> Check {
     Check {
-        name,
+        name: CheckName(name),
         state: CheckState::Pending,
         value: None,
         threshold,

@@ -17,6 +17,7 @@ use super::persist::{self, PersistError, RollbackSlot};
 use super::state::{now_ms, Change, Phase, RolloutState};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::report::accept::Acceptance;
 use crate::snapshot::{Snapshot, SnapshotCell};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum ControlError {
     /// Not possible in the current phase (409).
     #[error("{0}")]
     Conflict(String),
+    /// What the call names does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
     /// The state could not be saved (500).
     #[error(transparent)]
     Persist(#[from] PersistError),
@@ -72,7 +76,13 @@ pub struct Controller {
     slot: Option<RollbackSlot>,
     /// The current state is the one the state file holds.
     persisted: AtomicBool,
+    /// The last changes of this run, oldest first, for the report's chart
+    /// markers and the status view.
+    history: Mutex<std::collections::VecDeque<Change>>,
 }
+
+/// Changes remembered in [`Controller::history`].
+const HISTORY: usize = 64;
 
 fn validate_percent(p: f64) -> Result<(), ControlError> {
     if !p.is_finite() || !(0.0..=100.0).contains(&p) {
@@ -100,7 +110,92 @@ impl Controller {
             generation: AtomicU64::new(generation),
             slot,
             persisted: AtomicBool::new(true),
+            history: Mutex::new(snap.rollout.last_change.iter().cloned().collect()),
         }
+    }
+
+    /// The changes of this run (and the last one before it), oldest first.
+    pub fn history(&self) -> Vec<Change> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn remember(&self, change: &Change) {
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() >= HISTORY {
+            h.pop_front();
+        }
+        h.push_back(change.clone());
+    }
+
+    /// Replaces the accepted differences (the rollout itself unchanged, its
+    /// last change kept): persisted first, then published.
+    fn commit_accepted<F>(&self, change: F) -> Result<Vec<Acceptance>, ControlError>
+    where
+        F: FnOnce(&[Acceptance]) -> Result<Vec<Acceptance>, ControlError>,
+    {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let snap = self.cell.load_full();
+        let mut next = snap.rollout.clone();
+        next.accepted = change(&snap.rollout.accepted)?;
+        if let Some(path) = &snap.config.rollout.state_file {
+            if let Err(e) = persist::save(path, &next) {
+                self.metrics.state_persist_failures.inc();
+                return Err(e.into());
+            }
+            self.persisted.store(true, Ordering::SeqCst);
+        }
+        let accepted = next.accepted.clone();
+        self.cell.store(Arc::new(snap.with_rollout(next)));
+        Ok(accepted)
+    }
+
+    /// Accepts a difference as intended; one for the same endpoint and
+    /// field is replaced.
+    pub fn accept(&self, acceptance: Acceptance) -> Result<Vec<Acceptance>, ControlError> {
+        let (who, why) = (acceptance.who.clone(), acceptance.reason.clone());
+        let (endpoint, field) = (acceptance.endpoint.clone(), acceptance.field.clone());
+        let kinds: Vec<&str> = acceptance.kinds.iter().map(|k| k.as_str()).collect();
+        let kinds = kinds.join(",");
+        let out = self.commit_accepted(|prev| {
+            let mut next: Vec<Acceptance> = prev
+                .iter()
+                .filter(|a| !(a.endpoint == acceptance.endpoint && a.field == acceptance.field))
+                .cloned()
+                .collect();
+            next.push(acceptance);
+            Ok(next)
+        })?;
+        tracing::info!(target: "switchyard::rollout", %who, %why, %endpoint, %field, %kinds, "difference accepted");
+        Ok(out)
+    }
+
+    /// Withdraws an acceptance; 404-worthy when there is none.
+    pub fn unaccept(&self, endpoint: &str, field: &str, who: &str) -> Result<Vec<Acceptance>, ControlError> {
+        let out = self.commit_accepted(|prev| {
+            if !prev.iter().any(|a| a.endpoint == endpoint && a.field == field) {
+                let known: Vec<String> = prev.iter().map(|a| format!("{} {}", a.endpoint, a.field)).collect();
+                return Err(ControlError::NotFound(format!(
+                    "no accepted difference at {field} of {endpoint}; accepted now: {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join("; ")
+                    }
+                )));
+            }
+            Ok(prev
+                .iter()
+                .filter(|a| !(a.endpoint == endpoint && a.field == field))
+                .cloned()
+                .collect())
+        })?;
+        tracing::info!(target: "switchyard::rollout", %who, %endpoint, %field, "acceptance withdrawn");
+        Ok(out)
     }
 
     /// Whether the current state is saved in the state file (false after a
@@ -176,6 +271,9 @@ impl Controller {
         }
         if !swap_first {
             publish(&next);
+        }
+        if let Some(change) = &next.last_change {
+            self.remember(change);
         }
         tracing::info!(
             target: "switchyard::rollout",

@@ -35,7 +35,7 @@ const RECENT: Duration = Duration::from_secs(2);
 const RECENT_MAX: usize = 200_000;
 
 /// What `/status` and the report show of the guard.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct GuardReport {
     pub enabled: bool,
     pub last_run_ms: Option<u64>,
@@ -203,14 +203,14 @@ impl Guard {
         for c in &checks {
             self.metrics
                 .guard_threshold
-                .with_label_values(&[c.name])
+                .with_label_values(&[c.name.0])
                 .set(c.threshold);
             if let Some(v) = c.value {
-                self.metrics.guard_value.with_label_values(&[c.name]).set(v);
+                self.metrics.guard_value.with_label_values(&[c.name.0]).set(v);
             }
             self.metrics
                 .guard_progress
-                .with_label_values(&[c.name])
+                .with_label_values(&[c.name.0])
                 .set(c.progress.unwrap_or(0.0));
         }
 
@@ -227,7 +227,7 @@ impl Guard {
                     GuardAction::Rollback => self.controller.rollback(&actor, RollbackReason::Guard),
                     GuardAction::Pause => self.controller.pause(&actor),
                 };
-                tracing::warn!(target: "switchyard::guard", check = failed.name, value = ?failed.value, threshold = failed.threshold, evidence = ?failed.evidence, needed = ?failed.needed, looks = test.looks, test = test.number, action = ?cfg.action, "guard tripped");
+                tracing::warn!(target: "switchyard::guard", check = failed.name.0, value = ?failed.value, threshold = failed.threshold, evidence = ?failed.evidence, needed = ?failed.needed, looks = test.looks, test = test.number, action = ?cfg.action, "guard tripped");
                 if let Err(e) = result {
                     tracing::error!(error = %e, "guard action failed");
                 }

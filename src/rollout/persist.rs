@@ -42,10 +42,17 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, PersistError> {
     let slot = RollbackSlot::read(&slot_path(path));
     let changed_at = |s: &RolloutState| s.last_change.as_ref().map_or(0, |c| c.at_ms);
     Ok(match (file, slot) {
-        (Some(f), Some(s)) if changed_at(&s) >= changed_at(&f) && f != s => Some(Loaded {
-            state: s,
-            from_slot: true,
-        }),
+        (Some(f), Some(mut s)) if changed_at(&s) >= changed_at(&f) && f != s => {
+            // A slot too small for the acceptances leaves them out; the
+            // state file still has them.
+            if s.accepted.is_empty() {
+                s.accepted = f.accepted;
+            }
+            Some(Loaded {
+                state: s,
+                from_slot: true,
+            })
+        }
         (None, Some(s)) => Some(Loaded {
             state: s,
             from_slot: true,
@@ -185,6 +192,11 @@ impl RollbackSlot {
             if let Some(c) = state.last_change.as_mut() {
                 c.why = c.why.chars().take(256).collect();
             }
+            body = serde_json::to_vec(&state).map_err(io::Error::other)?;
+        }
+        if body.len() > SLOT_BYTES {
+            // The rollback matters; the acceptances are in the state file.
+            state.accepted.clear();
             body = serde_json::to_vec(&state).map_err(io::Error::other)?;
         }
         if body.len() > SLOT_BYTES {

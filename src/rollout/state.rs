@@ -66,6 +66,10 @@ pub struct RolloutState {
     pub step_since_ms: Option<u64>,
     #[serde(default)]
     pub last_change: Option<Change>,
+    /// Differences accepted as intended: kept with the rollout, so they
+    /// are persisted with it and every snapshot carries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<crate::report::accept::Acceptance>,
 }
 
 impl RolloutState {
@@ -76,6 +80,7 @@ impl RolloutState {
             step: None,
             step_since_ms: None,
             last_change: None,
+            accepted: Vec::new(),
         }
     }
 

@@ -69,7 +69,7 @@ pub(super) struct Job {
 /// How one mirrored exchange ended, when it gave nothing to compare: the
 /// `outcome` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Failed {
+pub(crate) enum Failed {
     Error,
     Timeout,
     /// The budget could not hold the answer.
@@ -83,7 +83,7 @@ enum Failed {
 }
 
 impl Failed {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Failed::Error => "error",
             Failed::Timeout => "timeout",
@@ -312,7 +312,11 @@ impl Job {
 /// Reads a body up to `cap` bytes, held against `hold`. At the cap it stops
 /// and drops the body, which closes the connection: the rest of a huge or
 /// endless answer is never read, on any thread.
-async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> Result<(Bytes, bool, Option<HeaderMap>), Failed> {
+pub(crate) async fn read_capped(
+    body: Inbound,
+    cap: usize,
+    hold: &mut Hold,
+) -> Result<(Bytes, bool, Option<HeaderMap>), Failed> {
     let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
     let mut trailers = None;
@@ -338,7 +342,7 @@ async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> Result<(Byte
 }
 
 /// Trailers are compared as headers: gRPC's status travels there.
-fn append_trailers(headers: &mut HeaderMap, trailers: Option<HeaderMap>) {
+pub(crate) fn append_trailers(headers: &mut HeaderMap, trailers: Option<HeaderMap>) {
     for (name, value) in trailers.into_iter().flatten().filter_map(|(n, v)| Some((n?, v))) {
         headers.append(name, value);
     }

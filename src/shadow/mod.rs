@@ -32,7 +32,8 @@ use crate::metrics::Metrics;
 use crate::proxy::budget::{Budget, Hold};
 use crate::side::Side;
 
-pub use prepare::{Candidate, Mirror};
+pub(crate) use job::{append_trailers, read_capped};
+pub use prepare::{Candidate, Mirror, Upload};
 pub use runtime::ShadowRuntime;
 
 /// Whether an answer is an event stream (`text/event-stream`): streamed to

@@ -97,8 +97,46 @@ fn choose_baseline(snap: &Snapshot, method: &Method) -> Option<Baseline> {
     })
 }
 
-fn live_only(body: Option<ClientBody>) -> ProxyBody {
-    body.map_or(ProxyBody::empty(), ProxyBody::stream)
+/// A live request's body as it reaches the mirror: not there, still on
+/// the socket, or already read ahead (for the capture) and held.
+pub enum Upload {
+    None,
+    Streaming(ClientBody),
+    /// Read whole ahead of forwarding, held against the byte budget.
+    Held(Bytes, Hold),
+    /// Read partly ahead and found longer than anyone wanted: streams on.
+    Long(ProxyBody),
+}
+
+impl From<Option<ClientBody>> for Upload {
+    fn from(body: Option<ClientBody>) -> Self {
+        body.map_or(Upload::None, Upload::Streaming)
+    }
+}
+
+impl Upload {
+    /// The body to forward.
+    pub fn into_body(self) -> ProxyBody {
+        match self {
+            Upload::None => ProxyBody::empty(),
+            Upload::Streaming(b) => ProxyBody::stream(b),
+            Upload::Held(bytes, _) => ProxyBody::full(bytes),
+            Upload::Long(body) => body,
+        }
+    }
+
+    /// The whole body, when it is known.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Upload::None => Some(&[]),
+            Upload::Held(b, _) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+fn live_only(body: Upload) -> ProxyBody {
+    body.into_body()
 }
 
 impl Dispatcher {
@@ -106,7 +144,7 @@ impl Dispatcher {
     /// both sides get it, and starts the mirror on the shadow runtime.
     /// Returns the body for the live request, or the client's error when its
     /// body broke while it was read ahead.
-    pub async fn prepare(&self, c: Candidate<'_>, body: Option<ClientBody>) -> Result<(ProxyBody, Mirror), ProxyError> {
+    pub async fn prepare(&self, c: Candidate<'_>, body: Upload) -> Result<(ProxyBody, Mirror), ProxyError> {
         let Candidate {
             snap,
             route,
@@ -144,8 +182,16 @@ impl Dispatcher {
         // The request body, if small enough to send twice.
         let mut hold = self.budget.hold();
         let (live_body, shadow_body) = match body {
-            None => (ProxyBody::empty(), Bytes::new()),
-            Some(body) => match read_ahead(body, parts, route.shadow.max_body_bytes, &mut hold).await {
+            Upload::None => (ProxyBody::empty(), Bytes::new()),
+            Upload::Held(bytes, held) if bytes.len() <= route.shadow.max_body_bytes => {
+                hold.absorb(held);
+                (ProxyBody::full(bytes.clone()), bytes)
+            }
+            Upload::Held(..) | Upload::Long(_) => {
+                count("skipped_body");
+                return Ok((body.into_body(), Mirror::none()));
+            }
+            Upload::Streaming(body) => match read_ahead(body, parts, route.shadow.max_body_bytes, &mut hold).await {
                 ReadAhead::Whole(bytes) => (ProxyBody::full(bytes.clone()), bytes),
                 ReadAhead::TooLarge(body) => {
                     count("skipped_body");
@@ -194,6 +240,32 @@ impl Dispatcher {
                 hold: Some(self.budget.hold()),
             },
         ))
+    }
+}
+
+impl Dispatcher {
+    /// Reads up to `cap` bytes of a streaming body ahead of forwarding,
+    /// held against the mirrors' byte budget (what capture needs to record
+    /// a body). A longer body, or one over the budget, streams on.
+    pub async fn read_ahead(
+        &self,
+        body: Upload,
+        parts: &http::request::Parts,
+        cap: usize,
+    ) -> Result<Upload, ProxyError> {
+        let Upload::Streaming(body) = body else {
+            return Ok(body);
+        };
+        let mut hold = self.budget.hold();
+        match read_ahead(body, parts, cap, &mut hold).await {
+            ReadAhead::Whole(bytes) => Ok(Upload::Held(bytes, hold)),
+            ReadAhead::TooLarge(body) => Ok(Upload::Long(body)),
+            ReadAhead::OverBudget(body) => {
+                self.shed(Shed::BufferedBytes);
+                Ok(Upload::Long(body))
+            }
+            ReadAhead::Failed(e) => Err(e),
+        }
     }
 }
 

@@ -184,3 +184,13 @@ pub fn shadow_max_connections() -> usize {
 pub fn shadow_workers() -> usize {
     1
 }
+
+pub fn capture_percent() -> f64 {
+    1.0
+}
+pub fn capture_methods() -> Vec<String> {
+    vec!["GET".into()]
+}
+pub fn capture_max_body_bytes() -> usize {
+    64 * 1024
+}

@@ -6,6 +6,7 @@
 //! top level (resolved in [`crate::snapshot`]).
 
 mod backends;
+mod capture;
 pub mod defaults;
 mod diff;
 mod logging;
@@ -19,6 +20,7 @@ mod tls;
 use serde::{Deserialize, Serialize};
 
 pub use backends::*;
+pub use capture::*;
 pub use diff::*;
 pub use logging::*;
 pub use modules::*;
@@ -60,4 +62,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Record a sample of live requests to a file, for offline replay.
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
 }

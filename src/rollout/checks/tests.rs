@@ -105,7 +105,7 @@ fn rollout(cfg: &GuardConfig, s: Scenario, longest: u32, rng: &mut StdRng) -> En
         let checks = judge(cfg, &arms, Some(compared), TestInfo { number: test, looks });
         if let Some(f) = checks.iter().find(|c| c.state == CheckState::Fail) {
             return End::Failed {
-                check: f.name,
+                check: f.name.0,
                 seconds: second + 1,
                 requests_new,
             };

@@ -12,6 +12,8 @@ use switchyard::admin::client::{format_status, AdminClient};
 use switchyard::config::{self, Config};
 use switchyard::gateway::{Gateway, Options};
 
+mod diffs;
+
 const DEFAULT_CONFIG: &str = "config/switchyard.yaml";
 const DEFAULT_ADMIN: &str = "http://127.0.0.1:9901";
 
@@ -34,19 +36,19 @@ struct ConfigArg {
 }
 
 #[derive(Args, Clone)]
-struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Admin API URL (default: admin.listen of the config, else http://127.0.0.1:9901).
     #[arg(long, global = true)]
-    admin: Option<String>,
+    pub admin: Option<String>,
     /// Bearer token for mutations.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
+    pub token: Option<String>,
     /// Config file to take the admin URL and token from.
     #[arg(short = 'c', long = "config", env = "SWITCHYARD_CONFIG", global = true)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// Why you are doing this (recorded in the rollout history).
     #[arg(long, global = true)]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -88,12 +90,35 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// The diff report from a running gateway.
+    /// The diff report from a running gateway, or saved JSON reports merged.
     Report {
         #[command(flatten)]
         admin: AdminArgs,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Only what happened since: a time (2026-11-30T10:00:00Z, 2026-11-30) or a duration ago (15m, 2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Start the report's counts afresh (after a redeploy of new).
+        #[arg(long, conflicts_with_all = ["since", "merge"])]
+        reset: bool,
+        /// Merge saved JSON reports (`report --format json > a.json`) instead of asking a gateway.
+        #[arg(long, num_args = 1..)]
+        merge: Vec<PathBuf>,
+    },
+    /// Intended differences and stored samples.
+    Diff {
+        #[command(subcommand)]
+        action: diffs::DiffAction,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Send a stored sample again (does it still differ?), or diff a capture or HAR file offline.
+    Replay {
+        #[command(flatten)]
+        args: diffs::ReplayArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Re-read the running gateway's config file (like SIGHUP).
     Reload {
@@ -117,7 +142,7 @@ enum RolloutAction {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
     Html,
@@ -177,15 +202,41 @@ pub fn main() -> ExitCode {
                 ))
             })
         }
-        Command::Report { admin, format } => client(&admin, |c| async move {
-            let path = match format {
-                Format::Text => "/report.txt",
-                Format::Json => "/report.json",
-                Format::Html => "/report",
-            };
-            let out = c.call(Method::GET, path, None).await?;
-            Ok(String::from_utf8_lossy(&out).into_owned())
-        }),
+        Command::Report {
+            admin,
+            format,
+            since,
+            reset,
+            merge,
+        } => {
+            if !merge.is_empty() {
+                return diffs::merge(&merge, format);
+            }
+            if reset {
+                return client(&admin, |c| async move {
+                    c.call(Method::POST, "/report/reset", None).await?;
+                    Ok("report started afresh: counts, samples and timelines from now on only\n".into())
+                });
+            }
+            client(&admin, |c| async move {
+                let path = match format {
+                    Format::Text => "/report.txt",
+                    Format::Json => "/report.json",
+                    Format::Html => "/report",
+                };
+                let path = match since {
+                    Some(s) => format!(
+                        "{path}?since={}",
+                        percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC)
+                    ),
+                    None => path.to_string(),
+                };
+                let out = c.call(Method::GET, &path, None).await?;
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            })
+        }
+        Command::Diff { action, admin } => diffs::diff(action, &admin),
+        Command::Replay { args, admin } => diffs::replay(args, &admin),
         Command::Reload { admin } => client(&admin, |c| async move {
             c.call(Method::POST, "/reload", None).await?;
             Ok("config reloaded\n".into())
@@ -193,7 +244,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn who() -> String {
+pub(crate) fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "someone".into());
@@ -204,7 +255,7 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
 }
 
-fn client<F, Fut>(args: &AdminArgs, f: F) -> ExitCode
+pub(crate) fn client<F, Fut>(args: &AdminArgs, f: F) -> ExitCode
 where
     F: FnOnce(AdminClient) -> Fut,
     Fut: std::future::Future<Output = Result<String, switchyard::admin::client::ClientError>>,
@@ -515,5 +566,14 @@ fn demo(args: switchyard::demo::DemoArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A report in the asked format.
+pub(crate) fn render(r: &switchyard::report::model::Report, format: Format) -> String {
+    match format {
+        Format::Text => switchyard::report::text::render(r),
+        Format::Json => serde_json::to_string_pretty(r).unwrap_or_default() + "\n",
+        Format::Html => switchyard::report::html::render(r),
     }
 }
