@@ -300,6 +300,10 @@ impl Worker {
         let upstreams = self.upstreams(snap);
         let upstream = upstreams.get(side).unwrap_or(&upstreams.old);
         upstream.aim(&mut parts);
+        if mirror.is_active() {
+            // Timed as its mirror is: from the write to the head's arrival.
+            parts.extensions.insert(crate::proxy::wire::Timed);
+        }
         let req = Request::from_parts(parts, body);
         let result = match switch {
             None => upstream.send(req).await,

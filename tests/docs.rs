@@ -15,6 +15,7 @@ backends:
 rollout: { step_every: "1m", state_file: "s.json" }
 admin: { token: "0123456789" }
 diff: { store: { path: "d.jsonl" }, grpc: {} }
+capture: { path: "c.jsonl" }
 modules:
   - rate_limit: { rate: 10, burst: 20 }
   - rules:

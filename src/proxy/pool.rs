@@ -184,7 +184,8 @@ impl Http1Pool {
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let Some(tls) = &self.tls else {
-            return Ok(Connection::new(stream).with_permit(permit));
+            let stamped = super::wire::enable_stamps(&stream);
+            return Ok(Connection::new(stream).with_permit(permit).with_stamps(stamped));
         };
         let tls = tokio::time::timeout_at(deadline, tls.connector.connect(tls.server_name.clone(), stream))
             .await
@@ -203,6 +204,7 @@ impl Http1Pool {
         // out answers nothing; a request with no body to replay and safe to
         // repeat is sent once more on a fresh connection.
         let replayable = framing == super::wire::RequestFraming::Empty && parts.method.is_idempotent();
+        let timed = parts.extensions.get::<super::wire::Timed>().is_some();
         let mut body = Some(body);
         let mut conn = match self.idle.checkout() {
             Some(conn) => conn,
@@ -210,13 +212,16 @@ impl Http1Pool {
         };
         loop {
             let sending = body.take().unwrap_or_else(ProxyBody::empty);
-            match conn.exchange(&head, sending, framing, &parts.method).await {
-                Ok(resp) if resp.parts.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+            match conn.exchange(&head, sending, framing, &parts.method, timed).await {
+                Ok((resp, _)) if resp.parts.status == http::StatusCode::SWITCHING_PROTOCOLS => {
                     return Err(PoolError::Exchange(ExchangeError::Head(
                         super::wire::HeadError::Upgrade,
                     )));
                 }
-                Ok(resp) => {
+                Ok((mut resp, timing)) => {
+                    if timed {
+                        resp.parts.extensions.insert(timing);
+                    }
                     let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
                     return Ok(Response::from_parts(resp.parts, body));
                 }
@@ -237,8 +242,8 @@ impl Http1Pool {
         let mut head = Vec::new();
         let framing = encode_request(&parts, &body.size_hint(), &mut head);
         let mut conn = self.connect().await?;
-        let resp = conn
-            .exchange(&head, body, framing, &parts.method)
+        let (resp, _) = conn
+            .exchange(&head, body, framing, &parts.method, false)
             .await
             .map_err(PoolError::Exchange)?;
         if resp.parts.status == http::StatusCode::SWITCHING_PROTOCOLS {

@@ -60,6 +60,7 @@ impl Replayer {
             .map_err(|e| format!("target {:?} is not a path: {e}", r.target))?;
         *req.headers_mut() = headers(r)?;
         req.headers_mut().insert(&X_SHADOW, HeaderValue::from_static("1"));
+        req.extensions_mut().insert(crate::proxy::wire::Timed);
         let (mut parts, body) = req.into_parts();
         upstream.aim(&mut parts);
         Ok(Request::from_parts(parts, body))
@@ -75,8 +76,9 @@ impl Replayer {
             .send_within(req, self.timeout)
             .await
             .map_err(|e| format!("{name}: {e}"))?;
-        let latency = started.elapsed();
         let (mut parts, body) = resp.into_parts();
+        let latency =
+            crate::proxy::wire::Timing::of(&parts.extensions).map_or_else(|| started.elapsed(), |t| t.to_head());
         if crate::shadow::is_stream(&parts.headers) {
             return Err(format!("{name} answered with an event stream; it is not compared"));
         }
@@ -134,6 +136,7 @@ impl Replayer {
             old: old?,
             new: new?,
             twin: twin.transpose()?,
+            timed: crate::shadow::Timed::TOGETHER,
             hold: self.budget.hold(),
         })
     }

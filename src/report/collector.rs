@@ -197,9 +197,14 @@ impl Collector {
         let e = self.endpoints.entry(key.clone()).or_default();
         e.route = pair.route.to_string();
         e.compared += 1;
-        e.latency_old.record_us(pair.old.latency.as_secs_f64() * 1e6);
-        e.latency_new.record_us(pair.new.latency.as_secs_f64() * 1e6);
-        if let Some(t) = &pair.twin {
+        // Latencies compare only between requests sent at the same instant.
+        if pair.timed.pair {
+            e.latency_old.record_us(pair.old.latency.as_secs_f64() * 1e6);
+            e.latency_new.record_us(pair.new.latency.as_secs_f64() * 1e6);
+        } else {
+            e.untimed += 1;
+        }
+        if let (Some(t), true) = (&pair.twin, pair.timed.twin) {
             e.latency_twin.record_us(t.latency.as_secs_f64() * 1e6);
         }
         if let Some(b) = &baseline {
@@ -394,6 +399,7 @@ mod tests {
             old: ex(old),
             new: ex(new),
             twin: twin.map(ex),
+            timed: crate::shadow::Timed::TOGETHER,
             hold: crate::proxy::budget::Budget::new(0).hold(),
         }
     }

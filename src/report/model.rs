@@ -82,6 +82,10 @@ pub struct LatencyReport {
     pub old_counts: Vec<u64>,
     pub new_counts: Vec<u64>,
     pub histograms: Histograms,
+    /// Pairs left out of the latencies: their sides went out more than
+    /// `SAME_INSTANT` apart (the mirrors' threads ran late).
+    #[serde(default)]
+    pub untimed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,6 +358,7 @@ fn latency_report(e: &EndpointStats) -> LatencyReport {
             new: e.latency_new.clone(),
             twin: e.latency_twin.clone(),
         },
+        untimed: e.untimed,
     }
 }
 
@@ -506,6 +511,7 @@ impl Report {
                 latency_old: e.latency.histograms.old.clone(),
                 latency_new: e.latency.histograms.new.clone(),
                 latency_twin: e.latency.histograms.twin.clone(),
+                untimed: e.latency.untimed,
                 timeline: e
                     .timeline
                     .iter()
@@ -687,6 +693,10 @@ mod tests {
             old: ex(body(0, 0), c.old_us, 200),
             new: ex(body(c.a % 3, c.b % 2), c.new_us, if c.b == 7 { 500 } else { 200 }),
             twin: c.twin.then(|| ex(body(0, c.b % 2), c.old_us + 5, 200)),
+            timed: crate::shadow::Timed {
+                pair: c.a != 5,
+                twin: true,
+            },
             hold: crate::proxy::budget::Budget::new(0).hold(),
         }
     }

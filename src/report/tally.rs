@@ -180,6 +180,9 @@ pub struct EndpointStats {
     /// is, so that old vs twin shows what timing alone makes of two equals.
     #[serde(default)]
     pub latency_twin: Latency,
+    /// Pairs whose sides went out too far apart to compare their latency.
+    #[serde(default)]
+    pub untimed: u64,
     #[serde(default)]
     pub timeline: VecDeque<Minute>,
 }
@@ -212,6 +215,7 @@ impl EndpointStats {
         self.latency_old.merge(&o.latency_old);
         self.latency_new.merge(&o.latency_new);
         self.latency_twin.merge(&o.latency_twin);
+        self.untimed += o.untimed;
         merge_timelines(&mut self.timeline, &o.timeline);
     }
 }

@@ -29,6 +29,8 @@ pub(super) enum LiveOutcome {
         status: u16,
         headers: HeaderMap,
         latency: Duration,
+        /// When the live request went out, when it was timed.
+        sent: Option<SystemTime>,
         body: oneshot::Receiver<Captured>,
     },
     /// An event stream or other endless answer: streamed, never compared.
@@ -93,11 +95,12 @@ impl Failed {
     }
 }
 
-type Answer = Result<(Exchange, Hold), Failed>;
+/// An answer, its bytes' hold, and when its request went out.
+type Answer = Result<(Exchange, Hold, Option<SystemTime>), Failed>;
 
 fn outcome(answer: &Answer) -> &'static str {
     match answer {
-        Ok((x, _)) if x.truncated => "truncated",
+        Ok((x, _, _)) if x.truncated => "truncated",
         Ok(_) => "completed",
         Err(f) => f.as_str(),
     }
@@ -111,6 +114,7 @@ impl Job {
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req.headers_mut().insert(&X_SHADOW, HeaderValue::from_static("1"));
+        req.extensions_mut().insert(crate::proxy::wire::Timed);
         let (mut parts, body) = req.into_parts();
         upstream.aim(&mut parts);
         Request::from_parts(parts, body)
@@ -122,6 +126,7 @@ impl Job {
             return Err(Failed::Error);
         };
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let work = async {
             let resp = upstream
                 .send_within(self.request(upstream), self.timeout)
@@ -131,8 +136,9 @@ impl Job {
                     ProxyError::Saturated { .. } => Failed::Saturated,
                     _ => Failed::Error,
                 })?;
-            let latency = started.elapsed();
             let (mut parts, body) = resp.into_parts();
+            let timing = crate::proxy::wire::Timing::of(&parts.extensions);
+            let latency = timing.map_or_else(|| started.elapsed(), |t| t.to_head());
             if super::is_stream(&parts.headers) {
                 // Dropping the body closes the connection: the stream is
                 // never read on the mirrors' side.
@@ -150,6 +156,7 @@ impl Job {
                     latency,
                 },
                 hold,
+                Some(timing.map_or(started_at, |t| t.sent)),
             ))
         };
         match tokio::time::timeout(self.timeout, work).await {
@@ -182,12 +189,13 @@ impl Job {
                     status,
                     headers,
                     latency,
+                    sent,
                     body,
                 } => {
                     let mut captured = body.await.ok()?;
                     let mut headers = headers;
                     append_trailers(&mut headers, captured.trailers.take());
-                    (!captured.failed).then_some(Ok(Some((captured, status, headers, latency))))
+                    (!captured.failed).then_some(Ok(Some((captured, status, headers, latency, sent))))
                 }
                 LiveOutcome::Stream => Some(Ok(None)),
                 LiveOutcome::Failed => Some(Err(())),
@@ -229,7 +237,8 @@ impl Job {
             }
         }
         let m = &d.metrics;
-        let ((captured, status, headers, latency), (shadow, shadow_hold)) = match (live, shadow) {
+        let ((captured, status, headers, latency, live_sent), (shadow, shadow_hold, shadow_sent)) = match (live, shadow)
+        {
             (Ok(live), Ok(shadow)) => (live, shadow),
             (_, Err(Failed::Dropped | Failed::Saturated)) => return,
             _ => {
@@ -277,12 +286,12 @@ impl Job {
         let mut hold = self.hold;
         hold.absorb(shadow_hold);
         hold.absorb(captured.hold);
-        let twin = match twin {
-            Some(Ok((x, h))) => {
+        let (twin, twin_sent) = match twin {
+            Some(Ok((x, h, sent))) => {
                 hold.absorb(h);
-                Some(x)
+                (Some(x), sent)
             }
-            _ => None,
+            _ => (None, None),
         };
         let pair = Pair {
             route: self.route.clone(),
@@ -297,6 +306,10 @@ impl Job {
             old,
             new,
             twin,
+            timed: crate::shadow::Timed {
+                pair: crate::proxy::wire::together(live_sent, shadow_sent),
+                twin: crate::proxy::wire::together(live_sent, twin_sent),
+            },
             hold,
         };
         if let Some(q) = &d.queue {

@@ -64,8 +64,26 @@ pub struct Pair {
     pub old: Exchange,
     pub new: Exchange,
     pub twin: Option<Exchange>,
+    /// Which latencies compare with old's (sent at the same instant).
+    pub timed: Timed,
     /// Every body above, held against the budget until the pair is analysed.
     pub hold: Hold,
+}
+
+/// Whether the sides of a pair went out at the same instant
+/// ([`crate::proxy::wire::SAME_INSTANT`]): only then do their latencies
+/// say anything of one backend against the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timed {
+    /// Old and new.
+    pub pair: bool,
+    /// Old and the twin.
+    pub twin: bool,
+}
+
+impl Timed {
+    /// Both sent together by one task (a replay).
+    pub const TOGETHER: Timed = Timed { pair: true, twin: true };
 }
 
 /// What the analysis thread is handed.

@@ -39,6 +39,9 @@ pub struct Candidate<'a> {
 pub struct Mirror {
     tx: Option<oneshot::Sender<LiveOutcome>>,
     started: Instant,
+    /// The same instant on the wall clock: when the live request went out,
+    /// for a backend whose client does not time its exchanges.
+    started_at: std::time::SystemTime,
     cap: usize,
     hold: Option<Hold>,
 }
@@ -48,6 +51,7 @@ impl Mirror {
         Self {
             tx: None,
             started: Instant::now(),
+            started_at: std::time::SystemTime::now(),
             cap: 0,
             hold: None,
         }
@@ -63,13 +67,21 @@ impl Mirror {
             return ProxyBody::stream(body);
         }
         let (tee, rx) = Tee::new(body, self.cap, hold);
+        let timing = crate::proxy::wire::Timing::of(&head.extensions);
         let _ = tx.send(LiveOutcome::Head {
             status: head.status.as_u16(),
             headers: head.headers.clone(),
-            latency: self.started.elapsed(),
+            latency: timing.map_or_else(|| self.started.elapsed(), |t| t.to_head()),
+            sent: Some(timing.map_or(self.started_at, |t| t.sent)),
             body: rx,
         });
         ProxyBody::Tee { inner: Box::new(tee) }
+    }
+
+    /// Whether a mirror waits for the live answer: then the live request
+    /// is timed as the mirrored one is ([`crate::proxy::wire::Timed`]).
+    pub fn is_active(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// The live side failed before answering.
@@ -236,6 +248,7 @@ impl Dispatcher {
             Mirror {
                 tx: Some(tx),
                 started: Instant::now(),
+                started_at: std::time::SystemTime::now(),
                 cap: cfg.max_response_bytes,
                 hold: Some(self.budget.hold()),
             },

@@ -18,6 +18,9 @@ pub struct ShadowRuntime {
     handle: Handle,
     upstreams: ArcSwap<Option<Arc<Upstreams>>>,
     limits: Limits,
+    /// Keeps the kernel stamping received bytes, so that pairs are timed
+    /// from their first one ([`crate::proxy::wire::Timing`]).
+    _stamps: Option<std::net::UdpSocket>,
 }
 
 impl ShadowRuntime {
@@ -34,6 +37,7 @@ impl ShadowRuntime {
             runtime: Some(runtime),
             upstreams: ArcSwap::from_pointee(None),
             limits: Limits::default(),
+            _stamps: crate::proxy::wire::keep_stamps_on(),
         }))
     }
 

@@ -5,6 +5,7 @@
 use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use http::Method;
@@ -13,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::head::{parse_response, HeadError, RequestFraming, ResponseHead};
+use super::stamp::{self, Timing};
 use super::stream::BackendStream;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::boxed::BoxError;
@@ -30,6 +32,8 @@ pub struct Connection {
     served: u32,
     /// Its place under the backend's `max_connections`, given back on close.
     permit: Option<OwnedSemaphorePermit>,
+    /// The kernel stamps what this socket receives ([`stamp`]).
+    stamped: bool,
 }
 
 /// Why an exchange failed.
@@ -70,7 +74,14 @@ impl Connection {
             buf: BytesMut::with_capacity(READ_CHUNK),
             served: 0,
             permit: None,
+            stamped: false,
         }
+    }
+
+    /// Marks the socket as one the kernel stamps (see [`stamp::enable`]).
+    pub fn with_stamps(mut self, stamped: bool) -> Self {
+        self.stamped = stamped;
+        self
     }
 
     /// Holds the connection's place under its backend's limit for its life.
@@ -110,29 +121,63 @@ impl Connection {
 
     /// Sends a request (its head already encoded) and returns the response
     /// head; the response body is left in the buffer and on the socket.
+    /// With `timed`, the head's arrival is read from the kernel's stamp
+    /// where the socket has them (a mirrored pair is timed so).
     pub async fn exchange(
         &mut self,
         head: &[u8],
         body: ProxyBody,
         framing: RequestFraming,
         method: &Method,
-    ) -> Result<ResponseHead, ExchangeError> {
+        timed: bool,
+    ) -> Result<(ResponseHead, Timing), ExchangeError> {
         let buf = &mut self.buf;
         match &mut self.stream {
+            BackendStream::Plain(tcp) if timed && self.stamped => {
+                let (rd, wr) = tcp.split();
+                exchange_on(Stamped(rd), wr, buf, head, body, framing, method).await
+            }
             BackendStream::Plain(tcp) => {
                 let (rd, wr) = tcp.split();
-                exchange_on(rd, wr, buf, head, body, framing, method).await
+                exchange_on(Unstamped(rd), wr, buf, head, body, framing, method).await
             }
             BackendStream::Tls(tls) => {
                 let (rd, wr) = tokio::io::split(&mut **tls);
-                exchange_on(rd, wr, buf, head, body, framing, method).await
+                exchange_on(Unstamped(rd), wr, buf, head, body, framing, method).await
             }
         }
     }
 }
 
+/// Reads more of a response, with when it arrived if that is known.
+trait ReadMore {
+    async fn read_more(&mut self, buf: &mut BytesMut) -> io::Result<(usize, Option<SystemTime>)>;
+}
+
+/// A plain socket the kernel stamps.
+struct Stamped<'a>(tokio::net::tcp::ReadHalf<'a>);
+
+impl ReadMore for Stamped<'_> {
+    async fn read_more(&mut self, buf: &mut BytesMut) -> io::Result<(usize, Option<SystemTime>)> {
+        let tcp: &tokio::net::TcpStream = self.0.as_ref();
+        std::future::poll_fn(|cx| stamp::poll_read(tcp, cx, buf)).await
+    }
+}
+
+/// Any other stream: the reader's clock.
+struct Unstamped<R>(R);
+
+impl<R: AsyncRead + Unpin> ReadMore for Unstamped<R> {
+    async fn read_more(&mut self, buf: &mut BytesMut) -> io::Result<(usize, Option<SystemTime>)> {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        Ok((self.0.read_buf(buf).await?, None))
+    }
+}
+
 /// One exchange over a connection's read and write halves.
-async fn exchange_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+async fn exchange_on<R: ReadMore, W: AsyncWrite + Unpin>(
     mut rd: R,
     mut wr: W,
     buf: &mut BytesMut,
@@ -140,59 +185,66 @@ async fn exchange_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     body: ProxyBody,
     framing: RequestFraming,
     method: &Method,
-) -> Result<ResponseHead, ExchangeError> {
+) -> Result<(ResponseHead, Timing), ExchangeError> {
+    let sent = SystemTime::now();
     wr.write_all(head).await?;
     if framing == RequestFraming::Empty {
         // TLS may hold the head back until asked to flush.
         wr.flush().await?;
-        return read_head(&mut rd, buf, method).await;
+        return read_head(&mut rd, buf, method, sent).await;
     }
     let send = write_body(&mut wr, body, framing);
-    let recv = read_head(&mut rd, buf, method);
+    let recv = read_head(&mut rd, buf, method, sent);
     tokio::pin!(send, recv);
     tokio::select! {
         biased;
         head = &mut recv => {
             // An answer before the whole body was sent: the rest of the
             // body is never sent, so the connection cannot be reused.
-            let mut head = head?;
+            let (mut head, timing) = head?;
             head.keep_alive = false;
-            Ok(head)
+            Ok((head, timing))
         }
         sent = &mut send => match sent {
             Ok(()) => recv.await,
             Err(SendError::Body(e)) => Err(ExchangeError::Body(e)),
             Err(SendError::Io(e)) => {
                 // The backend stopped reading; it may have answered why.
-                let mut head = recv.await.map_err(|_| ExchangeError::Io(e))?;
+                let (mut head, timing) = recv.await.map_err(|_| ExchangeError::Io(e))?;
                 head.keep_alive = false;
-                Ok(head)
+                Ok((head, timing))
             }
         },
     }
 }
 
-async fn read_head<R: AsyncRead + Unpin>(
+async fn read_head<R: ReadMore>(
     rd: &mut R,
     buf: &mut BytesMut,
     method: &Method,
-) -> Result<ResponseHead, ExchangeError> {
+    sent: SystemTime,
+) -> Result<(ResponseHead, Timing), ExchangeError> {
+    let mut arrived = None;
     loop {
         if !buf.is_empty() {
             if let Some(head) = parse_response(buf, method)? {
-                return Ok(head);
+                let timing = Timing {
+                    sent,
+                    head: arrived.unwrap_or_else(SystemTime::now),
+                    kernel: arrived.is_some(),
+                };
+                return Ok((head, timing));
             }
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        if rd.read_buf(buf).await? == 0 {
+        let (n, at) = rd.read_more(buf).await?;
+        if n == 0 {
             return Err(if buf.is_empty() {
                 ExchangeError::Closed
             } else {
                 HeadError::Malformed("connection closed inside the response head".into()).into()
             });
         }
+        arrived = at;
     }
 }
 
