@@ -158,17 +158,44 @@ impl Demo {
     }
 
     /// Waits (up to `timeout`) until every mirrored request has been compared.
-    pub async fn settle(&self, timeout: Duration) {
+    /// Waits until every one of `sent` mirrored requests has ended (its
+    /// mirror answered, failed or was shed) and the comparisons stopped
+    /// moving, or until `timeout`. On a busy machine the mirrors' threads
+    /// (lowest priority) finish well after the traffic: a report printed
+    /// at once would show none of them.
+    pub async fn settle(&self, sent: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut last = u64::MAX;
         while Instant::now() < deadline {
             let now = self.comparisons();
-            if now == last {
+            if now == last && self.mirrors_ended() >= sent {
                 return;
             }
             last = now;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Mirrors that ended, however: counted once each on their target side,
+    /// or shed before they began.
+    fn mirrors_ended(&self) -> u64 {
+        let mut n = 0.0;
+        for family in self.gateway.metrics.registry.gather() {
+            let wanted = match family.get_name() {
+                "switchyard_shadow_requests_total" => ["old", "new"].as_slice(),
+                "switchyard_shadow_drops_total" => ["in_flight"].as_slice(),
+                _ => continue,
+            };
+            for m in family.get_metric() {
+                if m.get_label()
+                    .iter()
+                    .any(|l| (l.get_name() == "backend" || l.get_name() == "reason") && wanted.contains(&l.get_value()))
+                {
+                    n += m.get_counter().get_value();
+                }
+            }
+        }
+        n as u64
     }
 
     pub fn comparisons(&self) -> u64 {
@@ -179,7 +206,7 @@ impl Demo {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let t = &c.totals;
-        t.matched + t.diff + t.noise + t.ignored + t.error
+        t.compared() + t.error
     }
 
     pub fn real_diffs(&self) -> u64 {
@@ -242,9 +269,13 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.tick().await;
     let mut traffic = Some(traffic);
+    let mut interrupted = false;
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            _ = &mut ctrl_c => {
+                interrupted = true;
+                break;
+            }
             _ = tick.tick() => {
                 let sent = progress.sent.load(Ordering::Relaxed);
                 let phase = demo.gateway.controller.state();
@@ -267,7 +298,13 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
             }
         }
     }
-    demo.settle(Duration::from_secs(10)).await;
+    // Interrupted, the report is printed with what has been compared.
+    let wait = if interrupted {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(30)
+    };
+    demo.settle(progress.sent.load(Ordering::Relaxed), wait).await;
     if let Some(change) = demo.gateway.controller.state().last_change {
         out(format!(
             "last rollout change: {} by {}: {}",

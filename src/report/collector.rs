@@ -197,15 +197,27 @@ impl Collector {
         let e = self.endpoints.entry(key.clone()).or_default();
         e.route = pair.route.to_string();
         e.compared += 1;
-        // Latencies compare only between requests sent at the same instant.
-        if pair.timed.pair {
-            e.latency_old.record_us(pair.old.latency.as_secs_f64() * 1e6);
-            e.latency_new.record_us(pair.new.latency.as_secs_f64() * 1e6);
+        // Latencies compare only between requests sent at the same instant:
+        // new against old, or, when old went out apart from a mirrored new,
+        // against old's twin, which went out with it.
+        let old_then = if pair.timed.pair {
+            Some(&pair.old)
+        } else if pair.live == crate::side::Side::Old && pair.timed.twin_with_mirror {
+            pair.twin.as_ref()
         } else {
-            e.untimed += 1;
+            None
+        };
+        match old_then {
+            Some(old) => {
+                e.latency_old.record_us(old.latency.as_secs_f64() * 1e6);
+                e.latency_new.record_us(pair.new.latency.as_secs_f64() * 1e6);
+            }
+            None => e.untimed += 1,
         }
+        // The baseline: old and its twin, on the pairs where they went out together.
         if let (Some(t), true) = (&pair.twin, pair.timed.twin) {
             e.latency_twin.record_us(t.latency.as_secs_f64() * 1e6);
+            e.latency_old_with_twin.record_us(pair.old.latency.as_secs_f64() * 1e6);
         }
         if let Some(b) = &baseline {
             e.baseline += 1;

@@ -62,6 +62,9 @@ pub struct Histograms {
     pub old: Latency,
     pub new: Latency,
     pub twin: Latency,
+    /// Old on the pairs the twin is counted on.
+    #[serde(default)]
+    pub old_with_twin: Latency,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -73,8 +76,9 @@ pub struct LatencyReport {
     /// new / old at p50 and p99.
     pub ratio_p50: Option<f64>,
     pub ratio_p99: Option<f64>,
-    /// twin / old at p50 and p99: what timing alone makes of two equal
-    /// backends. new / old means little where this is far from 1.
+    /// twin / old at p50 and p99, on the pairs where the two went out
+    /// together: what timing alone makes of two equal backends. new / old
+    /// means little where this is far from 1.
     pub baseline_ratio_p50: Option<f64>,
     pub baseline_ratio_p99: Option<f64>,
     /// Histogram of both sides on shared bins, for the chart.
@@ -342,11 +346,12 @@ fn latency_report(e: &EndpointStats) -> LatencyReport {
     let (old, new) = (quantiles(&e.latency_old), quantiles(&e.latency_new));
     let twin = (e.latency_twin.total > 0).then(|| quantiles(&e.latency_twin));
     let (tw50, tw99) = twin.as_ref().map_or((None, None), |t| (t.p50_ms, t.p99_ms));
+    let with_twin = quantiles(&e.latency_old_with_twin);
     LatencyReport {
         ratio_p50: ratio(old.p50_ms, new.p50_ms),
         ratio_p99: ratio(old.p99_ms, new.p99_ms),
-        baseline_ratio_p50: ratio(old.p50_ms, tw50),
-        baseline_ratio_p99: ratio(old.p99_ms, tw99),
+        baseline_ratio_p50: ratio(with_twin.p50_ms, tw50),
+        baseline_ratio_p99: ratio(with_twin.p99_ms, tw99),
         old,
         new,
         twin,
@@ -357,6 +362,7 @@ fn latency_report(e: &EndpointStats) -> LatencyReport {
             old: e.latency_old.clone(),
             new: e.latency_new.clone(),
             twin: e.latency_twin.clone(),
+            old_with_twin: e.latency_old_with_twin.clone(),
         },
         untimed: e.untimed,
     }
@@ -511,6 +517,7 @@ impl Report {
                 latency_old: e.latency.histograms.old.clone(),
                 latency_new: e.latency.histograms.new.clone(),
                 latency_twin: e.latency.histograms.twin.clone(),
+                latency_old_with_twin: e.latency.histograms.old_with_twin.clone(),
                 untimed: e.latency.untimed,
                 timeline: e
                     .timeline
@@ -696,6 +703,7 @@ mod tests {
             timed: crate::shadow::Timed {
                 pair: c.a != 5,
                 twin: true,
+                twin_with_mirror: c.a != 4,
             },
             hold: crate::proxy::budget::Budget::new(0).hold(),
         }

@@ -180,6 +180,10 @@ pub struct EndpointStats {
     /// is, so that old vs twin shows what timing alone makes of two equals.
     #[serde(default)]
     pub latency_twin: Latency,
+    /// Old's latency on the pairs whose twin went out with it: what
+    /// `latency_twin` is held against.
+    #[serde(default)]
+    pub latency_old_with_twin: Latency,
     /// Pairs whose sides went out too far apart to compare their latency.
     #[serde(default)]
     pub untimed: u64,
@@ -215,6 +219,7 @@ impl EndpointStats {
         self.latency_old.merge(&o.latency_old);
         self.latency_new.merge(&o.latency_new);
         self.latency_twin.merge(&o.latency_twin);
+        self.latency_old_with_twin.merge(&o.latency_old_with_twin);
         self.untimed += o.untimed;
         merge_timelines(&mut self.timeline, &o.timeline);
     }

@@ -309,6 +309,7 @@ impl Job {
             timed: crate::shadow::Timed {
                 pair: crate::proxy::wire::together(live_sent, shadow_sent),
                 twin: crate::proxy::wire::together(live_sent, twin_sent),
+                twin_with_mirror: crate::proxy::wire::together(shadow_sent, twin_sent),
             },
             hold,
         };

@@ -79,11 +79,19 @@ pub struct Timed {
     pub pair: bool,
     /// Old and the twin.
     pub twin: bool,
+    /// The twin and the mirrored side: both sent by the mirror's task. When
+    /// new is the mirrored side and old went out apart from it, the twin
+    /// (old's copy) answered new's instant instead.
+    pub twin_with_mirror: bool,
 }
 
 impl Timed {
-    /// Both sent together by one task (a replay).
-    pub const TOGETHER: Timed = Timed { pair: true, twin: true };
+    /// Every side sent together by one task (a replay).
+    pub const TOGETHER: Timed = Timed {
+        pair: true,
+        twin: true,
+        twin_with_mirror: true,
+    };
 }
 
 /// What the analysis thread is handed.
