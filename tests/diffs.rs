@@ -346,7 +346,13 @@ async fn saved_reports_merge_into_one() {
     let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(merged["headline"]["comparisons"], 10);
     assert_eq!(merged["gateways"], 2);
-    assert_eq!(merged["endpoints"][0]["latency"]["histograms"]["old"]["total"], 10);
+    // Histograms add up (they hold the pairs whose sides went out together).
+    let total = |v: &Value| v["endpoints"][0]["latency"]["histograms"]["new"]["total"].as_u64().unwrap();
+    let parts: u64 = files
+        .iter()
+        .map(|f| total(&serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()))
+        .sum();
+    assert_eq!(total(&merged), parts);
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{}").unwrap();
     let out = Command::new(BIN)
