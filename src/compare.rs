@@ -177,7 +177,7 @@ struct FailureLog {
 
 impl FailureLog {
     fn failed(&mut self, metrics: &Metrics, e: &std::io::Error) {
-        metrics.diff_store_write_failures.inc();
+        metrics.upkeep.diff_store_write_failures.inc();
         self.since_last += 1;
         if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             tracing::error!(error = %e, failures = self.since_last, "cannot append to the diff store; records are lost until it can (the file keeps whole lines only)");
@@ -233,6 +233,7 @@ impl Worker {
             c.ingest(&pair, now_ms(), &snap.rollout.accepted)
         };
         self.metrics
+            .mirror
             .comparisons
             .with_label_values(&[&pair.route, ingested.verdict.as_str()])
             .inc();

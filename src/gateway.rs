@@ -90,11 +90,11 @@ impl Gateway {
         let (pair_tx, pair_rx) = std::sync::mpsc::sync_channel(config.shadow.queue);
         let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx, cell.clone())
             .map_err(|e| StartError::Setup(format!("cannot open the diff store: {e}")))?;
-        let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.samples_dropped.clone());
+        let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.rollout.samples_dropped.clone());
         let shutdown = CancellationToken::new();
         let capture = match &config.capture {
             Some(c) => Some(
-                crate::replay::capture::Capture::start(c, &config.diff.redact_headers, metrics.captured.clone())
+                crate::replay::capture::Capture::start(c, &config.diff.redact_headers, metrics.mirror.captured.clone())
                     .map_err(|e| StartError::Setup(format!("capture.path {}: {e}", c.path.display())))?,
             ),
             None => None,
@@ -110,7 +110,7 @@ impl Gateway {
                 config.shadow.max_in_flight,
                 Budget::exported(
                     config.shadow.max_buffered_bytes,
-                    Some(metrics.shadow_buffered_bytes.clone()),
+                    Some(metrics.mirror.shadow_buffered_bytes.clone()),
                 ),
                 ShadowRuntime::start(config.shadow.workers)
                     .map_err(|e| StartError::Setup(format!("cannot start the mirrors' threads: {e}")))?,

@@ -80,7 +80,7 @@ impl Worker {
         let ups = Upstreams::new(snap.generation, &snap.config.backends, &shared.limits, None)?;
         Ok(Self {
             view: WorkerView::new(&shared.snapshot),
-            aborted: shared.metrics.client_errors.with_label_values(&["aborted"]),
+            aborted: shared.metrics.live.client_errors.with_label_values(&["aborted"]),
             tunnels: Tunnels::new(shared.shutdown.clone(), shared.drain),
             shared,
             upstreams: ArcSwap::from_pointee(ups),
@@ -165,7 +165,7 @@ impl Worker {
             ClientBody::new(
                 body,
                 snap.config.server.client_body_timeout.get(),
-                self.shared.metrics.client_errors.clone(),
+                self.shared.metrics.live.client_errors.clone(),
             )
         });
 
@@ -391,7 +391,7 @@ impl Worker {
     fn client_fault(&self, e: ProxyError, request_id: Option<HeaderValue>, grpc: bool) -> Response<ProxyBody> {
         let kind = e.client_kind().unwrap_or("framing");
         if e.uncounted_client_fault() {
-            self.shared.metrics.client_errors.with_label_values(&[kind]).inc();
+            self.shared.metrics.live.client_errors.with_label_values(&[kind]).inc();
         }
         tracing::debug!(kind, error = %e, "client error");
         let mut resp = if grpc {
@@ -409,6 +409,7 @@ impl Worker {
         if let Some(kind) = e.upstream_kind() {
             self.shared
                 .metrics
+                .live
                 .upstream_errors
                 .with_label_values(&[side.as_str(), kind])
                 .inc();

@@ -155,8 +155,8 @@ pub async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         if let Some(m) = &metrics {
-            m.connections.inc();
-            m.connections_active.inc();
+            m.live.connections.inc();
+            m.live.connections_active.inc();
         }
         let handler = handler.clone();
         let metrics = metrics.clone();
@@ -179,7 +179,7 @@ pub async fn serve<H, F>(
                 tracing::debug!(peer = %peer, error = %chain(e.as_ref()), "connection ended with an error");
             }
             if let Some(m) = metrics {
-                m.connections_active.dec();
+                m.live.connections_active.dec();
             }
             drop(permit);
         });

@@ -5,22 +5,30 @@ use std::collections::BTreeSet;
 fn exported() -> BTreeSet<String> {
     let m = switchyard::metrics::Metrics::new();
     // Touch every vector once so each family is gathered.
-    m.requests.with_label_values(&["old", "default", "2xx"]).inc();
-    m.request_duration.with_label_values(&["old", "default"]).observe(0.1);
-    m.shadow_requests
+    m.live.requests.with_label_values(&["old", "default", "2xx"]).inc();
+    m.live
+        .request_duration
+        .with_label_values(&["old", "default"])
+        .observe(0.1);
+    m.mirror
+        .shadow_requests
         .with_label_values(&["new", "default", "completed"])
         .inc();
-    m.comparisons.with_label_values(&["default", "match"]).inc();
-    m.pair_duration.with_label_values(&["new", "default"]).observe(0.1);
-    m.upstream_errors.with_label_values(&["new", "connect"]).inc();
-    m.module_decisions
+    m.mirror.comparisons.with_label_values(&["default", "match"]).inc();
+    m.mirror
+        .pair_duration
+        .with_label_values(&["new", "default"])
+        .observe(0.1);
+    m.live.upstream_errors.with_label_values(&["new", "connect"]).inc();
+    m.live
+        .module_decisions
         .with_label_values(&["rules", "default", "pass"])
         .inc();
-    m.guard_value.with_label_values(&["latency"]).set(1.0);
-    m.guard_threshold.with_label_values(&["latency"]).set(1.0);
-    m.guard_progress.with_label_values(&["latency"]).set(0.0);
-    m.shadow_drops.with_label_values(&["queue"]).inc();
-    m.config_reloads.with_label_values(&["applied"]).inc();
+    m.rollout.guard_value.with_label_values(&["latency"]).set(1.0);
+    m.rollout.guard_threshold.with_label_values(&["latency"]).set(1.0);
+    m.rollout.guard_progress.with_label_values(&["latency"]).set(0.0);
+    m.mirror.shadow_drops.with_label_values(&["queue"]).inc();
+    m.upkeep.config_reloads.with_label_values(&["applied"]).inc();
     m.edge.certificate_expiry.with_label_values(&["shop.example"]).set(1.0);
     let mut names = BTreeSet::new();
     for f in m.registry.gather() {

@@ -347,7 +347,11 @@ async fn saved_reports_merge_into_one() {
     assert_eq!(merged["headline"]["comparisons"], 10);
     assert_eq!(merged["gateways"], 2);
     // Histograms add up (they hold the pairs whose sides went out together).
-    let total = |v: &Value| v["endpoints"][0]["latency"]["histograms"]["new"]["total"].as_u64().unwrap();
+    let total = |v: &Value| {
+        v["endpoints"][0]["latency"]["histograms"]["new"]["total"]
+            .as_u64()
+            .unwrap()
+    };
     let parts: u64 = files
         .iter()
         .map(|f| total(&serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()))

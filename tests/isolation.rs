@@ -181,7 +181,7 @@ async fn mirrored_bytes_held_never_pass_the_budget() {
         let (registry, peak, watching) = (g.metrics.clone(), peak.clone(), watching.clone());
         tokio::spawn(async move {
             loop {
-                let now = registry.shadow_buffered_bytes.get().max(0) as u64;
+                let now = registry.mirror.shadow_buffered_bytes.get().max(0) as u64;
                 peak.fetch_max(now, Ordering::SeqCst);
                 tokio::select! {
                     _ = watching.notified() => return,
@@ -211,7 +211,7 @@ async fn mirrored_bytes_held_never_pass_the_budget() {
                 "switchyard_shadow_requests_total",
                 &[("backend", "new"), ("outcome", "dropped")],
             );
-        done >= 40.0 && g.metrics.shadow_buffered_bytes.get() == 0
+        done >= 40.0 && g.metrics.mirror.shadow_buffered_bytes.get() == 0
     })
     .await;
     watching.notify_one();

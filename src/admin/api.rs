@@ -71,7 +71,11 @@ impl Reloader {
 
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let fail = |errors: ConfigErrors| {
-            self.metrics.config_reloads.with_label_values(&["rejected"]).inc();
+            self.metrics
+                .upkeep
+                .config_reloads
+                .with_label_values(&["rejected"])
+                .inc();
             for e in &errors.0 {
                 tracing::error!(error = %e, "reload rejected; the running config stays in force");
             }
@@ -111,7 +115,7 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .reconfigure(&report_config);
-        self.metrics.config_reloads.with_label_values(&["applied"]).inc();
+        self.metrics.upkeep.config_reloads.with_label_values(&["applied"]).inc();
         Ok(())
     }
 }

@@ -123,7 +123,7 @@ impl Chain {
                 decisions: m
                     .decisions()
                     .iter()
-                    .map(|d| metrics.module_decisions.with_label_values(&[m.name(), route, d]))
+                    .map(|d| metrics.live.module_decisions.with_label_values(&[m.name(), route, d]))
                     .collect(),
                 module: m.clone(),
             })
@@ -261,6 +261,7 @@ mod tests {
         // Both requests were counted by the first module, one by the second.
         let count = |module: &str, decision: &str| {
             metrics
+                .live
                 .module_decisions
                 .with_label_values(&[module, "default", decision])
                 .get()

@@ -144,7 +144,7 @@ impl Controller {
         next.accepted = change(&snap.rollout.accepted)?;
         if let Some(path) = &snap.config.rollout.state_file {
             if let Err(e) = persist::save(path, &next) {
-                self.metrics.state_persist_failures.inc();
+                self.metrics.upkeep.state_persist_failures.inc();
                 return Err(e.into());
             }
             self.persisted.store(true, Ordering::SeqCst);
@@ -246,7 +246,7 @@ impl Controller {
             match persist::save(path, &next) {
                 Ok(()) => self.persisted.store(true, Ordering::SeqCst),
                 Err(e) => {
-                    self.metrics.state_persist_failures.inc();
+                    self.metrics.upkeep.state_persist_failures.inc();
                     if !swap_first {
                         tracing::error!(error = %e, "rollout change refused: the state file cannot be written; nothing changed");
                         return Err(e.into());
@@ -386,7 +386,11 @@ impl Controller {
         // Counted first: by the time anyone sees the new phase, the rollback
         // is in the metric too (and it counts even if persisting fails,
         // since traffic leaves new regardless).
-        self.metrics.rollbacks.with_label_values(&[reason.as_str()]).inc();
+        self.metrics
+            .rollout
+            .rollbacks
+            .with_label_values(&[reason.as_str()])
+            .inc();
         self.commit(actor, true, |prev, _| {
             Ok(RolloutState {
                 percent: 0.0,
@@ -481,7 +485,7 @@ mod tests {
         );
         let saved = persist::load(&d.path().join("s.json")).unwrap().unwrap();
         assert_eq!(saved.state.phase, Phase::RolledBack);
-        assert_eq!(c.metrics.rollbacks.with_label_values(&["manual"]).get(), 1);
+        assert_eq!(c.metrics.rollout.rollbacks.with_label_values(&["manual"]).get(), 1);
         // After a rollback, step starts again from the first step.
         assert_eq!(c.step(&sre()).unwrap().percent, 1.0);
     }
@@ -529,7 +533,7 @@ mod tests {
             "traffic leaves new even when the disk fails"
         );
         assert!(!c.persisted());
-        assert_eq!(c.metrics.state_persist_failures.get(), 2);
+        assert_eq!(c.metrics.upkeep.state_persist_failures.get(), 2);
         // The slot holds it, so a restart stays rolled back.
         let loaded = persist::load(&d.path().join("s.json")).unwrap().unwrap();
         assert!(loaded.from_slot);

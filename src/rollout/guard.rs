@@ -202,13 +202,15 @@ impl Guard {
         self.suspect = checks.iter().any(|c| c.state.beyond_margin());
         for c in &checks {
             self.metrics
+                .rollout
                 .guard_threshold
                 .with_label_values(&[c.name.0])
                 .set(c.threshold);
             if let Some(v) = c.value {
-                self.metrics.guard_value.with_label_values(&[c.name.0]).set(v);
+                self.metrics.rollout.guard_value.with_label_values(&[c.name.0]).set(v);
             }
             self.metrics
+                .rollout
                 .guard_progress
                 .with_label_values(&[c.name.0])
                 .set(c.progress.unwrap_or(0.0));

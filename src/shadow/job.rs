@@ -251,9 +251,9 @@ impl Job {
                 // analysis queue had no room for is a shed comparison.
                 let queued = d.queue.as_ref().is_none_or(|q| q.try_send(failed).is_ok());
                 if queued {
-                    m.comparisons.with_label_values(&[route, "error"]).inc();
+                    m.mirror.comparisons.with_label_values(&[route, "error"]).inc();
                 } else {
-                    m.comparisons.with_label_values(&[route, "dropped"]).inc();
+                    m.mirror.comparisons.with_label_values(&[route, "dropped"]).inc();
                     d.shed(Shed::Queue);
                 }
                 return;
@@ -261,7 +261,7 @@ impl Job {
         };
         if captured.over_budget {
             // The live answer's copy is incomplete: nothing fair to compare.
-            m.comparisons.with_label_values(&[route, "dropped"]).inc();
+            m.mirror.comparisons.with_label_values(&[route, "dropped"]).inc();
             d.shed(Shed::BufferedBytes);
             return;
         }
@@ -272,10 +272,12 @@ impl Job {
             truncated: captured.truncated,
             latency,
         };
-        m.pair_duration
+        m.mirror
+            .pair_duration
             .with_label_values(&[self.live.as_str(), route])
             .observe(live_exchange.latency.as_secs_f64());
-        m.pair_duration
+        m.mirror
+            .pair_duration
             .with_label_values(&[target.as_str(), route])
             .observe(shadow.latency.as_secs_f64());
         let (old, new) = if self.live == Side::New {
@@ -316,7 +318,7 @@ impl Job {
         if let Some(q) = &d.queue {
             if let Err(TrySendError::Full(_)) = q.try_send(Work::Compare(Box::new(pair))) {
                 // Analysis is behind: shed the comparison, not the traffic.
-                m.comparisons.with_label_values(&[&self.route, "dropped"]).inc();
+                m.mirror.comparisons.with_label_values(&[&self.route, "dropped"]).inc();
                 d.shed(Shed::Queue);
             }
         }

@@ -160,7 +160,7 @@ impl Dispatcher {
             runtime,
             queue,
             // Resolved once, which also exports every reason at zero.
-            drops: Arc::new(Shed::ALL.map(|why| metrics.shadow_drops.with_label_values(&[why.as_str()]))),
+            drops: Arc::new(Shed::ALL.map(|why| metrics.mirror.shadow_drops.with_label_values(&[why.as_str()]))),
             metrics,
         }
     }
