@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::api::{AdminState, Reloader};
+use crate::admin::state::{AdminState, Reloader};
 use crate::compare::Analysis;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;

@@ -1,180 +1,26 @@
 //! The admin API: rollout control for SREs, the diff report, metrics and
 //! health, on its own listener (loopback unless a token is configured).
 //!
-//! JSON in and out; every error is `{"error": "..."}` with a status that
-//! says whose fault it was. Who may call what is decided first, in
-//! [`super::access`]; bad input never changes state.
+//! JSON in and out ([`super::reply`]). Who may call what is decided first,
+//! in [`super::access`]; bad input never changes state. The calls about
+//! differences are in [`super::diffs`].
 
 use std::convert::Infallible;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::access;
-use crate::compare::Analysis;
-use crate::config::{Config, ConfigErrors};
-use crate::metrics::Metrics;
+use super::reply::{control_error, error, json_response, parse, query_param, read_body, typed};
+use super::state::AdminState;
 use crate::proxy::ProxyBody;
 use crate::report::accept::parse_since;
-use crate::report::gather::Sources;
-use crate::rollout::controller::{Actor, ControlError, Controller, RollbackReason};
-use crate::rollout::guard::GuardReport;
-
-/// Largest request body the admin API reads.
-pub const MAX_BODY: usize = 64 * 1024;
-
-/// Re-reads the config file and applies it (SIGHUP and `POST /reload`).
-#[derive(Clone)]
-pub struct Reloader {
-    path: Option<PathBuf>,
-    controller: Arc<Controller>,
-    analysis: Analysis,
-    metrics: Metrics,
-    /// The TLS listener's certificates, re-read on every reload.
-    tls: Option<Arc<crate::tls::Terminator>>,
-}
-
-impl Reloader {
-    pub fn new(path: Option<PathBuf>, controller: Arc<Controller>, analysis: Analysis, metrics: Metrics) -> Self {
-        Self {
-            path,
-            controller,
-            analysis,
-            metrics,
-            tls: None,
-        }
-    }
-
-    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Terminator>>) -> Self {
-        self.tls = tls;
-        self
-    }
-
-    /// Re-reads the certificates first: a reload whose certificates cannot
-    /// be used changes nothing.
-    fn reload_certificates(&self, config: &Config) -> Result<(), String> {
-        match (&self.tls, &config.tls) {
-            (Some(terminator), Some(tls)) => terminator.reload(tls),
-            (None, None) => Ok(()),
-            (None, Some(_)) => Err("tls: a TLS listener cannot be added by a reload; restart the gateway".into()),
-            (Some(_), None) => Err("tls: the TLS listener cannot be removed by a reload; restart the gateway".into()),
-        }
-    }
-
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
-        let fail = |errors: ConfigErrors| {
-            self.metrics
-                .upkeep
-                .config_reloads
-                .with_label_values(&["rejected"])
-                .inc();
-            for e in &errors.0 {
-                tracing::error!(error = %e, "reload rejected; the running config stays in force");
-            }
-            Err(errors)
-        };
-        let Some(path) = &self.path else {
-            return fail(ConfigErrors(vec![crate::config::ConfigError {
-                source: "<reload>".into(),
-                line: None,
-                path: String::new(),
-                message: "this gateway was not started from a config file".into(),
-            }]));
-        };
-        let config = match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        };
-        let report_config = config.clone();
-        if let Err(e) = self.reload_certificates(&config) {
-            return fail(ConfigErrors(vec![crate::config::ConfigError {
-                source: path.display().to_string(),
-                line: None,
-                path: String::new(),
-                message: e,
-            }]));
-        }
-        if let Err(e) = self.controller.reload(config) {
-            return fail(ConfigErrors(vec![crate::config::ConfigError {
-                source: path.display().to_string(),
-                line: None,
-                path: String::new(),
-                message: e,
-            }]));
-        }
-        self.analysis
-            .collector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reconfigure(&report_config);
-        self.metrics.upkeep.config_reloads.with_label_values(&["applied"]).inc();
-        Ok(())
-    }
-}
-
-pub struct AdminState {
-    pub controller: Arc<Controller>,
-    pub metrics: Metrics,
-    pub analysis: Analysis,
-    pub guard: Arc<Mutex<GuardReport>>,
-    pub ready: Arc<AtomicBool>,
-    pub reloader: Reloader,
-}
-
-impl AdminState {
-    pub(super) fn report_sources(&self) -> Sources<'_> {
-        Sources {
-            controller: &self.controller,
-            metrics: &self.metrics,
-            analysis: &self.analysis,
-            guard: &self.guard,
-        }
-    }
-}
-
-pub(super) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut r = Response::new(ProxyBody::full(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    r
-}
-
-pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response<ProxyBody> {
-    json_response(status, &json!({ "error": message.into() }))
-}
-
-pub(super) fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::full(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    r
-}
-
-pub(super) fn control_error(e: ControlError) -> Response<ProxyBody> {
-    let status = match &e {
-        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ControlError::Conflict(_) => StatusCode::CONFLICT,
-        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
-        ControlError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(status, e.to_string())
-}
+use crate::rollout::controller::{Actor, RollbackReason};
 
 /// Body of `PUT /rollout`.
 #[derive(Debug, Deserialize)]
@@ -206,41 +52,6 @@ pub(super) fn actor(who: Option<String>, reason: Option<String>, default_why: &s
     )
 }
 
-pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Box<Response<ProxyBody>>> {
-    match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("request body is larger than {MAX_BODY} bytes"),
-        ))),
-        Err(e) => Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("cannot read request body: {e}"),
-        ))),
-    }
-}
-
-/// Parses a JSON body; the error is the 400 to send back.
-pub(super) fn parse<T: for<'de> Deserialize<'de> + Default>(
-    body: &[u8],
-    allow_empty: bool,
-) -> Result<T, Box<Response<ProxyBody>>> {
-    if body.iter().all(u8::is_ascii_whitespace) && allow_empty {
-        return Ok(T::default());
-    }
-    // serde would take `[25]` for `{"percent": 25}`; only objects are meant.
-    if let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) {
-        if *first != b'{' {
-            return Err(Box::new(error(
-                StatusCode::BAD_REQUEST,
-                "invalid JSON body: expected an object such as {\"percent\": 25}",
-            )));
-        }
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))))
-}
-
 impl Default for SetPercent {
     fn default() -> Self {
         Self {
@@ -249,16 +60,6 @@ impl Default for SetPercent {
             reason: None,
         }
     }
-}
-
-/// A query parameter of an admin call, percent-decoded.
-pub(super) fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
-    let raw = crate::split::query_param(req.uri().query()?, name)?;
-    Some(
-        percent_encoding::percent_decode_str(&raw.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned(),
-    )
 }
 
 /// Serves one admin request.

@@ -7,7 +7,8 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{control_error, error, json_response, parse, read_body, AdminState};
+use super::reply::{control_error, error, json_response, parse, read_body};
+use super::state::AdminState;
 use crate::proxy::ProxyBody;
 use crate::replay::engine::Replayer;
 use crate::replay::recorded::Recorded;

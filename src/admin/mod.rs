@@ -4,3 +4,5 @@ pub mod access;
 pub mod api;
 pub mod client;
 mod diffs;
+pub mod reply;
+pub mod state;

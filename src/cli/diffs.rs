@@ -362,7 +362,7 @@ pub fn replay(args: ReplayArgs, admin: &AdminArgs) -> ExitCode {
         }
     };
     // The plain progress lines need the total before the first advance.
-    if let Ok((requests, _)) = switchyard::replay::recorded::read_file(&offline_args.file) {
+    if let Ok((requests, _)) = switchyard::replay::file::read_file(&offline_args.file) {
         if let Ok(mut t) = bar.1.lock() {
             *t = requests.len();
         }
@@ -389,8 +389,8 @@ pub fn replay(args: ReplayArgs, admin: &AdminArgs) -> ExitCode {
         "{} requests ({}): {} compared, {} real differences ({:.2} %), {} accepted, {} noise, {} could not be compared",
         outcome.requests,
         match outcome.kind {
-            switchyard::replay::recorded::FileKind::Har => "HAR",
-            switchyard::replay::recorded::FileKind::Capture => "capture",
+            switchyard::replay::file::FileKind::Har => "HAR",
+            switchyard::replay::file::FileKind::Capture => "capture",
         },
         h.comparisons,
         h.real_diffs,

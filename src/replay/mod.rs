@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod engine;
+pub mod file;
 pub mod har;
 pub mod offline;
 pub mod recorded;

@@ -13,7 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::engine::{Replayed, Replayer};
-use super::recorded::{read_file, FileKind, Recorded};
+use super::file::{read_file, FileKind};
+use super::recorded::Recorded;
 use crate::config::Config;
 use crate::report::collector::Collector;
 use crate::report::model::{Backends, Context, Report};

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::html::escape;
+use super::escape::escape;
 use super::model::{EndpointReport, Point};
 use crate::rollout::state::Change;
 

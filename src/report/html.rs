@@ -7,24 +7,9 @@ use std::fmt::Write;
 use similar::{ChangeTag, TextDiff};
 
 use super::charts::{latency_svg, rate_svg};
+use super::escape::escape;
 use super::model::{AcceptedView, EndpointReport, FieldReport, FieldVerdict, Report, SampleView};
 use crate::tls::certs::datetime;
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn pct(x: f64) -> String {
     if x == 0.0 {
@@ -450,17 +435,4 @@ fn guard_section(h: &mut String, g: &crate::rollout::guard::GuardReport) {
         );
     }
     h.push_str("</tbody></table>");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            escape("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
-        );
-    }
 }
