@@ -39,6 +39,32 @@ fn users(flavor: &'static str, fixed: Arc<AtomicBool>) -> Handler {
     })
 }
 
+/// Old and new user services (new renamed a field until `fixed`), and a
+/// state directory for the gateway.
+struct Users {
+    old: Origin,
+    new: Origin,
+    fixed: Arc<AtomicBool>,
+    dir: tempfile::TempDir,
+}
+
+impl Users {
+    async fn start() -> Users {
+        let fixed = Arc::new(AtomicBool::new(false));
+        Users {
+            old: Origin::start(users("old", fixed.clone())).await,
+            new: Origin::start(users("new", fixed.clone())).await,
+            fixed,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The gateway's config: mirroring everything, state and store in `dir`.
+    fn yaml(&self) -> String {
+        config(&self.old, &self.new, self.dir.path(), "")
+    }
+}
+
 fn config(old: &Origin, new: &Origin, dir: &std::path::Path, extra: &str) -> String {
     format!(
         "{}rollout: {{ state_file: \"{}/rollout.json\" }}\nshadow: {{ percent: 100 }}\ndiff:\n  noise: {{ repeat_percent: 0 }}\n  store: {{ path: \"{}/diffs.jsonl\" }}\n{extra}",
@@ -81,11 +107,8 @@ fn soon(secs: u64) -> (String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_difference_stops_counting_against_the_rollout_and_survives_a_restart() {
-    let fixed = Arc::new(AtomicBool::new(false));
-    let old = Origin::start(users("old", fixed.clone())).await;
-    let new = Origin::start(users("new", fixed)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = config(&old, &new, dir.path(), "");
+    let u = Users::start().await;
+    let yaml = u.yaml();
     let g = gateway(&yaml);
     let began = std::time::Instant::now();
 
@@ -189,11 +212,8 @@ async fn an_accepted_difference_stops_counting_against_the_rollout_and_survives_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_acceptances_are_refused_with_what_to_do() {
-    let fixed = Arc::new(AtomicBool::new(false));
-    let old = Origin::start(users("old", fixed.clone())).await;
-    let new = Origin::start(users("new", fixed)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let g = gateway(&config(&old, &new, dir.path(), ""));
+    let u = Users::start().await;
+    let g = gateway(&u.yaml());
     traffic(&g, ["/users/1".to_string()]).await;
     eventually(Duration::from_secs(5), "a comparison", || counted(&g, "diff") == 1.0).await;
     for (body, status, says) in [
@@ -237,11 +257,9 @@ async fn bad_acceptances_are_refused_with_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_sample_says_whether_the_fix_worked() {
-    let fixed = Arc::new(AtomicBool::new(false));
-    let old = Origin::start(users("old", fixed.clone())).await;
-    let new = Origin::start(users("new", fixed.clone())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let g = gateway(&config(&old, &new, dir.path(), ""));
+    let u = Users::start().await;
+    let (new, fixed) = (&u.new, &u.fixed);
+    let g = gateway(&u.yaml());
     traffic(&g, ["/users/7".to_string()]).await;
     eventually(Duration::from_secs(5), "a difference", || counted(&g, "diff") == 1.0).await;
     let samples = admin_call(&g, Method::GET, "/diffs?field=/user_name", None)
@@ -292,11 +310,8 @@ async fn a_replayed_sample_says_whether_the_fix_worked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_report_counts_only_what_came_after_it_even_after_a_restart() {
-    let fixed = Arc::new(AtomicBool::new(false));
-    let old = Origin::start(users("old", fixed.clone())).await;
-    let new = Origin::start(users("new", fixed)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = config(&old, &new, dir.path(), "");
+    let u = Users::start().await;
+    let yaml = u.yaml();
     let g = gateway(&yaml);
     traffic(&g, (0..10).map(|i| format!("/users/{i}"))).await;
     eventually(Duration::from_secs(5), "10 comparisons", || counted(&g, "diff") == 10.0).await;
@@ -319,14 +334,12 @@ async fn a_reset_report_counts_only_what_came_after_it_even_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_reports_merge_into_one() {
-    let fixed = Arc::new(AtomicBool::new(false));
-    let old = Origin::start(users("old", fixed.clone())).await;
-    let new = Origin::start(users("new", fixed)).await;
-    let dir = tempfile::tempdir().unwrap();
+    let u = Users::start().await;
+    let (old, new, dir) = (&u.old, &u.new, &u.dir);
     let mut files = Vec::new();
     for (n, sub) in [(4, "a"), (6, "b")] {
         let d = dir.path().join(sub);
-        let g = gateway(&config(&old, &new, &d, ""));
+        let g = gateway(&config(old, new, &d, ""));
         traffic(&g, (0..n).map(|i| format!("/users/{i}"))).await;
         eventually(Duration::from_secs(5), "comparisons", || {
             counted(&g, "diff") == n as f64

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::access;
-use super::reply::{control_error, error, json_response, parse, query_param, read_body, typed};
+use super::reply::{control_error, error, json_body, json_response, query_param, typed};
 use super::state::AdminState;
 use crate::proxy::ProxyBody;
 use crate::report::accept::parse_since;
@@ -96,11 +96,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
         (&Method::GET, "/metrics") => typed(StatusCode::OK, crate::metrics::content_type(), state.metrics.render()),
         (&Method::GET, "/status") => json_response(StatusCode::OK, &status(state)),
         (&Method::PUT, "/rollout") => {
-            let body = match read_body(req).await {
-                Ok(b) => b,
-                Err(r) => return *r,
-            };
-            let cmd: SetPercent = match parse(&body, false) {
+            let cmd: SetPercent = match json_body(req, false).await {
                 Ok(c) => c,
                 Err(r) => return *r,
             };
@@ -111,11 +107,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
             }
         }
         (&Method::POST, "/rollback" | "/pause" | "/resume" | "/promote" | "/step") => {
-            let body = match read_body(req).await {
-                Ok(b) => b,
-                Err(r) => return *r,
-            };
-            let note: Note = match parse(&body, true) {
+            let note: Note = match json_body(req, true).await {
                 Ok(n) => n,
                 Err(r) => return *r,
             };

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::reply::{control_error, error, json_response, parse, read_body};
+use super::reply::{control_error, error, json_body, json_response};
 use super::state::AdminState;
 use crate::proxy::ProxyBody;
 use crate::replay::engine::Replayer;
@@ -58,11 +58,7 @@ fn accepted_json(list: &[Acceptance]) -> serde_json::Value {
 }
 
 pub async fn accept(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
-    let body = match read_body(req).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let cmd: Accept = match parse(&body, false) {
+    let cmd: Accept = match json_body(req, false).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -148,11 +144,7 @@ pub async fn accept(state: &AdminState, req: Request<Incoming>) -> Response<Prox
 }
 
 pub async fn unaccept(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
-    let body = match read_body(req).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let cmd: Unaccept = match parse(&body, false) {
+    let cmd: Unaccept = match json_body(req, false).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -174,19 +166,30 @@ pub fn list(state: &AdminState) -> Response<ProxyBody> {
     )
 }
 
-/// `GET /diffs/ID`: one stored sample, with its endpoint and field.
-pub fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
+/// The stored sample `id` with its endpoint and field, or the 404 to send.
+fn stored(
+    state: &AdminState,
+    id: &str,
+) -> Result<(String, String, crate::report::sample::Sample), Box<Response<ProxyBody>>> {
     let found = state
         .analysis
         .collector
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .sample(id);
-    let Some((endpoint, field, sample)) = found else {
-        return error(
+    found.ok_or_else(|| {
+        Box::new(error(
             StatusCode::NOT_FOUND,
             format!("no stored sample {id:?}; ids are in the report and in GET /diffs (samples beyond diff.samples_per_field are not kept)"),
-        );
+        ))
+    })
+}
+
+/// `GET /diffs/ID`: one stored sample, with its endpoint and field.
+pub fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
+    let (endpoint, field, sample) = match stored(state, id) {
+        Ok(found) => found,
+        Err(r) => return *r,
     };
     let backends = state.report_sources().backends();
     let view = crate::report::model::SampleView::new(&sample, &backends);
@@ -202,14 +205,9 @@ pub fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
 /// the twin) now, compares with the same rules, and says whether the
 /// difference it was kept for is still there.
 pub async fn replay(state: &AdminState, id: &str) -> Response<ProxyBody> {
-    let found = state
-        .analysis
-        .collector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .sample(id);
-    let Some((endpoint, field, sample)) = found else {
-        return error(StatusCode::NOT_FOUND, format!("no stored sample {id:?}"));
+    let (endpoint, field, sample) = match stored(state, id) {
+        Ok(found) => found,
+        Err(r) => return *r,
     };
     let recorded = match Recorded::from_sample(&sample) {
         Ok(r) => r,

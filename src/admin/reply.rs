@@ -94,3 +94,12 @@ pub fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
             .into_owned(),
     )
 }
+
+/// Reads and parses a JSON body in one step; the error is the answer to send.
+pub async fn json_body<T: for<'de> Deserialize<'de> + Default>(
+    req: Request<Incoming>,
+    allow_empty: bool,
+) -> Result<T, Box<Response<ProxyBody>>> {
+    let body = read_body(req).await?;
+    parse(&body, allow_empty)
+}

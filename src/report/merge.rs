@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::accept::Acceptance;
 use super::model::{Context, Report, SAMPLES_SHOWN};
-use super::tally::{EndpointStats, FieldStats, Minute, Results, Tallies};
+use super::tally::{EndpointStats, FieldStats, Results, Tallies};
 use crate::rollout::state::Change;
 
 impl Report {
@@ -41,14 +41,7 @@ impl Report {
                 latency_twin: e.latency.histograms.twin.clone(),
                 latency_old_with_twin: e.latency.histograms.old_with_twin.clone(),
                 untimed: e.latency.untimed,
-                timeline: e
-                    .timeline
-                    .iter()
-                    .map(|p| Minute {
-                        start_ms: p.start_ms,
-                        results: p.results.clone(),
-                    })
-                    .collect(),
+                timeline: e.timeline.iter().map(|p| p.minute()).collect(),
             };
             endpoints.insert(e.endpoint.clone(), stats);
         }
@@ -63,14 +56,7 @@ impl Report {
                 ignored: h.ignored,
                 error: h.errors,
             },
-            timeline: self
-                .timeline
-                .iter()
-                .map(|p| Minute {
-                    start_ms: p.start_ms,
-                    results: p.results.clone(),
-                })
-                .collect(),
+            timeline: self.timeline.iter().map(|p| p.minute()).collect(),
             since_ms: self.since_ms,
             samples_per_field: SAMPLES_SHOWN,
         }

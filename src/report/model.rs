@@ -181,6 +181,14 @@ pub struct Point {
 }
 
 impl Point {
+    /// The minute this point was drawn from.
+    pub fn minute(&self) -> Minute {
+        Minute {
+            start_ms: self.start_ms,
+            results: self.results.clone(),
+        }
+    }
+
     fn of(m: &Minute) -> Self {
         let compared = m.results.compared();
         Self {
@@ -368,6 +376,23 @@ fn latency_report(e: &EndpointStats) -> LatencyReport {
     }
 }
 
+/// The minutes of a timeline a report shows, and, with a `since` window,
+/// the counts of those minutes (the window's comparisons).
+fn window(timeline: &std::collections::VecDeque<Minute>, ctx: &Context) -> (Vec<Point>, Option<Results>) {
+    let points: Vec<Point> = timeline
+        .iter()
+        .filter(|m| ctx.window_from_ms.is_none_or(|from| m.start_ms + 60_000 > from))
+        .map(Point::of)
+        .collect();
+    let counts = ctx.window_from_ms.map(|_| {
+        points.iter().fold(Results::default(), |mut r, p| {
+            r.merge(&p.results);
+            r
+        })
+    });
+    (points, counts)
+}
+
 fn endpoint_report(name: &str, e: &EndpointStats, ctx: &Context) -> EndpointReport {
     let mut fields: Vec<FieldReport> = e
         .fields
@@ -382,20 +407,8 @@ fn endpoint_report(name: &str, e: &EndpointStats, ctx: &Context) -> EndpointRepo
             .then(b.rate.total_cmp(&a.rate))
             .then(a.field.cmp(&b.field))
     });
-    let timeline: Vec<Point> = e
-        .timeline
-        .iter()
-        .filter(|m| ctx.window_from_ms.is_none_or(|from| m.start_ms + 60_000 > from))
-        .map(Point::of)
-        .collect();
-    // Within a window, the counts are the window's minutes.
-    let results = match ctx.window_from_ms {
-        Some(_) => timeline.iter().fold(Results::default(), |mut r, p| {
-            r.merge(&p.results);
-            r
-        }),
-        None => e.results.clone(),
-    };
+    let (timeline, in_window) = window(&e.timeline, ctx);
+    let results = in_window.unwrap_or_else(|| e.results.clone());
     let compared = match ctx.window_from_ms {
         Some(_) => results.compared(),
         None => e.compared,
@@ -430,19 +443,8 @@ impl Report {
                 .then(b.compared.cmp(&a.compared))
                 .then(a.endpoint.cmp(&b.endpoint))
         });
-        let timeline: Vec<Point> = tallies
-            .timeline
-            .iter()
-            .filter(|m| ctx.window_from_ms.is_none_or(|from| m.start_ms + 60_000 > from))
-            .map(Point::of)
-            .collect();
-        let t = match ctx.window_from_ms {
-            Some(_) => timeline.iter().fold(Results::default(), |mut r, p| {
-                r.merge(&p.results);
-                r
-            }),
-            None => tallies.totals.clone(),
-        };
+        let (timeline, in_window) = window(&tallies.timeline, &ctx);
+        let t = in_window.unwrap_or_else(|| tallies.totals.clone());
         let accepted = ctx
             .accepted
             .iter()

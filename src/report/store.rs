@@ -238,14 +238,18 @@ mod tests {
         assert_eq!(*ids.last().unwrap(), 59);
     }
 
-    #[test]
-    fn last_tally_wins_and_torn_lines_are_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = StoreConfig {
+    fn small_store(dir: &tempfile::TempDir) -> StoreConfig {
+        StoreConfig {
             path: dir.path().join("d.jsonl"),
             max_bytes: 1 << 20,
             max_files: 2,
-        };
+        }
+    }
+
+    #[test]
+    fn last_tally_wins_and_torn_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = small_store(&dir);
         let mut store = Store::open(&cfg).unwrap();
         for n in [1, 5] {
             let stats = EndpointStats {
@@ -270,11 +274,7 @@ mod tests {
     #[test]
     fn a_reset_hides_what_came_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = StoreConfig {
-            path: dir.path().join("d.jsonl"),
-            max_bytes: 1 << 20,
-            max_files: 2,
-        };
+        let cfg = small_store(&dir);
         let mut store = Store::open(&cfg).unwrap();
         let tally = |n| Record::Tally {
             endpoint: format!("GET /{n}"),
