@@ -18,9 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Response;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use support::*;
 
-/// An origin that answers after 5 ms, slept precisely on a thread of its
+/// An origin that answers after 5 ms, and ends its body 2 ms later, slept precisely on a thread of its
 /// own (a runtime timer would round to whole milliseconds, differently for
 /// requests sent at different moments); long enough that wake-up jitter of
 /// a busy test machine is a small part of it.
@@ -30,7 +34,23 @@ fn steady() -> Handler {
             tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)))
                 .await
                 .unwrap();
-            json_response(200, serde_json::json!({ "a": 1 }))
+            // The body in two parts 2 ms apart: its end is a read of its own.
+            let parts = futures_util::stream::unfold(0, |i| async move {
+                match i {
+                    0 => Some((Ok(Frame::data(Bytes::from_static(b"{\"a\": "))), 1)),
+                    1 => {
+                        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(2)))
+                            .await
+                            .unwrap();
+                        Some((Ok(Frame::data(Bytes::from_static(b"1}"))), 2))
+                    }
+                    _ => None,
+                }
+            });
+            let mut r = Response::new(StreamBody::new(parts).boxed());
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r
         })
     })
 }
@@ -141,8 +161,20 @@ async fn identical_backends_come_out_equal_live_or_mirrored_on_a_busy_machine() 
             l.old.p50_ms, l.old.p99_ms, l.new.p50_ms, l.new.p99_ms, l.twin, l.histograms.new.total, l.untimed
         );
         println!("{seen}");
+        if let Some(end) = &l.end {
+            println!(
+                "  to body end: old {:?} / new {:?}, {} timed",
+                end.old.p50_ms, end.new.p50_ms, l.histograms.new_end.total
+            );
+        }
         assert!((p50 - 1.0).abs() <= 0.05, "new/old p50 {p50:.3}: {seen}");
         assert!((p99 - 1.0).abs() <= 0.25, "new/old p99 {p99:.3}: {seen}");
+        // So does the time to the body's last bytes.
+        let end = l.end.as_ref().expect("bodies timed to their end");
+        let seen = format!("{seen}; to body end: old {:?}, new {:?}", end.old, end.new);
+        let (e50, e99) = (end.ratio_p50.unwrap(), end.ratio_p99.unwrap());
+        assert!((e50 - 1.0).abs() <= 0.05, "to body end new/old p50 {e50:.3}: {seen}");
+        assert!((e99 - 1.0).abs() <= 0.25, "to body end new/old p99 {e99:.3}: {seen}");
         // The baseline says the same of two equal backends.
         let b50 = l.baseline_ratio_p50.unwrap();
         assert!((b50 - 1.0).abs() <= 0.05, "twin/old p50 {b50:.3}: {seen}");

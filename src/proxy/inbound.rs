@@ -29,8 +29,8 @@ pin_project! {
         /// An HTTP/2 backend's body, under the backend's read timeout
         /// (boxed: it is large, and bodies are moved along the pipeline).
         Watched { body: Box<Watched> },
-        /// A backend body that arrived with its head.
-        Whole { data: Option<Bytes> },
+        /// A backend body that arrived with its head (`at`, when stamped).
+        Whole { data: Option<Bytes>, at: Option<std::time::SystemTime> },
         /// Boxed: it is large, and bodies are moved along the pipeline.
         Wire { body: Box<BackendBody> },
     }
@@ -109,10 +109,25 @@ impl Inbound {
     }
 }
 
+impl Inbound {
+    /// When a backend body's last bytes arrived, once it has ended, as the
+    /// kernel stamped them; `None` where nothing was stamped.
+    pub fn ended_at(&self) -> Option<std::time::SystemTime> {
+        match self {
+            Inbound::Wire { body } => body.ended_at(),
+            Inbound::Whole { at, .. } => *at,
+            _ => None,
+        }
+    }
+}
+
 impl From<BackendBody> for Inbound {
     fn from(mut body: BackendBody) -> Self {
         match body.take_whole() {
-            Some(data) => Inbound::Whole { data },
+            Some(data) => Inbound::Whole {
+                data,
+                at: body.ended_at(),
+            },
             None => Inbound::Wire { body: Box::new(body) },
         }
     }
@@ -126,7 +141,7 @@ impl Body for Inbound {
         match self.project() {
             Proj::Client { body } => Pin::new(body.as_mut()).poll_frame(cx),
             Proj::Watched { body } => Pin::new(body.as_mut()).poll_frame(cx),
-            Proj::Whole { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Proj::Whole { data, .. } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Proj::Wire { body } => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
@@ -135,7 +150,7 @@ impl Body for Inbound {
         match self {
             Inbound::Client { body } => body.is_end_stream(),
             Inbound::Watched { body } => body.is_end_stream(),
-            Inbound::Whole { data } => data.is_none(),
+            Inbound::Whole { data, .. } => data.is_none(),
             Inbound::Wire { body } => body.is_end_stream(),
         }
     }
@@ -144,7 +159,7 @@ impl Body for Inbound {
         match self {
             Inbound::Client { body } => body.size_hint(),
             Inbound::Watched { body } => body.size_hint(),
-            Inbound::Whole { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Inbound::Whole { data, .. } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Inbound::Wire { body } => body.size_hint(),
         }
     }

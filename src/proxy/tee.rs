@@ -33,6 +33,22 @@ pub struct Captured {
     pub hold: Hold,
     /// The body's trailers (gRPC's status travels there).
     pub trailers: Option<http::HeaderMap>,
+    /// When the body's last bytes arrived, as the kernel stamped them.
+    pub ended_at: Option<std::time::SystemTime>,
+}
+
+/// A body that can say when its last bytes arrived (see
+/// [`crate::proxy::wire::Timing`]); most cannot.
+pub trait EndsAt {
+    fn ended_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
+}
+
+impl EndsAt for super::Inbound {
+    fn ended_at(&self) -> Option<std::time::SystemTime> {
+        super::Inbound::ended_at(self)
+    }
 }
 
 pin_project! {
@@ -51,7 +67,7 @@ pin_project! {
     }
 }
 
-impl<B: Body> Tee<B> {
+impl<B: Body + EndsAt> Tee<B> {
     pub fn new(inner: B, cap: usize, hold: Hold) -> (Self, oneshot::Receiver<Captured>) {
         let (tx, rx) = oneshot::channel();
         let mut tee = Self {
@@ -77,6 +93,7 @@ impl<B: Body> Tee<B> {
                     over_budget: false,
                     hold,
                     trailers: None,
+                    ended_at: tee.inner.ended_at(),
                 });
             }
         }
@@ -84,9 +101,10 @@ impl<B: Body> Tee<B> {
     }
 }
 
-impl<B> TeeProj<'_, B> {
+impl<B: EndsAt> TeeProj<'_, B> {
     /// Hands the copy over, once.
     fn finish(&mut self, failed: bool) {
+        let ended_at = self.inner.as_ref().get_ref().ended_at();
         if let (Some(tx), Some(hold)) = (self.done.take(), self.hold.take()) {
             let _ = tx.send(Captured {
                 body: join(self.chunks, *self.len),
@@ -95,6 +113,7 @@ impl<B> TeeProj<'_, B> {
                 over_budget: *self.over_budget,
                 hold,
                 trailers: self.trailers.take(),
+                ended_at,
             });
         }
     }
@@ -116,7 +135,7 @@ fn join(chunks: &mut Vec<Bytes>, len: usize) -> Bytes {
 
 impl<B> Body for Tee<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + EndsAt,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -181,7 +200,12 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn chunks(parts: &[&'static str]) -> impl Body<Data = Bytes, Error = BoxError> {
+    type Frames = futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>;
+
+    impl EndsAt for StreamBody<Frames> {}
+    impl EndsAt for http_body_util::Empty<Bytes> {}
+
+    fn chunks(parts: &[&'static str]) -> StreamBody<Frames> {
         let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
             .iter()
             .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))

@@ -138,7 +138,10 @@ impl Tunnels {
             Switch::Switched(mut head, conn) => {
                 ask.answer_client(&mut head);
                 self.open(client, conn, idle, metrics, upstream.name().clone());
-                Ok(http::Response::from_parts(head, Inbound::Whole { data: None }))
+                Ok(http::Response::from_parts(
+                    head,
+                    Inbound::Whole { data: None, at: None },
+                ))
             }
         }
     }

@@ -4,7 +4,7 @@
 //! what the live mirror hands the comparison, so one engine judges both.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
@@ -66,8 +66,9 @@ impl Replayer {
         Ok(Request::from_parts(parts, body))
     }
 
-    /// One side's answer, read up to the cap.
-    async fn exchange(&self, side: Side, r: &Recorded, body: &Bytes) -> Result<Exchange, String> {
+    /// One side's answer, read up to the cap, and its time to the body's
+    /// last bytes where the kernel stamped it.
+    async fn exchange(&self, side: Side, r: &Recorded, body: &Bytes) -> Result<(Exchange, Option<Duration>), String> {
         let name = side.as_str();
         let upstream = self.upstreams.get(side).ok_or("no such backend")?;
         let req = self.request(side, r, body)?;
@@ -77,26 +78,30 @@ impl Replayer {
             .await
             .map_err(|e| format!("{name}: {e}"))?;
         let (mut parts, body) = resp.into_parts();
-        let latency =
-            crate::proxy::wire::Timing::of(&parts.extensions).map_or_else(|| started.elapsed(), |t| t.to_head());
+        let timing = crate::proxy::wire::Timing::of(&parts.extensions);
+        let latency = timing.map_or_else(|| started.elapsed(), |t| t.to_head());
         if crate::shadow::is_stream(&parts.headers) {
             return Err(format!("{name} answered with an event stream; it is not compared"));
         }
         let mut hold = self.budget.hold();
         let read = tokio::time::timeout(self.timeout, crate::shadow::read_capped(body, self.cap, &mut hold));
-        let (body, truncated, trailers) = match read.await {
+        let read = match read.await {
             Err(_) => return Err(format!("{name}: the body did not arrive within {:?}", self.timeout)),
             Ok(Err(f)) => return Err(format!("{name}: reading the body failed ({})", f.as_str())),
             Ok(Ok(b)) => b,
         };
-        crate::shadow::append_trailers(&mut parts.headers, trailers);
-        Ok(Exchange {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-            truncated,
-            latency,
-        })
+        crate::shadow::append_trailers(&mut parts.headers, read.trailers);
+        let to_end = crate::proxy::wire::Timing::to_end(timing, read.ended_at);
+        Ok((
+            Exchange {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: read.body,
+                truncated: read.truncated,
+                latency,
+            },
+            to_end,
+        ))
     }
 
     /// Sends `r` to every side at once and pairs the answers.
@@ -123,6 +128,12 @@ impl Replayer {
             self.exchange(Side::New, r, &body),
             twin
         );
+        let (old, old_end) = old?;
+        let (new, new_end) = new?;
+        let (twin, twin_end) = match twin.transpose()? {
+            Some((t, end)) => (Some(t), end),
+            None => (None, None),
+        };
         Ok(Pair {
             route: route.name.clone(),
             rules: route.diff.clone(),
@@ -133,10 +144,15 @@ impl Replayer {
             request_id: r.request_id.clone(),
             at: SystemTime::now(),
             live: Side::Old,
-            old: old?,
-            new: new?,
-            twin: twin.transpose()?,
+            old,
+            new,
+            twin,
             timed: crate::shadow::Timed::TOGETHER,
+            ends: crate::shadow::Ends {
+                old: old_end,
+                new: new_end,
+                twin: twin_end,
+            },
             hold: self.budget.hold(),
         })
     }

@@ -201,16 +201,20 @@ impl Collector {
         // new against old, or, when old went out apart from a mirrored new,
         // against old's twin, which went out with it.
         let old_then = if pair.timed.pair {
-            Some(&pair.old)
+            Some((&pair.old, pair.ends.old))
         } else if pair.live == crate::side::Side::Old && pair.timed.twin_with_mirror {
-            pair.twin.as_ref()
+            pair.twin.as_ref().map(|t| (t, pair.ends.twin))
         } else {
             None
         };
         match old_then {
-            Some(old) => {
+            Some((old, old_end)) => {
                 e.latency_old.record_us(old.latency.as_secs_f64() * 1e6);
                 e.latency_new.record_us(pair.new.latency.as_secs_f64() * 1e6);
+                if let (Some(o), Some(n)) = (old_end, pair.ends.new) {
+                    e.latency_old_end.record_us(o.as_secs_f64() * 1e6);
+                    e.latency_new_end.record_us(n.as_secs_f64() * 1e6);
+                }
             }
             None => e.untimed += 1,
         }
@@ -412,6 +416,7 @@ mod tests {
             new: ex(new),
             twin: twin.map(ex),
             timed: crate::shadow::Timed::TOGETHER,
+            ends: crate::shadow::Ends::default(),
             hold: crate::proxy::budget::Budget::new(0).hold(),
         }
     }

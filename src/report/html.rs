@@ -140,12 +140,12 @@ pub fn render(r: &Report) -> String {
     ));
     h.push_str("</div><p class=\"muted legend\">per minute (UTC); dashed lines are rollout changes</p>");
 
-    h.push_str("<h2>Endpoints, worst first</h2><table id=\"endpoints\"><thead><tr><th>endpoint</th><th>route</th><th>compared</th><th>real diff rate</th><th>noise rate</th><th>p50 old / new (ms)</th><th>p95 old / new</th><th>p99 old / new</th><th>new/old p50</th><th>new/old p99</th><th title=\"old's twin / old: what timing alone makes of two equal backends\">baseline p50 / p99</th></tr></thead><tbody>");
+    h.push_str("<h2>Endpoints, worst first</h2><table id=\"endpoints\"><thead><tr><th>endpoint</th><th>route</th><th>compared</th><th>real diff rate</th><th>noise rate</th><th>p50 old / new (ms)</th><th>p95 old / new</th><th>p99 old / new</th><th>new/old p50</th><th>new/old p99</th><th title=\"old's twin / old: what timing alone makes of two equal backends\">baseline p50 / p99</th><th title=\"time to the body's last bytes, new / old\">to body end p50 / p99</th></tr></thead><tbody>");
     for (i, e) in r.endpoints.iter().enumerate() {
         let l = &e.latency;
         let _ = write!(
             h,
-            "<tr><td><a href=\"#ep{i}\"><code>{}</code></a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td></tr>",
+            "<tr><td><a href=\"#ep{i}\"><code>{}</code></a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{} / {}</td></tr>",
             escape(&e.endpoint),
             escape(&e.route),
             e.compared,
@@ -160,11 +160,13 @@ pub fn render(r: &Report) -> String {
             ratio(l.ratio_p50),
             ratio(l.ratio_p99),
             ratio(l.baseline_ratio_p50),
-            ratio(l.baseline_ratio_p99)
+            ratio(l.baseline_ratio_p99),
+            ratio(l.end.as_ref().and_then(|x| x.ratio_p50)),
+            ratio(l.end.as_ref().and_then(|x| x.ratio_p99))
         );
     }
     if r.endpoints.is_empty() {
-        h.push_str("<tr><td colspan=\"11\" class=\"muted\">No comparisons yet: mirrored requests appear here once both sides have answered (is <code>shadow.percent</code> above 0?).</td></tr>");
+        h.push_str("<tr><td colspan=\"12\" class=\"muted\">No comparisons yet: mirrored requests appear here once both sides have answered (is <code>shadow.percent</code> above 0?).</td></tr>");
     }
     h.push_str("</tbody></table>");
 

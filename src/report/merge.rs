@@ -40,6 +40,8 @@ impl Report {
                 latency_new: e.latency.histograms.new.clone(),
                 latency_twin: e.latency.histograms.twin.clone(),
                 latency_old_with_twin: e.latency.histograms.old_with_twin.clone(),
+                latency_old_end: e.latency.histograms.old_end.clone(),
+                latency_new_end: e.latency.histograms.new_end.clone(),
                 untimed: e.latency.untimed,
                 timeline: e.timeline.iter().map(|p| p.minute()).collect(),
             };
@@ -182,6 +184,11 @@ mod tests {
                 pair: c.a != 5,
                 twin: true,
                 twin_with_mirror: c.a != 4,
+            },
+            ends: crate::shadow::Ends {
+                old: Some(Duration::from_micros(c.old_us * 3)),
+                new: Some(Duration::from_micros(c.new_us * 3)),
+                twin: None,
             },
             hold: crate::proxy::budget::Budget::new(0).hold(),
         }

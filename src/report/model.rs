@@ -65,6 +65,11 @@ pub struct Histograms {
     /// Old on the pairs the twin is counted on.
     #[serde(default)]
     pub old_with_twin: Latency,
+    /// To the body's last bytes, where both ends were stamped.
+    #[serde(default)]
+    pub old_end: Latency,
+    #[serde(default)]
+    pub new_end: Latency,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -81,6 +86,10 @@ pub struct LatencyReport {
     /// means little where this is far from 1.
     pub baseline_ratio_p50: Option<f64>,
     pub baseline_ratio_p99: Option<f64>,
+    /// To the body's last bytes (plain HTTP/1.1 backends, stamped by the
+    /// kernel on both sides): old, new, and new / old.
+    #[serde(default)]
+    pub end: Option<EndLatency>,
     /// Histogram of both sides on shared bins, for the chart.
     pub bins_ms: Vec<f64>,
     pub old_counts: Vec<u64>,
@@ -90,6 +99,15 @@ pub struct LatencyReport {
     /// `SAME_INSTANT` apart (the mirrors' threads ran late).
     #[serde(default)]
     pub untimed: u64,
+}
+
+/// Time to the body's last bytes of both sides.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EndLatency {
+    pub old: Quantiles,
+    pub new: Quantiles,
+    pub ratio_p50: Option<f64>,
+    pub ratio_p99: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,7 +373,17 @@ fn latency_report(e: &EndpointStats) -> LatencyReport {
     let twin = (e.latency_twin.total > 0).then(|| quantiles(&e.latency_twin));
     let (tw50, tw99) = twin.as_ref().map_or((None, None), |t| (t.p50_ms, t.p99_ms));
     let with_twin = quantiles(&e.latency_old_with_twin);
+    let end = (e.latency_new_end.total > 0).then(|| {
+        let (old, new) = (quantiles(&e.latency_old_end), quantiles(&e.latency_new_end));
+        EndLatency {
+            ratio_p50: ratio(old.p50_ms, new.p50_ms),
+            ratio_p99: ratio(old.p99_ms, new.p99_ms),
+            old,
+            new,
+        }
+    });
     LatencyReport {
+        end,
         ratio_p50: ratio(old.p50_ms, new.p50_ms),
         ratio_p99: ratio(old.p99_ms, new.p99_ms),
         baseline_ratio_p50: ratio(with_twin.p50_ms, tw50),
@@ -371,6 +399,8 @@ fn latency_report(e: &EndpointStats) -> LatencyReport {
             new: e.latency_new.clone(),
             twin: e.latency_twin.clone(),
             old_with_twin: e.latency_old_with_twin.clone(),
+            old_end: e.latency_old_end.clone(),
+            new_end: e.latency_new_end.clone(),
         },
         untimed: e.untimed,
     }

@@ -184,6 +184,12 @@ pub struct EndpointStats {
     /// `latency_twin` is held against.
     #[serde(default)]
     pub latency_old_with_twin: Latency,
+    /// Time to the body's last bytes, on the same pairs as `latency_old`
+    /// and `latency_new`, where the kernel stamped both ends.
+    #[serde(default)]
+    pub latency_old_end: Latency,
+    #[serde(default)]
+    pub latency_new_end: Latency,
     /// Pairs whose sides went out too far apart to compare their latency.
     #[serde(default)]
     pub untimed: u64,
@@ -220,6 +226,8 @@ impl EndpointStats {
         self.latency_new.merge(&o.latency_new);
         self.latency_twin.merge(&o.latency_twin);
         self.latency_old_with_twin.merge(&o.latency_old_with_twin);
+        self.latency_old_end.merge(&o.latency_old_end);
+        self.latency_new_end.merge(&o.latency_new_end);
         self.untimed += o.untimed;
         merge_timelines(&mut self.timeline, &o.timeline);
     }

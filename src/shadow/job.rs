@@ -96,11 +96,13 @@ impl Failed {
 }
 
 /// An answer, its bytes' hold, and when its request went out.
-type Answer = Result<(Exchange, Hold, Option<SystemTime>), Failed>;
+/// The fourth: time from the write to the body's last bytes, where the
+/// kernel stamped both.
+type Answer = Result<(Exchange, Hold, Option<SystemTime>, Option<Duration>), Failed>;
 
 fn outcome(answer: &Answer) -> &'static str {
     match answer {
-        Ok((x, _, _)) if x.truncated => "truncated",
+        Ok((x, ..)) if x.truncated => "truncated",
         Ok(_) => "completed",
         Err(f) => f.as_str(),
     }
@@ -145,18 +147,20 @@ impl Job {
                 return Err(Failed::Stream);
             }
             let mut hold = self.dispatcher.budget.hold();
-            let (body, truncated, trailers) = read_capped(body, self.cap, &mut hold).await?;
-            append_trailers(&mut parts.headers, trailers);
+            let read = read_capped(body, self.cap, &mut hold).await?;
+            append_trailers(&mut parts.headers, read.trailers);
+            let to_end = crate::proxy::wire::Timing::to_end(timing, read.ended_at);
             Ok((
                 Exchange {
                     status: parts.status.as_u16(),
                     headers: parts.headers,
-                    body,
-                    truncated,
+                    body: read.body,
+                    truncated: read.truncated,
                     latency,
                 },
                 hold,
                 Some(timing.map_or(started_at, |t| t.sent)),
+                to_end,
             ))
         };
         match tokio::time::timeout(self.timeout, work).await {
@@ -237,34 +241,37 @@ impl Job {
             }
         }
         let m = &d.metrics;
-        let ((captured, status, headers, latency, live_sent), (shadow, shadow_hold, shadow_sent)) = match (live, shadow)
-        {
-            (Ok(live), Ok(shadow)) => (live, shadow),
-            (_, Err(Failed::Dropped | Failed::Saturated)) => return,
-            _ => {
-                let failed = Work::Failed {
-                    route: self.route.clone(),
-                    method: self.method,
-                    target: self.target,
-                };
-                // Counted where the report counts it too: a failure the
-                // analysis queue had no room for is a shed comparison.
-                let queued = d.queue.as_ref().is_none_or(|q| q.try_send(failed).is_ok());
-                if queued {
-                    m.mirror.comparisons.with_label_values(&[route, "error"]).inc();
-                } else {
-                    m.mirror.comparisons.with_label_values(&[route, "dropped"]).inc();
-                    d.shed(Shed::Queue);
+        let ((captured, status, headers, latency, live_sent), (shadow, shadow_hold, shadow_sent, shadow_end)) =
+            match (live, shadow) {
+                (Ok(live), Ok(shadow)) => (live, shadow),
+                (_, Err(Failed::Dropped | Failed::Saturated)) => return,
+                _ => {
+                    let failed = Work::Failed {
+                        route: self.route.clone(),
+                        method: self.method,
+                        target: self.target,
+                    };
+                    // Counted where the report counts it too: a failure the
+                    // analysis queue had no room for is a shed comparison.
+                    let queued = d.queue.as_ref().is_none_or(|q| q.try_send(failed).is_ok());
+                    if queued {
+                        m.mirror.comparisons.with_label_values(&[route, "error"]).inc();
+                    } else {
+                        m.mirror.comparisons.with_label_values(&[route, "dropped"]).inc();
+                        d.shed(Shed::Queue);
+                    }
+                    return;
                 }
-                return;
-            }
-        };
+            };
         if captured.over_budget {
             // The live answer's copy is incomplete: nothing fair to compare.
             m.mirror.comparisons.with_label_values(&[route, "dropped"]).inc();
             d.shed(Shed::BufferedBytes);
             return;
         }
+        let live_end = live_sent
+            .zip(captured.ended_at)
+            .and_then(|(sent, ended)| ended.duration_since(sent).ok());
         let live_exchange = Exchange {
             status,
             headers,
@@ -280,20 +287,20 @@ impl Job {
             .pair_duration
             .with_label_values(&[target.as_str(), route])
             .observe(shadow.latency.as_secs_f64());
-        let (old, new) = if self.live == Side::New {
-            (shadow, live_exchange)
+        let ((old, old_end), (new, new_end)) = if self.live == Side::New {
+            ((shadow, shadow_end), (live_exchange, live_end))
         } else {
-            (live_exchange, shadow)
+            ((live_exchange, live_end), (shadow, shadow_end))
         };
         let mut hold = self.hold;
         hold.absorb(shadow_hold);
         hold.absorb(captured.hold);
-        let (twin, twin_sent) = match twin {
-            Some(Ok((x, h, sent))) => {
+        let (twin, twin_sent, twin_end) = match twin {
+            Some(Ok((x, h, sent, end))) => {
                 hold.absorb(h);
-                (Some(x), sent)
+                (Some(x), sent, end)
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let pair = Pair {
             route: self.route.clone(),
@@ -313,6 +320,11 @@ impl Job {
                 twin: crate::proxy::wire::together(live_sent, twin_sent),
                 twin_with_mirror: crate::proxy::wire::together(shadow_sent, twin_sent),
             },
+            ends: crate::shadow::Ends {
+                old: old_end,
+                new: new_end,
+                twin: twin_end,
+            },
             hold,
         };
         if let Some(q) = &d.queue {
@@ -325,14 +337,20 @@ impl Job {
     }
 }
 
+/// What [`read_capped`] read of a body.
+pub(crate) struct Capped {
+    pub body: Bytes,
+    /// Longer than the cap: `body` is its start.
+    pub truncated: bool,
+    pub trailers: Option<HeaderMap>,
+    /// When its last bytes arrived, as the kernel stamped them (read whole).
+    pub ended_at: Option<SystemTime>,
+}
+
 /// Reads a body up to `cap` bytes, held against `hold`. At the cap it stops
 /// and drops the body, which closes the connection: the rest of a huge or
 /// endless answer is never read, on any thread.
-pub(crate) async fn read_capped(
-    body: Inbound,
-    cap: usize,
-    hold: &mut Hold,
-) -> Result<(Bytes, bool, Option<HeaderMap>), Failed> {
+pub(crate) async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> Result<Capped, Failed> {
     let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
     let mut trailers = None;
@@ -351,10 +369,20 @@ pub(crate) async fn read_capped(
         }
         buf.extend_from_slice(&data[..keep]);
         if data.len() > room {
-            return Ok((buf.freeze(), true, None));
+            return Ok(Capped {
+                body: buf.freeze(),
+                truncated: true,
+                trailers: None,
+                ended_at: None,
+            });
         }
     }
-    Ok((buf.freeze(), false, trailers))
+    Ok(Capped {
+        body: buf.freeze(),
+        truncated: false,
+        trailers,
+        ended_at: body.as_ref().get_ref().ended_at(),
+    })
 }
 
 /// Trailers are compared as headers: gRPC's status travels there.

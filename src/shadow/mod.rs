@@ -20,6 +20,7 @@ pub mod runtime;
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -66,6 +67,8 @@ pub struct Pair {
     pub twin: Option<Exchange>,
     /// Which latencies compare with old's (sent at the same instant).
     pub timed: Timed,
+    /// Each side's time to its body's last bytes, where the kernel stamped it.
+    pub ends: Ends,
     /// Every body above, held against the budget until the pair is analysed.
     pub hold: Hold,
 }
@@ -92,6 +95,15 @@ impl Timed {
         twin: true,
         twin_with_mirror: true,
     };
+}
+
+/// Time from each side's request write to its body's last bytes, as the
+/// kernel stamped them (plain HTTP/1.1 backends); `None` where unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ends {
+    pub old: Option<Duration>,
+    pub new: Option<Duration>,
+    pub twin: Option<Duration>,
 }
 
 /// What the analysis thread is handed.

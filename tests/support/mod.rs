@@ -85,6 +85,9 @@ impl Origin {
                     _ = stop2.cancelled() => return,
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                 };
+                // As real servers do: a body written in parts is not held
+                // back for the client's delayed acknowledgement.
+                let _ = stream.set_nodelay(true);
                 let (handler, seen, stop) = (handler.clone(), seen2.clone(), stop2.clone());
                 let (tls, resumed) = (tls.clone(), resumed2.clone());
                 tokio::spawn(async move {

@@ -47,6 +47,9 @@ pub struct BackendBody {
     pool: Arc<IdleConnections>,
     /// Made the first time the body has to wait.
     stall: Option<Stall>,
+    /// When its last bytes arrived, as the kernel stamped them (a timed
+    /// exchange on a plain socket).
+    ended_at: Option<std::time::SystemTime>,
 }
 
 impl BackendBody {
@@ -74,11 +77,18 @@ impl BackendBody {
             keep_alive,
             pool,
             stall: None,
+            ended_at: None,
         };
         if matches!(body.reading, Reading::Whole(_)) {
             body.release(true);
         }
         body
+    }
+
+    /// When the body's last bytes arrived, once it has ended (timed
+    /// exchanges on plain sockets only).
+    pub fn ended_at(&self) -> Option<std::time::SystemTime> {
+        self.ended_at
     }
 
     /// The whole body, if it arrived with the head; the connection has
@@ -94,6 +104,9 @@ impl BackendBody {
     /// the pool if it is clean and may carry another request.
     fn release(&mut self, clean: bool) {
         if let Some(mut conn) = self.conn.take() {
+            if clean {
+                self.ended_at = conn.last_arrival;
+            }
             if clean && self.keep_alive && conn.buf.is_empty() {
                 conn.finished_exchange();
                 self.pool.checkin(conn);

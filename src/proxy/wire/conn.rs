@@ -34,6 +34,10 @@ pub struct Connection {
     permit: Option<OwnedSemaphorePermit>,
     /// The kernel stamps what this socket receives ([`stamp`]).
     stamped: bool,
+    /// This exchange is timed: body reads take the kernel's stamps too.
+    timed: bool,
+    /// When the last bytes read arrived, in a timed exchange.
+    pub(super) last_arrival: Option<SystemTime>,
 }
 
 /// Why an exchange failed.
@@ -75,6 +79,8 @@ impl Connection {
             served: 0,
             permit: None,
             stamped: false,
+            timed: false,
+            last_arrival: None,
         }
     }
 
@@ -97,6 +103,8 @@ impl Connection {
 
     pub(super) fn finished_exchange(&mut self) {
         self.served = self.served.saturating_add(1);
+        self.timed = false;
+        self.last_arrival = None;
     }
 
     /// Whether an idle connection is still open (see [`BackendStream::is_open`]).
@@ -113,6 +121,11 @@ impl Connection {
 
     /// Reads more bytes into the buffer; `Ok(0)` is the end of the stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if let (true, BackendStream::Plain(tcp)) = (self.timed, &self.stream) {
+            let (n, at) = std::task::ready!(stamp::poll_read(tcp, cx, &mut self.buf))?;
+            self.last_arrival = at.or(self.last_arrival);
+            return Poll::Ready(Ok(n));
+        }
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -132,10 +145,13 @@ impl Connection {
         timed: bool,
     ) -> Result<(ResponseHead, Timing), ExchangeError> {
         let buf = &mut self.buf;
+        self.timed = timed && self.stamped;
         match &mut self.stream {
-            BackendStream::Plain(tcp) if timed && self.stamped => {
+            BackendStream::Plain(tcp) if self.timed => {
                 let (rd, wr) = tcp.split();
-                exchange_on(Stamped(rd), wr, buf, head, body, framing, method).await
+                let (head, timing) = exchange_on(Stamped(rd), wr, buf, head, body, framing, method).await?;
+                self.last_arrival = Some(timing.head).filter(|_| timing.kernel);
+                Ok((head, timing))
             }
             BackendStream::Plain(tcp) => {
                 let (rd, wr) = tcp.split();

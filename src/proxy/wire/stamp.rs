@@ -39,6 +39,15 @@ impl Timing {
         extensions.get::<Timing>().copied()
     }
 
+    /// Time from the request's write to its body's last bytes, when both
+    /// ends were stamped.
+    pub fn to_end(timing: Option<Timing>, ended_at: Option<SystemTime>) -> Option<Duration> {
+        timing
+            .filter(|t| t.kernel)
+            .zip(ended_at)
+            .and_then(|(t, ended)| ended.duration_since(t.sent).ok())
+    }
+
     /// Time from the request's write to its answer's head.
     pub fn to_head(&self) -> Duration {
         self.head.duration_since(self.sent).unwrap_or_default()
