@@ -77,7 +77,7 @@ impl Replayer {
             .send_within(req, self.timeout)
             .await
             .map_err(|e| format!("{name}: {e}"))?;
-        let (mut parts, body) = resp.into_parts();
+        let (parts, body) = resp.into_parts();
         let timing = crate::proxy::wire::Timing::of(&parts.extensions);
         let latency = timing.map_or_else(|| started.elapsed(), |t| t.to_head());
         if crate::shadow::is_stream(&parts.headers) {
@@ -90,18 +90,7 @@ impl Replayer {
             Ok(Err(f)) => return Err(format!("{name}: reading the body failed ({})", f.as_str())),
             Ok(Ok(b)) => b,
         };
-        crate::shadow::append_trailers(&mut parts.headers, read.trailers);
-        let to_end = crate::proxy::wire::Timing::to_end(timing, read.ended_at);
-        Ok((
-            Exchange {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body: read.body,
-                truncated: read.truncated,
-                latency,
-            },
-            to_end,
-        ))
+        Ok(read.into_exchange(parts, latency, timing))
     }
 
     /// Sends `r` to every side at once and pairs the answers.

@@ -138,7 +138,7 @@ impl Job {
                     ProxyError::Saturated { .. } => Failed::Saturated,
                     _ => Failed::Error,
                 })?;
-            let (mut parts, body) = resp.into_parts();
+            let (parts, body) = resp.into_parts();
             let timing = crate::proxy::wire::Timing::of(&parts.extensions);
             let latency = timing.map_or_else(|| started.elapsed(), |t| t.to_head());
             if super::is_stream(&parts.headers) {
@@ -148,20 +148,8 @@ impl Job {
             }
             let mut hold = self.dispatcher.budget.hold();
             let read = read_capped(body, self.cap, &mut hold).await?;
-            append_trailers(&mut parts.headers, read.trailers);
-            let to_end = crate::proxy::wire::Timing::to_end(timing, read.ended_at);
-            Ok((
-                Exchange {
-                    status: parts.status.as_u16(),
-                    headers: parts.headers,
-                    body: read.body,
-                    truncated: read.truncated,
-                    latency,
-                },
-                hold,
-                Some(timing.map_or(started_at, |t| t.sent)),
-                to_end,
-            ))
+            let (exchange, to_end) = read.into_exchange(parts, latency, timing);
+            Ok((exchange, hold, Some(timing.map_or(started_at, |t| t.sent)), to_end))
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
@@ -347,6 +335,29 @@ pub(crate) struct Capped {
     pub ended_at: Option<SystemTime>,
 }
 
+impl Capped {
+    /// The exchange to compare: the answer's head with its trailers, this
+    /// body, and the time to its head (`latency`); with the time to the
+    /// body's end where the kernel stamped both ends.
+    pub(crate) fn into_exchange(
+        self,
+        mut head: http::response::Parts,
+        latency: Duration,
+        timing: Option<crate::proxy::wire::Timing>,
+    ) -> (Exchange, Option<Duration>) {
+        append_trailers(&mut head.headers, self.trailers);
+        let to_end = crate::proxy::wire::Timing::to_end(timing, self.ended_at);
+        let exchange = Exchange {
+            status: head.status.as_u16(),
+            headers: head.headers,
+            body: self.body,
+            truncated: self.truncated,
+            latency,
+        };
+        (exchange, to_end)
+    }
+}
+
 /// Reads a body up to `cap` bytes, held against `hold`. At the cap it stops
 /// and drops the body, which closes the connection: the rest of a huge or
 /// endless answer is never read, on any thread.
@@ -386,7 +397,7 @@ pub(crate) async fn read_capped(body: Inbound, cap: usize, hold: &mut Hold) -> R
 }
 
 /// Trailers are compared as headers: gRPC's status travels there.
-pub(crate) fn append_trailers(headers: &mut HeaderMap, trailers: Option<HeaderMap>) {
+fn append_trailers(headers: &mut HeaderMap, trailers: Option<HeaderMap>) {
     for (name, value) in trailers.into_iter().flatten().filter_map(|(n, v)| Some((n?, v))) {
         headers.append(name, value);
     }

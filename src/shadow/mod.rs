@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::proxy::budget::{Budget, Hold};
 use crate::side::Side;
 
-pub(crate) use job::{append_trailers, read_capped};
+pub(crate) use job::read_capped;
 pub use prepare::{Candidate, Mirror, Upload};
 pub use runtime::ShadowRuntime;
 
