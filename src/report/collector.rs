@@ -192,7 +192,9 @@ impl Collector {
         let key = self.endpoint_key(&pair.route, pair.method.as_str(), &pair.target);
         let model = self.model;
         let cap = self.samples_per_field;
-        let sample_base = self.sample_base(pair);
+        // Made once, and only for a comparison that keeps a sample: decoding
+        // three bodies for a match would be spent for nothing.
+        let mut sample_base: Option<Sample> = None;
 
         let e = self.endpoints.entry(key.clone()).or_default();
         e.route = pair.route.to_string();
@@ -270,10 +272,11 @@ impl Collector {
                 continue;
             };
             let is_real = model.is_real(f.raw, compared, f.noise, base);
+            let base_sample = sample_base.get_or_insert_with(|| sample_of(pair, &self.redact));
             let sample = Sample {
-                id: Sample::id_for(&sample_base.request_id, sample_base.at_ms, &field),
+                id: Sample::id_for(&base_sample.request_id, base_sample.at_ms, &field),
                 difference: sample::redact_difference(d, &self.redact),
-                ..sample_base.clone()
+                ..base_sample.clone()
             };
             f.keep(sample.clone(), cap);
             if is_real {
@@ -302,30 +305,6 @@ impl Collector {
         }
     }
 
-    fn sample_base(&self, pair: &Pair) -> Sample {
-        let at_ms = pair
-            .at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let (request_body, request_body_cut) = sample::snippet(&pair.request_body);
-        Sample {
-            id: String::new(),
-            at_ms,
-            request_id: pair.request_id.clone(),
-            route: pair.route.to_string(),
-            method: pair.method.to_string(),
-            target: pair.target.clone(),
-            headers: sample::stored_headers(&pair.request_headers, &self.redact),
-            request_body,
-            request_body_cut,
-            old: sample::side_sample(&pair.old),
-            new: sample::side_sample(&pair.new),
-            twin: pair.twin.as_ref().map(sample::side_sample),
-            difference: sample::no_difference(),
-        }
-    }
-
     /// Puts back counts and samples read from the store after a restart.
     pub fn restore(
         &mut self,
@@ -349,6 +328,31 @@ impl Collector {
                 f.keep(sample, self.samples_per_field);
             }
         }
+    }
+}
+
+/// What every sample a pair leaves shares: the request and the answers.
+fn sample_of(pair: &Pair, redact: &HashSet<String>) -> Sample {
+    let at_ms = pair
+        .at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let (request_body, request_body_cut) = sample::snippet(&pair.request_body);
+    Sample {
+        id: String::new(),
+        at_ms,
+        request_id: pair.request_id.clone(),
+        route: pair.route.to_string(),
+        method: pair.method.to_string(),
+        target: pair.target.clone(),
+        headers: sample::stored_headers(&pair.request_headers, redact),
+        request_body,
+        request_body_cut,
+        old: sample::side_sample(&pair.old),
+        new: sample::side_sample(&pair.new),
+        twin: pair.twin.as_ref().map(sample::side_sample),
+        difference: sample::no_difference(),
     }
 }
 
