@@ -214,7 +214,7 @@ pub async fn replay(state: &AdminState, id: &str) -> Response<ProxyBody> {
         Err(e) => return error(StatusCode::CONFLICT, e),
     };
     let snap = state.controller.snapshot();
-    let replayer = match Replayer::new(&snap.config) {
+    let replayer = match Replayer::with_routes(&snap.config, snap.routes.clone()) {
         Ok(r) => r,
         Err(e) => {
             return error(

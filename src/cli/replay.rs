@@ -43,10 +43,13 @@ pub struct ReplayArgs {
     pub max_diff_rate: Option<f64>,
 }
 
-struct Bar(Option<indicatif::ProgressBar>, std::sync::Mutex<usize>);
+/// A progress bar on a terminal, else a plain line per tenth (the total
+/// is known from `start`).
+struct Bar(Option<indicatif::ProgressBar>, std::sync::atomic::AtomicUsize);
 
 impl Progress for Bar {
     fn start(&self, total: usize) {
+        self.1.store(total, std::sync::atomic::Ordering::Relaxed);
         if let Some(b) = &self.0 {
             b.set_length(total as u64);
         } else {
@@ -61,7 +64,7 @@ impl Progress for Bar {
             }
             None => {
                 // Plain lines, one per tenth, when stderr is not a terminal.
-                let total = self.1.lock().map(|t| *t).unwrap_or(0);
+                let total = self.1.load(std::sync::atomic::Ordering::Relaxed);
                 if total > 0 && (done * 10 / total) != ((done - 1) * 10 / total) {
                     eprintln!("replayed {done}/{total} ({failed} failed)");
                 }
@@ -133,9 +136,9 @@ pub fn replay(args: ReplayArgs, admin: &AdminArgs) -> ExitCode {
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} requests · {msg} · {eta} left")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Bar(Some(b), std::sync::Mutex::new(0))
+        Bar(Some(b), std::sync::atomic::AtomicUsize::new(0))
     } else {
-        Bar(None, std::sync::Mutex::new(0))
+        Bar(None, std::sync::atomic::AtomicUsize::new(0))
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -144,12 +147,6 @@ pub fn replay(args: ReplayArgs, admin: &AdminArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The plain progress lines need the total before the first advance.
-    if let Ok((requests, _)) = switchyard::replay::file::read_file(&offline_args.file) {
-        if let Ok(mut t) = bar.1.lock() {
-            *t = requests.len();
-        }
-    }
     let outcome = match rt.block_on(offline::run(&offline_args, &bar)) {
         Ok(o) => o,
         Err(e) => {

@@ -23,7 +23,7 @@ use crate::side::Side;
 
 pub struct Replayer {
     upstreams: Upstreams,
-    routes: RouteTable,
+    routes: Arc<RouteTable>,
     timeout: std::time::Duration,
     cap: usize,
     budget: Arc<Budget>,
@@ -33,20 +33,22 @@ pub struct Replayer {
 pub type Replayed = Result<Pair, String>;
 
 impl Replayer {
-    /// Clients for the config's backends (built on the calling runtime).
+    /// Clients for the config's backends (built on the calling runtime),
+    /// its routes compiled afresh (offline, where no gateway runs).
     pub fn new(config: &Config) -> Result<Self, String> {
-        let metrics = crate::metrics::Metrics::new();
+        let routes = RouteTable::build(config, &crate::metrics::Metrics::new())?;
+        Self::with_routes(config, Arc::new(routes))
+    }
+
+    /// The same with routes already compiled: a running gateway's own.
+    pub fn with_routes(config: &Config, routes: Arc<RouteTable>) -> Result<Self, String> {
         Ok(Self {
             upstreams: Upstreams::new(0, &config.backends, &Limits::default(), None)?,
-            routes: RouteTable::build(config, &metrics)?,
+            routes,
             timeout: config.shadow.timeout.get(),
             cap: config.shadow.max_response_bytes,
             budget: Budget::new(usize::MAX),
         })
-    }
-
-    pub fn has_twin(&self) -> bool {
-        self.upstreams.old_twin.is_some()
     }
 
     fn request(&self, side: Side, r: &Recorded, body: &Bytes) -> Result<Request<ProxyBody>, String> {

@@ -20,8 +20,8 @@ fn pct(x: f64) -> String {
 
 /// `HH:MM` (UTC) of a Unix time in ms.
 fn clock(ms: u64) -> String {
-    let s = (ms / 1000) % 86_400;
-    format!("{:02}:{:02}", s / 3600, s % 3600 / 60)
+    // `YYYY-MM-DD HH:MM:SSZ`
+    crate::tls::certs::datetime((ms / 1000) as i64)[11..16].to_string()
 }
 
 /// Overlaid histograms of old and new latency on shared log bins.
