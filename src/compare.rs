@@ -33,7 +33,7 @@ pub struct GuardVerdict {
 }
 
 /// Comparisons since a time, as the guard judges them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Compared {
     pub comparisons: u64,
     pub real: u64,
@@ -49,6 +49,16 @@ impl Compared {
         self.real += u64::from(v.real);
         self.new_only_errors += u64::from(v.new_error && !v.old_error);
         self.old_only_errors += u64::from(v.old_error && !v.new_error);
+    }
+
+    /// These counts without `base`'s (an earlier tally of the same).
+    pub fn minus(&self, base: &Compared) -> Compared {
+        Compared {
+            comparisons: self.comparisons.saturating_sub(base.comparisons),
+            real: self.real.saturating_sub(base.real),
+            new_only_errors: self.new_only_errors.saturating_sub(base.new_only_errors),
+            old_only_errors: self.old_only_errors.saturating_sub(base.old_only_errors),
+        }
     }
 
     pub fn merge(&mut self, other: &Compared) {

@@ -20,6 +20,7 @@ use crate::pipeline::{Shared, Worker};
 use crate::proxy::budget::Budget;
 use crate::proxy::limit::Limits;
 use crate::rollout::controller::Controller;
+use crate::rollout::fleet::Fleet;
 use crate::rollout::guard::{Guard, GuardReport};
 use crate::rollout::persist::{self, Loaded, RollbackSlot};
 use crate::rollout::sink::LiveSink;
@@ -70,6 +71,23 @@ pub struct Gateway {
     analysis_thread: Option<JoinHandle<()>>,
 }
 
+/// The admin listener, bound before anything starts (its address names
+/// this instance in a fleet).
+fn bind_admin(config: &Config) -> Result<(std::net::TcpListener, SocketAddr), StartError> {
+    let addr: SocketAddr = config
+        .admin
+        .listen
+        .parse()
+        .map_err(|e| StartError::Setup(format!("admin.listen: {e}")))?;
+    let listener = crate::server::bind(addr).map_err(|source| StartError::Bind {
+        what: "admin",
+        addr: config.admin.listen.clone(),
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+    Ok((listener, addr))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, StartError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -82,16 +100,57 @@ impl Gateway {
         let (rollout, slot) = restore(&config, &opts)?;
 
         let metrics = Metrics::new();
+        let workers = match config.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let (admin_listener, admin_addr) = bind_admin(&config)?;
+        let sockets = Sockets::bind(&config, workers)?;
+        let fleet = match &config.rollout.store {
+            Some(_) => {
+                metrics.enable_fleet();
+                Some(Fleet::new(&config, admin_addr, sockets.proxy_addr.to_string()).map_err(StartError::Setup)?)
+            }
+            None => None,
+        };
+        let (rollout, epoch, rollback_pending) = match &fleet {
+            Some(f) => {
+                let s = f
+                    .start_state(rollout, config.rollout.state_file.as_deref())
+                    .map_err(StartError::Setup)?;
+                (s.state, s.epoch, s.rollback_pending)
+            }
+            None => (rollout, 0, false),
+        };
         let config = Arc::new(config);
         let snapshot = Snapshot::build(config.clone(), rollout, 0, &metrics).map_err(StartError::Setup)?;
         let cell = Arc::new(crate::snapshot::Published::new(snapshot));
-        let controller = Arc::new(Controller::new(cell.clone(), metrics.clone(), slot));
+        let mut controller = Controller::new(cell.clone(), metrics.clone(), slot);
+        if let Some(f) = &fleet {
+            controller = controller.with_store(f.store.clone(), epoch);
+        }
+        let controller = Arc::new(controller);
+        if rollback_pending {
+            controller.hold_rollback();
+        }
+        let ready = Arc::new(AtomicBool::new(false));
+        let shutdown = CancellationToken::new();
+        let mut threads = Vec::new();
+        let fleet = match fleet {
+            Some(f) => {
+                let (ctx, thread) = f
+                    .start(controller.clone(), metrics.clone(), ready.clone(), shutdown.clone())
+                    .map_err(StartError::Setup)?;
+                threads.push(thread);
+                Some(ctx)
+            }
+            None => None,
+        };
 
         let (pair_tx, pair_rx) = std::sync::mpsc::sync_channel(config.shadow.queue);
         let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx, cell.clone())
             .map_err(|e| StartError::Setup(format!("cannot open the diff store: {e}")))?;
         let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.rollout.samples_dropped.clone());
-        let shutdown = CancellationToken::new();
         let capture = match &config.capture {
             Some(c) => Some(
                 crate::replay::capture::Capture::start(c, &config.diff.redact_headers, metrics.mirror.captured.clone())
@@ -120,32 +179,13 @@ impl Gateway {
             limits: Limits::default(),
         });
 
-        let workers = match config.server.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        let admin_addr: SocketAddr = config
-            .admin
-            .listen
-            .parse()
-            .map_err(|e| StartError::Setup(format!("admin.listen: {e}")))?;
-        let sockets = Sockets::bind(&config, workers)?;
         let terminator = config
             .tls
             .as_ref()
             .map(|tls| crate::tls::Terminator::new(tls, Some(metrics.edge.clone())).map(Arc::new))
             .transpose()
             .map_err(StartError::Setup)?;
-        let admin_listener = crate::server::bind(admin_addr).map_err(|source| StartError::Bind {
-            what: "admin",
-            addr: config.admin.listen.clone(),
-            source,
-        })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|e| StartError::Setup(e.to_string()))?;
 
-        let ready = Arc::new(AtomicBool::new(false));
         let guard_report = Arc::new(Mutex::new(GuardReport::default()));
         let reloader = Reloader::new(
             opts.config_path.clone(),
@@ -154,7 +194,6 @@ impl Gateway {
             metrics.clone(),
         )
         .with_tls(terminator.clone());
-        let mut threads = Vec::new();
         // The last worker out closes the admin API (see ControlPlane).
         let workers_done = CancellationToken::new();
         let crew = WorkerCrew {
@@ -181,6 +220,7 @@ impl Gateway {
             guard: guard_report.clone(),
             ready: ready.clone(),
             reloader: reloader.clone(),
+            fleet: fleet.clone(),
         });
         let guard = Guard::new(
             controller.clone(),
@@ -188,7 +228,8 @@ impl Gateway {
             Some(analysis.diffs.clone()),
             metrics.clone(),
             guard_report.clone(),
-        );
+        )
+        .in_fleet(fleet.clone());
         let control = ControlPlane {
             listener: admin_listener,
             admin,
@@ -238,6 +279,13 @@ impl Gateway {
             guard: &self.guard,
         }
         .report(None)
+    }
+
+    /// `/readyz` turns 503 (and the fleet hears this instance is not
+    /// ready); everything keeps serving. The first half of a shutdown with
+    /// `server.shutdown_delay`.
+    pub fn unready(&self) {
+        self.ready.store(false, Ordering::SeqCst);
     }
 
     /// Starts a graceful shutdown; returns at once. `/readyz` turns 503.
@@ -295,6 +343,7 @@ impl ControlPlane {
                 } = self;
                 rt.block_on(async move {
                     tokio::spawn(guard.run(shutdown.clone()));
+                    tokio::spawn(crate::admin::watch::run(admin.reloader.clone(), shutdown.clone()));
                     let admin_stop = CancellationToken::new();
                     let stop = admin_stop.clone();
                     tokio::spawn(async move {

@@ -12,7 +12,7 @@ backends:
   old: { url: "https://127.0.0.1:1", protocol: auto, tls: { server_name: "old.internal", insecure_skip_verify: true } }
   new: { url: "http://127.0.0.1:2" }
   old_twin: { url: "http://127.0.0.1:3" }
-rollout: { step_every: "1m", state_file: "s.json" }
+rollout: { step_every: "1m", state_file: "s.json", store: { etcd: { endpoints: ["http://127.0.0.1:2379"], prefix: "/switchyard/docs" } } }
 admin: { token: "0123456789" }
 diff: { store: { path: "d.jsonl" }, grpc: {} }
 capture: { path: "c.jsonl" }
@@ -107,6 +107,7 @@ fn every_config_key_is_documented() {
 fn every_metric_is_documented() {
     let doc = std::fs::read_to_string("docs/metrics.md").unwrap();
     let m = switchyard::metrics::Metrics::new();
+    m.enable_fleet();
     for f in m.registry.gather() {
         let name = f.get_name();
         if name.starts_with("switchyard_") {
@@ -146,7 +147,8 @@ fn the_readme_starts_with_the_two_commands() {
         "docs/report.md",
         "docs/configuration.md",
         "docs/metrics.md",
-        "docs/instances.md",
+        "docs/fleet.md",
+        "docs/deploy.md",
         "docs/reliability.md",
     ] {
         assert!(readme.contains(link), "README links {link}");

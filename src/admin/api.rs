@@ -20,7 +20,7 @@ use super::reply::{control_error, error, json_body, json_response, query_param, 
 use super::state::AdminState;
 use crate::proxy::ProxyBody;
 use crate::report::accept::parse_since;
-use crate::rollout::controller::{Actor, RollbackReason};
+use crate::rollout::controller::{Actor, Op, RollbackReason};
 
 /// Body of `PUT /rollout`.
 #[derive(Debug, Deserialize)]
@@ -31,6 +31,10 @@ struct SetPercent {
     who: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// With a fleet store: change only if the rollout is still at this
+    /// epoch (the one the caller looked at), else 409.
+    #[serde(default)]
+    epoch: Option<u64>,
 }
 
 /// Optional body of the other mutations.
@@ -41,6 +45,9 @@ struct Note {
     who: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// As [`SetPercent::epoch`]; a rollback ignores it (it never loses).
+    #[serde(default)]
+    epoch: Option<u64>,
 }
 
 pub(super) fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Actor {
@@ -58,6 +65,7 @@ impl Default for SetPercent {
             percent: f64::NAN,
             who: None,
             reason: None,
+            epoch: None,
         }
     }
 }
@@ -87,10 +95,17 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => typed(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
-            if state.ready.load(Ordering::SeqCst) {
-                typed(StatusCode::OK, "text/plain", "ready\n")
-            } else {
+            let store_ok = state.fleet.as_ref().is_none_or(|f| f.view.ready());
+            if !state.ready.load(Ordering::SeqCst) {
                 typed(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
+            } else if !store_ok {
+                typed(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready: the fleet store is unreachable (rollout.store.etcd.ready_without_store: false)\n",
+                )
+            } else {
+                typed(StatusCode::OK, "text/plain", "ready\n")
             }
         }
         (&Method::GET, "/metrics") => typed(StatusCode::OK, crate::metrics::content_type(), state.metrics.render()),
@@ -101,7 +116,8 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
                 Err(r) => return *r,
             };
             let why = format!("set to {}%", cmd.percent);
-            match c.set_percent(cmd.percent, &actor(cmd.who, cmd.reason, &why)) {
+            let a = actor(cmd.who, cmd.reason, &why);
+            match c.change_if(Op::SetPercent(cmd.percent), &a, cmd.epoch, None).await {
                 Ok(_) => json_response(StatusCode::OK, &status(state)),
                 Err(e) => control_error(e),
             }
@@ -113,12 +129,16 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
             };
             let verb = &path[1..];
             let a = actor(note.who, note.reason, verb);
-            let result = match verb {
-                "rollback" => c.rollback(&a, RollbackReason::Manual),
-                "pause" => c.pause(&a),
-                "resume" => c.resume(&a),
-                "promote" => c.promote(&a),
-                _ => c.step(&a),
+            let op = match verb {
+                "rollback" => None,
+                "pause" => Some(Op::Pause),
+                "resume" => Some(Op::Resume),
+                "promote" => Some(Op::Promote),
+                _ => Some(Op::Step),
+            };
+            let result = match op {
+                None => c.rollback(&a, RollbackReason::Manual),
+                Some(op) => c.change_if(op, &a, note.epoch, None).await,
             };
             match result {
                 Ok(_) => json_response(StatusCode::OK, &status(state)),
@@ -141,7 +161,19 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
                 Some(Ok(t)) => Some(t),
                 Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
             };
-            let r = state.report_sources().report(from);
+            let r = match query_param(&req, "scope").as_deref() {
+                None | Some("instance") => state.report_sources().report(from),
+                Some("fleet") => match super::fleet::report(state, &req, from).await {
+                    Ok(r) => r,
+                    Err(e) => return *e,
+                },
+                Some(other) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("scope={other:?}: use scope=instance (this gateway) or scope=fleet (every instance in the fleet store)"),
+                    )
+                }
+            };
             match path.as_str() {
                 "/report" => typed(
                     StatusCode::OK,
@@ -242,5 +274,10 @@ pub fn status(state: &AdminState) -> serde_json::Value {
         },
         "state_file": snap.config.rollout.state_file,
         "persisted": state.controller.persisted(),
+        "fleet": state.fleet.as_ref().map(|f| {
+            let mut v = f.view.status(state.controller.epoch());
+            v["rollback_pending"] = json!(state.controller.pending_rollback().is_some());
+            v
+        }),
     })
 }

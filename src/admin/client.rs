@@ -139,6 +139,9 @@ pub fn format_status(v: &serde_json::Value) -> String {
     if let Some(g) = v.get("guard") {
         out.push_str(&guard_lines(g));
     }
+    if let Some(f) = v.get("fleet").filter(|f| !f.is_null()) {
+        out.push_str(&fleet_lines(f));
+    }
     for r in v.get("routes").and_then(|r| r.as_array()).into_iter().flatten() {
         if r.get("override").is_some_and(|o| !o.is_null()) {
             out.push_str(&format!(
@@ -147,6 +150,80 @@ pub fn format_status(v: &serde_json::Value) -> String {
                 r.get("percent").and_then(|x| x.as_f64()).unwrap_or(0.0)
             ));
         }
+    }
+    out
+}
+
+/// The fleet's part of `switchyard status`: the store, the epoch each
+/// instance applied, and whether the last change reached them all.
+fn fleet_lines(f: &serde_json::Value) -> String {
+    let epoch = f.get("epoch").and_then(|x| x.as_u64()).unwrap_or(0);
+    let store = f.get("store");
+    let up = store
+        .and_then(|s| s.get("up"))
+        .and_then(|x| x.as_bool())
+        .unwrap_or(false);
+    let mut out = format!(
+        "fleet     epoch {epoch}, store {} ({}){}\n",
+        if up { "up" } else { "UNREACHABLE" },
+        store
+            .and_then(|s| s.get("endpoints"))
+            .and_then(|e| e.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+            .unwrap_or_default(),
+        if up {
+            String::new()
+        } else {
+            format!(
+                ": serving with the last state applied; {}",
+                text(store.and_then(|s| s.get("error")))
+            )
+        }
+    );
+    if f.get("rollback_pending").and_then(|x| x.as_bool()) == Some(true) {
+        out.push_str("WARNING   a rollback made here has not reached the fleet store yet (in force here, retried until it lands)\n");
+    }
+    let converged = f.get("converged").and_then(|x| x.as_bool()).unwrap_or(false);
+    let took = f
+        .get("last_convergence")
+        .filter(|c| !c.is_null())
+        .map(|c| {
+            format!(
+                " (epoch {} reached every instance in {:.0} ms)",
+                c.get("epoch").and_then(|x| x.as_u64()).unwrap_or(0),
+                c.get("seconds").and_then(|x| x.as_f64()).unwrap_or(0.0) * 1000.0
+            )
+        })
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "          {}{took}; guard runs on {}\n",
+        if converged {
+            "every instance applied this epoch".to_string()
+        } else {
+            format!(
+                "NOT converged: behind are {}",
+                f.get("behind")
+                    .and_then(|b| b.as_array())
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            )
+        },
+        text(f.get("leader"))
+    ));
+    for m in f.get("instances").and_then(|i| i.as_array()).into_iter().flatten() {
+        let e = m.get("epoch").and_then(|x| x.as_u64()).unwrap_or(0);
+        out.push_str(&format!(
+            "  {:<24} admin {:<22} epoch {:<8} {}{}\n",
+            text(m.get("id")),
+            text(m.get("admin")),
+            e,
+            if m.get("ready").and_then(|x| x.as_bool()) == Some(true) {
+                "ready"
+            } else {
+                "not ready"
+            },
+            if e < epoch { "  (behind)" } else { "" }
+        ));
     }
     out
 }

@@ -137,7 +137,7 @@ pub async fn accept(state: &AdminState, req: Request<Incoming>) -> Response<Prox
         at_ms: now,
         until_ms,
     };
-    match state.controller.accept(acceptance) {
+    match state.controller.accept(acceptance).await {
         Ok(list) => json_response(StatusCode::OK, &accepted_json(&list)),
         Err(e) => control_error(e),
     }
@@ -153,7 +153,7 @@ pub async fn unaccept(state: &AdminState, req: Request<Incoming>) -> Response<Pr
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let who = cmd.who.unwrap_or_else(|| "admin".into());
-    match state.controller.unaccept(&cmd.endpoint, &field, &who) {
+    match state.controller.unaccept(&cmd.endpoint, &field, &who).await {
         Ok(list) => json_response(StatusCode::OK, &accepted_json(&list)),
         Err(e) => control_error(e),
     }

@@ -4,5 +4,7 @@ pub mod access;
 pub mod api;
 pub mod client;
 mod diffs;
+mod fleet;
 pub mod reply;
 pub mod state;
+pub mod watch;

@@ -44,8 +44,20 @@ pub fn control_error(e: ControlError) -> Response<ProxyBody> {
     let status = match &e {
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
         ControlError::Conflict(_) => StatusCode::CONFLICT,
+        ControlError::Lost {
+            message,
+            current,
+            epoch,
+        } => {
+            // The state as it is now, so the caller can decide again.
+            return json_response(
+                StatusCode::CONFLICT,
+                &serde_json::json!({ "error": message, "current": current, "epoch": epoch }),
+            );
+        }
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.to_string())
 }

@@ -34,6 +34,16 @@ impl Reloader {
         }
     }
 
+    /// The config file reloads read.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether the running config asks to reload when its file changes.
+    pub fn watching(&self) -> bool {
+        self.controller.snapshot().config.server.watch_config
+    }
+
     pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Terminator>>) -> Self {
         self.tls = tls;
         self
@@ -106,6 +116,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     pub analysis: Analysis,
     pub guard: Arc<Mutex<GuardReport>>,
+    /// The fleet, with a fleet store.
+    pub fleet: Option<Arc<crate::rollout::fleet::Context>>,
     pub ready: Arc<AtomicBool>,
     pub reloader: Reloader,
 }

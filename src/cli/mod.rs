@@ -107,6 +107,9 @@ enum Command {
         /// Merge saved JSON reports (`report --format json > a.json`) instead of asking a gateway.
         #[arg(long, num_args = 1..)]
         merge: Vec<PathBuf>,
+        /// The whole fleet's report: every instance registered in the fleet store, merged.
+        #[arg(long, conflicts_with_all = ["since", "merge", "reset"])]
+        fleet: bool,
     },
     /// Intended differences and stored samples.
     Diff {
@@ -210,6 +213,7 @@ pub fn main() -> ExitCode {
             since,
             reset,
             merge,
+            fleet,
         } => {
             if !merge.is_empty() {
                 return diffs::merge(&merge, format);
@@ -231,6 +235,7 @@ pub fn main() -> ExitCode {
                         "{path}?since={}",
                         percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC)
                     ),
+                    None if fleet => format!("{path}?scope=fleet"),
                     None => path.to_string(),
                 };
                 let out = c.call(Method::GET, &path, None).await?;
@@ -338,6 +343,25 @@ fn serve(config: Option<PathBuf>, reset_state: bool) -> ExitCode {
         }
     };
     rt.block_on(wait_for_signals(&gateway));
+    let delay = gateway.controller.snapshot().config.server.shutdown_delay.get();
+    if !delay.is_zero() {
+        // The load balancer sees /readyz fail and stops sending; until it
+        // has, connections are still accepted and served.
+        gateway.unready();
+        tracing::info!(delay = ?delay, "not ready; still accepting for server.shutdown_delay before closing the listeners (a second signal stops at once)");
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                tokio::time::sleep(delay).await;
+                return;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = term.recv() => tracing::info!("second signal: closing the listeners now"),
+                _ = int.recv() => tracing::info!("second signal: closing the listeners now"),
+            }
+        });
+    }
     gateway.shutdown();
     tracing::info!("draining");
     gateway.join();

@@ -337,6 +337,9 @@ fn backend(f: &mut Findings, path: &str, b: &BackendConfig) {
 
 fn rollout(f: &mut Findings, r: &RolloutConfig) {
     f.percent("rollout.percent", r.percent);
+    if let Some(store) = &r.store {
+        etcd(f, &store.etcd);
+    }
     if matches!(r.sticky, StickyKey::Global) {
         f.add(
             "rollout.sticky",
@@ -675,5 +678,73 @@ fn routes(f: &mut Findings, routes: &[RouteConfig]) {
             }
         }
         modules(f, &format!("{p}.modules"), &r.modules);
+    }
+}
+
+fn etcd(f: &mut Findings, e: &crate::config::EtcdConfig) {
+    const AT: &str = "rollout.store.etcd";
+    if e.endpoints.is_empty() {
+        f.add(
+            format!("{AT}.endpoints"),
+            "is empty; list etcd's client URLs, e.g. [\"http://127.0.0.1:2379\"]",
+        );
+    }
+    for (i, url) in e.endpoints.iter().enumerate() {
+        let ok = url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
+        if ok.is_none() {
+            f.add(
+                format!("{AT}.endpoints[{i}]"),
+                format!("{url:?} is not an http:// or https:// URL with a host, e.g. \"http://10.0.0.5:2379\""),
+            );
+        }
+    }
+    if !e.prefix.starts_with('/') || e.prefix.len() < 2 || e.prefix.ends_with('/') {
+        f.add(
+            format!("{AT}.prefix"),
+            format!(
+                "{:?} must start with / and name this migration without a trailing /, e.g. \"/switchyard/shop\"",
+                e.prefix
+            ),
+        );
+    }
+    if e.username.is_some() != e.password_file.is_some() {
+        f.add(
+            format!("{AT}.username"),
+            "username and password_file go together: set both or neither",
+        );
+    }
+    if e.cert_file.is_some() != e.key_file.is_some() {
+        f.add(
+            format!("{AT}.cert_file"),
+            "cert_file and key_file go together: set both or neither",
+        );
+    }
+    for (key, path) in [
+        ("password_file", &e.password_file),
+        ("ca_file", &e.ca_file),
+        ("cert_file", &e.cert_file),
+        ("key_file", &e.key_file),
+    ] {
+        if let Some(p) = path {
+            if let Err(err) = std::fs::metadata(p) {
+                f.add(format!("{AT}.{key}"), format!("cannot read {}: {err}", p.display()));
+            }
+        }
+    }
+    let ttl = e.lease_ttl.get();
+    if ttl < std::time::Duration::from_secs(2) || ttl.subsec_millis() != 0 {
+        f.add(
+            format!("{AT}.lease_ttl"),
+            format!(
+                "{} must be whole seconds, at least 2s (etcd leases count in seconds)",
+                e.lease_ttl
+            ),
+        );
+    }
+    if e.dial_timeout.get().is_zero() {
+        f.add(format!("{AT}.dial_timeout"), "must be more than 0, e.g. \"2s\"");
     }
 }

@@ -10,6 +10,7 @@
 //! user id) ever becomes a label value.
 
 mod edge;
+mod fleet;
 mod live;
 mod mirror;
 mod rollout;
@@ -20,6 +21,7 @@ use prometheus::{
 };
 
 pub use edge::{EdgeMetrics, HANDSHAKE_FAILURES};
+pub use fleet::FleetMetrics;
 pub use live::{LiveMetrics, RouteMetrics, SideMetrics};
 pub use mirror::{
     MirrorCounters, MirrorMetrics, CAPTURE_RESULTS, COMPARISON_RESULTS, MIRROR_BACKENDS, SHADOW_OUTCOMES,
@@ -46,6 +48,8 @@ pub struct Metrics {
     pub upkeep: UpkeepMetrics,
     /// TLS and upgraded connections.
     pub edge: EdgeMetrics,
+    /// The fleet store (exported once [`Metrics::enable_fleet`] ran).
+    pub fleet: FleetMetrics,
 }
 
 pub(super) fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -89,6 +93,7 @@ impl Metrics {
             rollout: RolloutMetrics::new(r),
             upkeep: UpkeepMetrics::new(r),
             edge: EdgeMetrics::new(r),
+            fleet: FleetMetrics::new(),
             registry,
         }
     }
@@ -112,6 +117,11 @@ impl Metrics {
             }
         }
         (old, new)
+    }
+
+    /// Exports the fleet store's metrics (a gateway with `rollout.store`).
+    pub fn enable_fleet(&self) {
+        self.fleet.register(&self.registry);
     }
 
     /// Sets the one-hot phase gauge and the percent gauge.

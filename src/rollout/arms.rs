@@ -17,8 +17,11 @@ const GROWTH: f64 = 1.02;
 const BUCKETS: usize = 1_200;
 
 /// Latencies of one side: a histogram to 2 %, and the mean and variance of
-/// their logarithms (Welford), exact.
-#[derive(Clone, Debug)]
+/// their logarithms (Welford), exact. Mergeable (an instance's window into
+/// the fleet's) and subtractable (the fleet's test from a baseline), both
+/// exactly for the counts and by Chan's formulas for the moments.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "SparseLatencies", from = "SparseLatencies")]
 pub struct Latencies {
     counts: Vec<u64>,
     total: u64,
@@ -51,7 +54,85 @@ fn midpoint(i: usize) -> f64 {
     MIN_SECONDS * GROWTH.powf(i as f64 + 0.5)
 }
 
+/// [`Latencies`] as stored: only the buckets that hold something.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct SparseLatencies {
+    buckets: Vec<(u32, u64)>,
+    total: u64,
+    ln_mean: f64,
+    ln_m2: f64,
+}
+
+impl From<Latencies> for SparseLatencies {
+    fn from(l: Latencies) -> Self {
+        Self {
+            buckets: l
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, c)| (i as u32, *c))
+                .collect(),
+            total: l.total,
+            ln_mean: l.ln_mean,
+            ln_m2: l.ln_m2,
+        }
+    }
+}
+
+impl From<SparseLatencies> for Latencies {
+    fn from(s: SparseLatencies) -> Self {
+        let mut l = Latencies {
+            total: s.total,
+            ln_mean: s.ln_mean,
+            ln_m2: s.ln_m2,
+            ..Latencies::default()
+        };
+        for (i, c) in s.buckets {
+            if let Some(slot) = l.counts.get_mut(i as usize) {
+                *slot += c;
+            }
+        }
+        l
+    }
+}
+
 impl Latencies {
+    /// Adds `other`'s latencies to these.
+    pub fn merge(&mut self, other: &Latencies) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        let (na, nb) = (self.total as f64, other.total as f64);
+        let n = na + nb;
+        if nb > 0.0 {
+            let delta = other.ln_mean - self.ln_mean;
+            self.ln_mean += delta * nb / n;
+            self.ln_m2 += other.ln_m2 + delta * delta * na * nb / n;
+        }
+        self.total += other.total;
+    }
+
+    /// These latencies without `base`'s, which must be a part of them
+    /// (the same instance's window at an earlier moment).
+    pub fn minus(&self, base: &Latencies) -> Latencies {
+        let mut out = Latencies::default();
+        for ((o, a), b) in out.counts.iter_mut().zip(&self.counts).zip(&base.counts) {
+            *o = a.saturating_sub(*b);
+        }
+        let n = self.total as f64;
+        let na = base.total.min(self.total) as f64;
+        let nb = n - na;
+        out.total = self.total - base.total.min(self.total);
+        if out.total > 0 {
+            let mean_b = (n * self.ln_mean - na * base.ln_mean) / nb;
+            let delta = mean_b - base.ln_mean;
+            out.ln_mean = mean_b;
+            out.ln_m2 = (self.ln_m2 - base.ln_m2 - delta * delta * na * nb / n).max(0.0);
+        }
+        out
+    }
+
     pub fn record(&mut self, seconds: f64) {
         self.counts[bucket(seconds)] += 1;
         self.total += 1;
@@ -103,7 +184,7 @@ impl Latencies {
 }
 
 /// One side's tally since the test began.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Arm {
     pub requests: u64,
     pub errors: u64,
@@ -111,6 +192,20 @@ pub struct Arm {
 }
 
 impl Arm {
+    pub fn merge(&mut self, other: &Arm) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latencies.merge(&other.latencies);
+    }
+
+    pub fn minus(&self, base: &Arm) -> Arm {
+        Arm {
+            requests: self.requests.saturating_sub(base.requests),
+            errors: self.errors.saturating_sub(base.errors),
+            latencies: self.latencies.minus(&base.latencies),
+        }
+    }
+
     fn record(&mut self, latency_s: f64, error: bool) {
         self.requests += 1;
         self.errors += u64::from(error);
@@ -184,6 +279,40 @@ mod tests {
         a.record(Side::New, t0, 0.01, true);
         a.record(Side::New, t0 + std::time::Duration::from_secs(2), 0.01, false);
         assert_eq!((a.new.requests, a.new.errors), (1, 0));
+    }
+
+    #[test]
+    fn merged_and_subtracted_windows_equal_the_whole() {
+        let xs: Vec<f64> = (1..=300)
+            .map(|i| 0.0005 * f64::from(i % 37 + 1) * f64::from(i % 5 + 1))
+            .collect();
+        let mut whole = Latencies::default();
+        let (mut a, mut b) = (Latencies::default(), Latencies::default());
+        for (i, x) in xs.iter().enumerate() {
+            whole.record(*x);
+            if i < 120 {
+                a.record(*x);
+            } else {
+                b.record(*x);
+            }
+        }
+        let mut merged = a.clone();
+        merged.merge(&b);
+        assert_eq!(merged.counts, whole.counts);
+        assert_eq!(merged.total, whole.total);
+        assert!((merged.ln_mean - whole.ln_mean).abs() < 1e-12);
+        assert!((merged.ln_variance() - whole.ln_variance()).abs() < 1e-9);
+        let rest = whole.minus(&a);
+        assert_eq!(rest.counts, b.counts);
+        assert!(
+            (rest.ln_mean - b.ln_mean).abs() < 1e-9,
+            "{} {}",
+            rest.ln_mean,
+            b.ln_mean
+        );
+        assert!((rest.ln_variance() - b.ln_variance()).abs() < 1e-6);
+        let back: Latencies = serde_json::from_str(&serde_json::to_string(&whole).unwrap()).unwrap();
+        assert_eq!(back, whole);
     }
 
     #[test]

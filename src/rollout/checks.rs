@@ -112,6 +112,33 @@ impl std::fmt::Display for CheckName {
     }
 }
 
+/// What `/status` and the report show of the guard.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardReport {
+    pub enabled: bool,
+    pub last_run_ms: Option<u64>,
+    /// Requests each side served in the current test.
+    pub requests_old: u64,
+    pub requests_new: u64,
+    /// The current test: its number in the rollout and the looks taken.
+    pub test: Option<TestInfo>,
+    /// When the current test began (Unix ms).
+    pub test_since_ms: Option<u64>,
+    /// The chance of a false rollback the whole rollout is held to.
+    pub false_alarm_rate: f64,
+    pub checks: Vec<Check>,
+    /// The last thing the guard did, and when.
+    pub last_action: Option<String>,
+    /// With a fleet store: the instance that judged, and the instances
+    /// whose windows it counted and left out (still on an older change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
+}
+
 /// Which test of the rollout this is, and how often it has been looked at.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TestInfo {

@@ -9,11 +9,24 @@
 //! restart keeps it, and is shown as `persisted: false` until a later change
 //! is saved. Every other change persists first, so a failed write changes
 //! nothing.
+//!
+//! With a fleet store (`rollout.store`), the store is the truth and the
+//! state file a cache: a change is a transaction on the epoch this instance
+//! last applied ([`Controller::change`]), published here once it is written;
+//! changes made elsewhere arrive through [`Controller::apply_remote`]. A
+//! rollback still swaps first, then is written to the store until it lands
+//! (the fleet's reconciler), and no state from the store that is not rolled
+//! back is applied meanwhile: a rollback never waits for a quorum and never
+//! loses a race.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use super::fleet::store::{Cas, RolloutStore};
 use super::persist::{self, PersistError, RollbackSlot};
+pub use super::plan::Op;
+use super::plan::{plan, record};
 use super::state::{now_ms, Change, Phase, RolloutState};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -28,12 +41,23 @@ pub enum ControlError {
     /// Not possible in the current phase (409).
     #[error("{0}")]
     Conflict(String),
+    /// Another change reached the fleet store first (409, with the state
+    /// as it is now).
+    #[error("{message}")]
+    Lost {
+        message: String,
+        current: Box<RolloutState>,
+        epoch: u64,
+    },
     /// What the call names does not exist (404).
     #[error("{0}")]
     NotFound(String),
     /// The state could not be saved (500).
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// The fleet store cannot be reached: nothing changed (503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Who asks for a change, and why.
@@ -67,6 +91,28 @@ impl RollbackReason {
     }
 }
 
+/// When this instance applied the rollout's last change: the guard's
+/// tests start there, so requests split under the previous percent are
+/// never judged as the new one.
+#[derive(Clone, Copy, Debug)]
+pub struct Applied {
+    /// The change's time as recorded (its identity across the fleet).
+    pub change_at_ms: Option<u64>,
+    pub at: Instant,
+    /// The same moment, Unix ms.
+    pub at_ms: u64,
+    /// The epoch in force here now, and the one that brought the change.
+    pub epoch: u64,
+    pub change_epoch: u64,
+}
+
+/// The fleet store, and a rollback made here that has not reached it yet.
+struct Shared {
+    store: RolloutStore,
+    pending: Mutex<Option<RolloutState>>,
+    wake: tokio::sync::Notify,
+}
+
 pub struct Controller {
     cell: SnapshotCell,
     metrics: Metrics,
@@ -79,24 +125,14 @@ pub struct Controller {
     /// The last changes of this run, oldest first, for the report's chart
     /// markers and the status view.
     history: Mutex<std::collections::VecDeque<Change>>,
+    /// The fleet store's revision of the state in force (0 without one).
+    epoch: AtomicU64,
+    applied: Mutex<Applied>,
+    shared: Option<Shared>,
 }
 
 /// Changes remembered in [`Controller::history`].
 const HISTORY: usize = 64;
-
-fn validate_percent(p: f64) -> Result<(), ControlError> {
-    if !p.is_finite() || !(0.0..=100.0).contains(&p) {
-        return Err(ControlError::Invalid(format!(
-            "percent must be a number from 0 to 100, got {p}"
-        )));
-    }
-    Ok(())
-}
-
-/// Index of the highest step at or below `percent`.
-fn step_at(steps: &[f64], percent: f64) -> Option<usize> {
-    steps.iter().rposition(|s| *s <= percent)
-}
 
 impl Controller {
     pub fn new(cell: SnapshotCell, metrics: Metrics, slot: Option<RollbackSlot>) -> Self {
@@ -104,6 +140,13 @@ impl Controller {
         metrics.set_rollout(snap.rollout.percent, snap.rollout.phase.as_str());
         let generation = snap.generation;
         Self {
+            applied: Mutex::new(Applied {
+                change_at_ms: snap.rollout.last_change.as_ref().map(|c| c.at_ms),
+                at: Instant::now(),
+                at_ms: now_ms(),
+                epoch: 0,
+                change_epoch: 0,
+            }),
             cell,
             metrics,
             write: Mutex::new(()),
@@ -111,7 +154,37 @@ impl Controller {
             slot,
             persisted: AtomicBool::new(true),
             history: Mutex::new(snap.rollout.last_change.iter().cloned().collect()),
+            epoch: AtomicU64::new(0),
+            shared: None,
         }
+    }
+
+    /// Shares the rollout through `store`, whose state in force is at `epoch`.
+    pub fn with_store(mut self, store: RolloutStore, epoch: u64) -> Self {
+        self.epoch.store(epoch, Ordering::SeqCst);
+        self.metrics.fleet.epoch.set(epoch as i64);
+        let applied = self.applied.get_mut().unwrap_or_else(|p| p.into_inner());
+        applied.epoch = epoch;
+        applied.change_epoch = epoch;
+        self.shared = Some(Shared {
+            store,
+            pending: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+        });
+        self
+    }
+
+    pub fn store(&self) -> Option<&RolloutStore> {
+        self.shared.as_ref().map(|s| &s.store)
+    }
+
+    /// The fleet store's revision of the state in force.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn applied(&self) -> Applied {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The changes of this run (and the last one before it), oldest first.
@@ -126,76 +199,13 @@ impl Controller {
 
     fn remember(&self, change: &Change) {
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.back() == Some(change) {
+            return;
+        }
         if h.len() >= HISTORY {
             h.pop_front();
         }
         h.push_back(change.clone());
-    }
-
-    /// Replaces the accepted differences (the rollout itself unchanged, its
-    /// last change kept): persisted first, then published.
-    fn commit_accepted<F>(&self, change: F) -> Result<Vec<Acceptance>, ControlError>
-    where
-        F: FnOnce(&[Acceptance]) -> Result<Vec<Acceptance>, ControlError>,
-    {
-        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let snap = self.cell.load_full();
-        let mut next = snap.rollout.clone();
-        next.accepted = change(&snap.rollout.accepted)?;
-        if let Some(path) = &snap.config.rollout.state_file {
-            if let Err(e) = persist::save(path, &next) {
-                self.metrics.upkeep.state_persist_failures.inc();
-                return Err(e.into());
-            }
-            self.persisted.store(true, Ordering::SeqCst);
-        }
-        let accepted = next.accepted.clone();
-        self.cell.store(Arc::new(snap.with_rollout(next)));
-        Ok(accepted)
-    }
-
-    /// Accepts a difference as intended; one for the same endpoint and
-    /// field is replaced.
-    pub fn accept(&self, acceptance: Acceptance) -> Result<Vec<Acceptance>, ControlError> {
-        let (who, why) = (acceptance.who.clone(), acceptance.reason.clone());
-        let (endpoint, field) = (acceptance.endpoint.clone(), acceptance.field.clone());
-        let kinds: Vec<&str> = acceptance.kinds.iter().map(|k| k.as_str()).collect();
-        let kinds = kinds.join(",");
-        let out = self.commit_accepted(|prev| {
-            let mut next: Vec<Acceptance> = prev
-                .iter()
-                .filter(|a| !(a.endpoint == acceptance.endpoint && a.field == acceptance.field))
-                .cloned()
-                .collect();
-            next.push(acceptance);
-            Ok(next)
-        })?;
-        tracing::info!(target: "switchyard::rollout", %who, %why, %endpoint, %field, %kinds, "difference accepted");
-        Ok(out)
-    }
-
-    /// Withdraws an acceptance; 404-worthy when there is none.
-    pub fn unaccept(&self, endpoint: &str, field: &str, who: &str) -> Result<Vec<Acceptance>, ControlError> {
-        let out = self.commit_accepted(|prev| {
-            if !prev.iter().any(|a| a.endpoint == endpoint && a.field == field) {
-                let known: Vec<String> = prev.iter().map(|a| format!("{} {}", a.endpoint, a.field)).collect();
-                return Err(ControlError::NotFound(format!(
-                    "no accepted difference at {field} of {endpoint}; accepted now: {}",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join("; ")
-                    }
-                )));
-            }
-            Ok(prev
-                .iter()
-                .filter(|a| !(a.endpoint == endpoint && a.field == field))
-                .cloned()
-                .collect())
-        })?;
-        tracing::info!(target: "switchyard::rollout", %who, %endpoint, %field, "acceptance withdrawn");
-        Ok(out)
     }
 
     /// Whether the current state is saved in the state file (false after a
@@ -212,6 +222,256 @@ impl Controller {
         self.cell.load().rollout.clone()
     }
 
+    /// Swaps in `state` (the write lock held), and notes when its change
+    /// was applied here.
+    fn publish(&self, snap: &Snapshot, state: &RolloutState) {
+        self.cell.store(Arc::new(snap.with_rollout(state.clone())));
+        self.metrics.set_rollout(state.percent, state.phase.as_str());
+        let change_at_ms = state.last_change.as_ref().map(|c| c.at_ms);
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        applied.epoch = self.epoch();
+        if applied.change_at_ms != change_at_ms {
+            applied.change_at_ms = change_at_ms;
+            applied.at = Instant::now();
+            applied.at_ms = now_ms();
+            applied.change_epoch = applied.epoch;
+        }
+        drop(applied);
+        if let Some(change) = &state.last_change {
+            self.remember(change);
+        }
+    }
+
+    /// Applies `op`: here, or as a transaction on the fleet store.
+    pub async fn change(&self, op: Op, actor: &Actor) -> Result<RolloutState, ControlError> {
+        self.change_if(op, actor, None, None).await
+    }
+
+    /// As [`Controller::change`], with preconditions on the fleet store:
+    /// the state is still at `expect` (the epoch the caller saw; default the
+    /// one applied here), and `fence` (a key and its creation revision: the
+    /// guard's leadership) still holds.
+    pub async fn change_if(
+        &self,
+        op: Op,
+        actor: &Actor,
+        expect: Option<u64>,
+        fence: Option<(&str, i64)>,
+    ) -> Result<RolloutState, ControlError> {
+        if let Op::Rollback = op {
+            return self.rollback(actor, RollbackReason::Manual);
+        }
+        let Some(shared) = &self.shared else {
+            return self.change_here(&op, actor);
+        };
+        if shared.pending.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Err(ControlError::Unavailable(format!(
+                "a rollback made on this instance has not reached the fleet store (etcd at {}) yet; nothing else changes until it has (see /status)",
+                shared.store.etcd.endpoints()
+            )));
+        }
+        let snap = self.cell.load_full();
+        let epoch = self.epoch();
+        if let Some(seen) = expect.filter(|e| *e != epoch) {
+            let message = format!(
+                "the rollout is at epoch {epoch}, not {seen} as this call expects: it changed since you looked ({}% {}); nothing was changed by this call",
+                snap.rollout.percent, snap.rollout.phase
+            );
+            self.metrics.fleet.conflicts.inc();
+            return Err(ControlError::Lost {
+                message,
+                current: Box::new(snap.rollout.clone()),
+                epoch,
+            });
+        }
+        let next = plan(&op, &snap.rollout, &snap.config)?;
+        let next = if op.moves_rollout() {
+            record(&snap.rollout, next, actor, now_ms())
+        } else {
+            next
+        };
+        match shared.store.cas(epoch, &next, fence).await {
+            Ok(Cas::Done(written)) => {
+                self.apply_remote(next.clone(), written);
+                self.log_change(&op, actor, &snap.rollout, &next);
+                Ok(next)
+            }
+            Ok(Cas::Lost { state, epoch: now_at }) => {
+                self.metrics.fleet.conflicts.inc();
+                let message = format!(
+                    "the rollout changed before this call reached the fleet store: it is now {}% {} (epoch {now_at}, last change by {}); nothing was changed by this call: look again and retry",
+                    state.percent,
+                    state.phase,
+                    state.last_change.as_ref().map_or("nobody", |c| c.who.as_str()),
+                );
+                self.apply_remote((*state).clone(), now_at);
+                Err(ControlError::Lost {
+                    message,
+                    current: state,
+                    epoch: now_at,
+                })
+            }
+            Err(e) => Err(ControlError::Unavailable(format!(
+                "the fleet store is unreachable ({e}); nothing changed. A rollback still works: it applies here at once and reaches the fleet when the store is back"
+            ))),
+        }
+    }
+
+    fn log_change(&self, op: &Op, actor: &Actor, prev: &RolloutState, next: &RolloutState) {
+        match op {
+            Op::Accept(a) => {
+                let kinds: Vec<&str> = a.kinds.iter().map(|k| k.as_str()).collect();
+                tracing::info!(target: "switchyard::rollout", who = %a.who, why = %a.reason, endpoint = %a.endpoint, field = %a.field, kinds = %kinds.join(","), "difference accepted");
+            }
+            Op::Unaccept { endpoint, field } => {
+                tracing::info!(target: "switchyard::rollout", who = %actor.who, %endpoint, %field, "acceptance withdrawn");
+            }
+            _ => tracing::info!(
+                target: "switchyard::rollout",
+                who = %actor.who,
+                why = %actor.why,
+                from_percent = prev.percent,
+                to_percent = next.percent,
+                from_phase = prev.phase.as_str(),
+                to_phase = next.phase.as_str(),
+                step = ?next.step,
+                epoch = self.epoch(),
+                "rollout changed"
+            ),
+        }
+    }
+
+    /// Applies a state the fleet store holds at `epoch`. Older epochs are
+    /// ignored, and so is anything but a rollback while a rollback made
+    /// here has not landed. Returns whether it was applied.
+    pub fn apply_remote(&self, state: RolloutState, epoch: u64) -> bool {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        if epoch <= self.epoch() {
+            return false;
+        }
+        if let Some(shared) = &self.shared {
+            if state.phase != Phase::RolledBack && shared.pending.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                tracing::info!(target: "switchyard::rollout", epoch, percent = state.percent, "a change from the fleet store waits: this instance's rollback has not landed yet and wins");
+                return false;
+            }
+        }
+        let snap = self.cell.load_full();
+        let moved = snap.rollout.last_change != state.last_change;
+        self.epoch.store(epoch, Ordering::SeqCst);
+        self.metrics.fleet.epoch.set(epoch as i64);
+        self.publish(&snap, &state);
+        // The state file is this instance's cache of the store: a restart
+        // that cannot reach etcd comes back where the fleet was.
+        if let Some(path) = &snap.config.rollout.state_file {
+            match persist::save(path, &state) {
+                Ok(()) => self.persisted.store(true, Ordering::SeqCst),
+                Err(e) => {
+                    self.metrics.upkeep.state_persist_failures.inc();
+                    tracing::warn!(error = %e, "the fleet's rollout state is applied but the local cache (state_file) cannot be written");
+                }
+            }
+        }
+        if moved {
+            if let Some(c) = &state.last_change {
+                tracing::info!(target: "switchyard::rollout", who = %c.who, why = %c.why, from_percent = c.from_percent, to_percent = c.to_percent, to_phase = c.to_phase.as_str(), epoch, "rollout change applied from the fleet store");
+            }
+        }
+        true
+    }
+
+    /// The rollback made here that the fleet store has not taken yet.
+    pub fn pending_rollback(&self) -> Option<RolloutState> {
+        self.shared
+            .as_ref()
+            .and_then(|s| s.pending.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Waits until a rollback is pending (the reconciler's cue).
+    pub async fn rollback_waiting(&self) {
+        if let Some(s) = &self.shared {
+            s.wake.notified().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Holds the state in force (a rollback from before a restart) as a
+    /// rollback still to land in the store.
+    pub fn hold_rollback(&self) {
+        if let Some(s) = &self.shared {
+            *s.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.state());
+            s.wake.notify_one();
+        }
+    }
+
+    /// The pending rollback reached the store at `epoch`.
+    pub fn rollback_landed(&self, state: RolloutState, epoch: u64) {
+        if let Some(s) = &self.shared {
+            *s.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        self.apply_remote(state, epoch);
+        self.mark_unlanded(false);
+    }
+
+    /// Notes beside the state file whether a rollback made here still has
+    /// to reach the store, so a restart before it has still lands it.
+    fn mark_unlanded(&self, unlanded: bool) {
+        let Some(path) = self.cell.load().config.rollout.state_file.clone() else {
+            return;
+        };
+        let marker = persist::unlanded_path(&path);
+        let result = if unlanded {
+            std::fs::write(
+                &marker,
+                b"a rollback made on this instance has not reached the fleet store yet\n",
+            )
+        } else {
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(marker = %marker.display(), error = %e, "cannot note whether a rollback has reached the fleet store; a restart before it lands may not land it");
+        }
+    }
+
+    /// Local changes (no fleet store).
+    fn change_here(&self, op: &Op, actor: &Actor) -> Result<RolloutState, ControlError> {
+        if op.moves_rollout() {
+            return self.commit(actor, false, |prev, cfg| plan(op, prev, cfg));
+        }
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let snap = self.cell.load_full();
+        let next = plan(op, &snap.rollout, &snap.config)?;
+        if let Some(path) = &snap.config.rollout.state_file {
+            if let Err(e) = persist::save(path, &next) {
+                self.metrics.upkeep.state_persist_failures.inc();
+                return Err(e.into());
+            }
+            self.persisted.store(true, Ordering::SeqCst);
+        }
+        self.cell.store(Arc::new(snap.with_rollout(next.clone())));
+        self.log_change(op, actor, &snap.rollout, &next);
+        Ok(next)
+    }
+
+    /// Accepts a difference as intended; one for the same endpoint and
+    /// field is replaced.
+    pub async fn accept(&self, acceptance: Acceptance) -> Result<Vec<Acceptance>, ControlError> {
+        let actor = Actor::new(acceptance.who.clone(), acceptance.reason.clone());
+        Ok(self.change(Op::Accept(Box::new(acceptance)), &actor).await?.accepted)
+    }
+
+    /// Withdraws an acceptance; 404-worthy when there is none.
+    pub async fn unaccept(&self, endpoint: &str, field: &str, who: &str) -> Result<Vec<Acceptance>, ControlError> {
+        let op = Op::Unaccept {
+            endpoint: endpoint.into(),
+            field: field.into(),
+        };
+        Ok(self.change(op, &Actor::new(who, "withdrawn")).await?.accepted)
+    }
+
     /// Applies `change` to the current state under the write lock.
     fn commit<F>(&self, actor: &Actor, swap_first: bool, change: F) -> Result<RolloutState, ControlError>
     where
@@ -220,27 +480,10 @@ impl Controller {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let snap = self.cell.load_full();
         let prev = &snap.rollout;
-        let mut next = change(prev, &snap.config)?;
-        let now = now_ms();
-        if next.percent != prev.percent || next.step != prev.step || next.phase != prev.phase {
-            next.step_since_ms = Some(now);
-        }
-        next.last_change = Some(Change {
-            who: actor.who.clone(),
-            why: actor.why.clone(),
-            at_ms: now,
-            from_percent: prev.percent,
-            to_percent: next.percent,
-            from_phase: prev.phase,
-            to_phase: next.phase,
-        });
+        let next = record(prev, change(prev, &snap.config)?, actor, now_ms());
         let path = snap.config.rollout.state_file.clone();
-        let publish = |state: &RolloutState| {
-            self.cell.store(Arc::new(snap.with_rollout(state.clone())));
-            self.metrics.set_rollout(state.percent, state.phase.as_str());
-        };
         if swap_first {
-            publish(&next);
+            self.publish(&snap, &next);
         }
         if let Some(path) = &path {
             match persist::save(path, &next) {
@@ -270,118 +513,39 @@ impl Controller {
             }
         }
         if !swap_first {
-            publish(&next);
+            self.publish(&snap, &next);
         }
-        if let Some(change) = &next.last_change {
-            self.remember(change);
-        }
-        tracing::info!(
-            target: "switchyard::rollout",
-            who = %actor.who,
-            why = %actor.why,
-            from_percent = prev.percent,
-            to_percent = next.percent,
-            from_phase = prev.phase.as_str(),
-            to_phase = next.phase.as_str(),
-            step = ?next.step,
-            "rollout changed"
-        );
+        self.log_change(&Op::Step, actor, prev, &next);
         Ok(next)
     }
 
     /// Sets the share of `new`. 0 < p < 100 is `progressing`, 100 is
-    /// `promoted`, 0 is `idle`; a paused plan stays paused.
+    /// `promoted`, 0 is `idle`; a paused plan stays paused. Local only: with
+    /// a fleet store, use [`Controller::change`].
     pub fn set_percent(&self, percent: f64, actor: &Actor) -> Result<RolloutState, ControlError> {
-        validate_percent(percent)?;
-        self.commit(actor, false, |prev, cfg| {
-            let phase = if percent >= 100.0 {
-                Phase::Promoted
-            } else if prev.phase == Phase::Paused {
-                Phase::Paused
-            } else if percent <= 0.0 {
-                Phase::Idle
-            } else {
-                Phase::Progressing
-            };
-            Ok(RolloutState {
-                percent,
-                phase,
-                step: step_at(&cfg.rollout.steps, percent),
-                ..prev.clone()
-            })
-        })
+        self.change_here(&Op::SetPercent(percent), actor)
     }
 
-    /// Moves to the next step of the plan.
+    /// Moves to the next step of the plan (local only, as `set_percent`).
     pub fn step(&self, actor: &Actor) -> Result<RolloutState, ControlError> {
-        self.commit(actor, false, |prev, cfg| {
-            let steps = &cfg.rollout.steps;
-            if steps.is_empty() {
-                return Err(ControlError::Conflict(
-                    "rollout.steps is empty; set a percent instead".into(),
-                ));
-            }
-            let current = if prev.phase == Phase::RolledBack {
-                0.0
-            } else {
-                prev.percent
-            };
-            let Some(idx) = steps.iter().position(|s| *s > current) else {
-                return Err(ControlError::Conflict(format!("already at the last step ({current}%)")));
-            };
-            let percent = steps[idx];
-            Ok(RolloutState {
-                percent,
-                phase: if percent >= 100.0 {
-                    Phase::Promoted
-                } else {
-                    Phase::Progressing
-                },
-                step: Some(idx),
-                ..prev.clone()
-            })
-        })
+        self.change_here(&Op::Step, actor)
     }
 
     pub fn pause(&self, actor: &Actor) -> Result<RolloutState, ControlError> {
-        self.commit(actor, false, |prev, _| match prev.phase {
-            Phase::Progressing | Phase::Idle => Ok(RolloutState {
-                phase: Phase::Paused,
-                ..prev.clone()
-            }),
-            other => Err(ControlError::Conflict(format!("cannot pause while {other}"))),
-        })
+        self.change_here(&Op::Pause, actor)
     }
 
     pub fn resume(&self, actor: &Actor) -> Result<RolloutState, ControlError> {
-        self.commit(actor, false, |prev, _| match prev.phase {
-            Phase::Paused => Ok(RolloutState {
-                phase: if prev.percent >= 100.0 {
-                    Phase::Promoted
-                } else {
-                    Phase::Progressing
-                },
-                ..prev.clone()
-            }),
-            other => Err(ControlError::Conflict(format!(
-                "cannot resume while {other}; only a paused rollout resumes"
-            ))),
-        })
+        self.change_here(&Op::Resume, actor)
     }
 
     pub fn promote(&self, actor: &Actor) -> Result<RolloutState, ControlError> {
-        self.commit(actor, false, |prev, cfg| {
-            Ok(RolloutState {
-                percent: 100.0,
-                phase: Phase::Promoted,
-                step: step_at(&cfg.rollout.steps, 100.0),
-                ..prev.clone()
-            })
-        })
+        self.change_here(&Op::Promote, actor)
     }
 
     /// Emergency stop: `new` serves nothing, on every route, from the next
-    /// request on. The snapshot is swapped before the state is written.
+    /// request on. The snapshot is swapped before the state is written,
+    /// here and, with a fleet store, before the store hears of it.
     pub fn rollback(&self, actor: &Actor, reason: RollbackReason) -> Result<RolloutState, ControlError> {
         // Counted first: by the time anyone sees the new phase, the rollback
         // is in the metric too (and it counts even if persisting fails,
@@ -391,14 +555,18 @@ impl Controller {
             .rollbacks
             .with_label_values(&[reason.as_str()])
             .inc();
-        self.commit(actor, true, |prev, _| {
-            Ok(RolloutState {
-                percent: 0.0,
-                phase: Phase::RolledBack,
-                step: None,
-                ..prev.clone()
-            })
-        })
+        // Marked pending before the swap, so no state from the store can
+        // slip in between and undo it.
+        if let Some(shared) = &self.shared {
+            *shared.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.state());
+        }
+        let next = self.commit(actor, true, |prev, cfg| plan(&Op::Rollback, prev, cfg))?;
+        if let Some(shared) = &self.shared {
+            *shared.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(next.clone());
+            self.mark_unlanded(true);
+            shared.wake.notify_one();
+        }
+        Ok(next)
     }
 
     /// Swaps in a new config, keeping the rollout state. Backend pools are

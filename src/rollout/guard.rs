@@ -8,18 +8,26 @@
 //! [`Arms`], judged every `interval` by [`super::checks`]. A step held
 //! longer than `window` starts a new test, so a problem that appears late
 //! is not diluted by hours of good traffic.
+//!
+//! With a fleet store, every instance counts what it served under the
+//! current change and publishes it ([`super::fleet::window`]); one elected
+//! instance merges the windows, judges the fleet's figures, and acts
+//! through transactions fenced on its leadership. The others show its
+//! report.
 
+use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::arms::Arms;
 use super::checks::{judge, TestInfo};
-pub use super::checks::{Check, CheckState};
-use super::controller::{Actor, Controller, RollbackReason};
+pub use super::checks::{Check, CheckState, GuardReport};
+use super::controller::{Actor, Controller, Op, RollbackReason};
+use super::fleet::members::Context as Fleet;
+use super::fleet::window::{self, Window};
 use super::sink::LiveSample;
 use super::state::{now_ms, Phase, RolloutState};
 use crate::compare::DiffWindow;
@@ -33,25 +41,6 @@ const DRAIN_EVERY: Duration = Duration::from_millis(100);
 /// seen a little late still gets every request split after it.
 const RECENT: Duration = Duration::from_secs(2);
 const RECENT_MAX: usize = 200_000;
-
-/// What `/status` and the report show of the guard.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct GuardReport {
-    pub enabled: bool,
-    pub last_run_ms: Option<u64>,
-    /// Requests each side served in the current test.
-    pub requests_old: u64,
-    pub requests_new: u64,
-    /// The current test: its number in the rollout and the looks taken.
-    pub test: Option<TestInfo>,
-    /// When the current test began (Unix ms).
-    pub test_since_ms: Option<u64>,
-    /// The chance of a false rollback the whole rollout is held to.
-    pub false_alarm_rate: f64,
-    pub checks: Vec<Check>,
-    /// The last thing the guard did, and when.
-    pub last_action: Option<String>,
-}
 
 pub struct Guard {
     controller: Arc<Controller>,
@@ -69,6 +58,25 @@ pub struct Guard {
     metrics: Metrics,
     report: Arc<Mutex<GuardReport>>,
     seen_change: Option<u64>,
+    fleet: Option<Arc<Fleet>>,
+    /// The leader's test over the fleet's windows.
+    fleet_test: FleetTest,
+}
+
+#[derive(Default)]
+struct FleetTest {
+    /// The change the test judges; `None` until this instance leads.
+    change: Option<Option<u64>>,
+    /// Each instance's window when the test began.
+    baselines: HashMap<String, Window>,
+    since: Option<Instant>,
+}
+
+/// What a look calls for.
+enum Action {
+    Rollback(String),
+    Pause(String),
+    Step(String),
 }
 
 /// A change that ends a rollout (or is not one): the next raise starts a
@@ -100,7 +108,16 @@ impl Guard {
             metrics,
             report,
             seen_change: None,
+            fleet: None,
+            fleet_test: FleetTest::default(),
         }
+    }
+
+    /// Judges the fleet's figures when this instance leads, and publishes
+    /// its own window either way.
+    pub fn in_fleet(mut self, fleet: Option<Arc<Fleet>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -118,7 +135,16 @@ impl Guard {
             let interval = self.controller.snapshot().config.rollout.guard.interval.get();
             if now.duration_since(last_check) >= interval {
                 last_check = now;
-                self.evaluate();
+                match self.fleet.clone() {
+                    None => {
+                        let arms = self.arms.clone();
+                        let compared = self.compared(&arms);
+                        if let Some(action) = self.look(&arms, compared, Vec::new(), Vec::new()) {
+                            self.act_here(action);
+                        }
+                    }
+                    Some(fleet) => self.look_at_fleet(&fleet).await,
+                }
             }
         }
     }
@@ -142,19 +168,26 @@ impl Guard {
     }
 
     /// Begins a new test at every rollout change, and when the current one
-    /// has run for `window` with no check suspect.
+    /// has run for `window` with no check suspect. In a fleet, a test
+    /// begins where this instance applied the change (not where it was
+    /// made elsewhere), and only the leader starts tests within a change.
     fn follow_changes(&mut self, now: Instant) {
         let snap = self.controller.snapshot();
         let change = snap.rollout.last_change.as_ref().map(|c| c.at_ms);
         if change != self.seen_change {
             self.seen_change = change;
             let at_ms = change.unwrap_or_else(now_ms);
-            let ago = Duration::from_millis(now_ms().saturating_sub(at_ms));
-            let at = now.checked_sub(ago).unwrap_or(now);
+            let at = if self.fleet.is_some() {
+                self.controller.applied().at
+            } else {
+                let ago = Duration::from_millis(now_ms().saturating_sub(at_ms));
+                now.checked_sub(ago).unwrap_or(now)
+            };
             // A change that ends the rollout resets the budget's count.
             let number = if ends_rollout(&snap.rollout) { 0 } else { self.test + 1 };
             self.begin_test(number, at, at_ms);
-        } else if self.test > 0
+        } else if self.fleet.is_none()
+            && self.test > 0
             && !self.suspect
             && now.duration_since(self.arms.since) >= snap.config.rollout.guard.window.get()
         {
@@ -181,24 +214,34 @@ impl Guard {
         }
     }
 
-    /// One look at the current test (its samples taken and its changes
-    /// followed just before), and the action it calls for.
-    fn evaluate(&mut self) {
+    /// What was compared of mirrored requests since `arms` began, when
+    /// anything is mirrored.
+    fn compared(&self, arms: &Arms) -> Option<crate::compare::Compared> {
+        let snap = self.controller.snapshot();
+        let mirroring = snap.config.shadow.percent > 0.0
+            || snap.config.routes.iter().any(|r| r.shadow.percent.unwrap_or(0.0) > 0.0);
+        match (&self.diffs, mirroring) {
+            (Some(d), true) => Some(d.count_since(arms.since)),
+            _ => None,
+        }
+    }
+
+    /// One look at the current test, and the action it calls for.
+    fn look(
+        &mut self,
+        arms: &Arms,
+        compared: Option<crate::compare::Compared>,
+        counted: Vec<String>,
+        left_out: Vec<String>,
+    ) -> Option<Action> {
         let snap = self.controller.snapshot();
         let cfg = &snap.config.rollout.guard;
         self.looks += 1;
-
-        let mirroring = snap.config.shadow.percent > 0.0
-            || snap.config.routes.iter().any(|r| r.shadow.percent.unwrap_or(0.0) > 0.0);
-        let compared = match (&self.diffs, mirroring) {
-            (Some(d), true) => Some(d.count_since(self.arms.since)),
-            _ => None,
-        };
         let test = TestInfo {
             number: self.test.max(1),
             looks: self.looks,
         };
-        let checks = judge(cfg, &self.arms, compared, test);
+        let checks = judge(cfg, arms, compared, test);
         self.suspect = checks.iter().any(|c| c.state.beyond_margin());
         for c in &checks {
             self.metrics
@@ -224,16 +267,11 @@ impl Guard {
                     "guard: {} failed at look {} of test {}: {}",
                     failed.name, test.looks, test.number, failed.detail
                 );
-                let actor = Actor::new("guard", why.clone());
-                let result = match cfg.action {
-                    GuardAction::Rollback => self.controller.rollback(&actor, RollbackReason::Guard),
-                    GuardAction::Pause => self.controller.pause(&actor),
-                };
                 tracing::warn!(target: "switchyard::guard", check = failed.name.0, value = ?failed.value, threshold = failed.threshold, evidence = ?failed.evidence, needed = ?failed.needed, looks = test.looks, test = test.number, action = ?cfg.action, "guard tripped");
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "guard action failed");
-                }
-                action = Some(why);
+                action = Some(match cfg.action {
+                    GuardAction::Rollback => Action::Rollback(why),
+                    GuardAction::Pause => Action::Pause(why),
+                });
             } else if let Some(every) = snap.config.rollout.step_every {
                 let held = snap
                     .rollout
@@ -245,13 +283,7 @@ impl Guard {
                 let last = next.is_none_or(|n| *n >= 100.0);
                 let all_good = checks.iter().all(|c| c.state.lets_advance(last));
                 if held && all_good {
-                    match self
-                        .controller
-                        .step(&Actor::new("guard", format!("checks passed for {every}")))
-                    {
-                        Ok(s) => action = Some(format!("advanced to {}%", s.percent)),
-                        Err(e) => tracing::debug!(error = %e, "no further step"),
-                    }
+                    action = Some(Action::Step(format!("checks passed for {every}")));
                 }
             }
         }
@@ -259,14 +291,146 @@ impl Guard {
         let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
         r.enabled = cfg.enabled;
         r.last_run_ms = Some(now_ms());
-        r.requests_old = self.arms.old.requests;
-        r.requests_new = self.arms.new.requests;
+        r.requests_old = arms.old.requests;
+        r.requests_new = arms.new.requests;
         r.test = Some(test);
         r.test_since_ms = Some(self.test_since_ms);
         r.false_alarm_rate = cfg.false_alarm_rate;
         r.checks = checks;
-        if let Some(a) = action {
-            r.last_action = Some(a);
+        r.counted = counted;
+        r.left_out = left_out;
+        r.leader = self.fleet.as_ref().map(|f| f.view.id());
+        action
+    }
+
+    fn note(&self, what: String) {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).last_action = Some(what);
+    }
+
+    /// Acts on this instance's own state (no fleet store).
+    fn act_here(&self, action: Action) {
+        let result = match &action {
+            Action::Rollback(why) => self
+                .controller
+                .rollback(&Actor::new("guard", why.clone()), RollbackReason::Guard)
+                .map(|_| why.clone()),
+            Action::Pause(why) => self
+                .controller
+                .pause(&Actor::new("guard", why.clone()))
+                .map(|_| why.clone()),
+            Action::Step(why) => match self.controller.step(&Actor::new("guard", why.clone())) {
+                Ok(s) => Ok(format!("advanced to {}%", s.percent)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no further step");
+                    return;
+                }
+            },
+        };
+        match result {
+            Ok(what) => self.note(what),
+            Err(e) => tracing::error!(error = %e, "guard action failed"),
+        }
+    }
+
+    /// Publishes this instance's window; when it leads, judges the fleet.
+    async fn look_at_fleet(&mut self, fleet: &Arc<Fleet>) {
+        let mine = Window {
+            instance: fleet.view.id(),
+            change_at_ms: self.seen_change,
+            old: self.arms.old.clone(),
+            new: self.arms.new.clone(),
+            compared: self.compared(&self.arms),
+        };
+        if let Err(e) = window::publish(fleet, &mine).await {
+            fleet.down(&e);
+        }
+        let Some(fence) = fleet.leadership() else {
+            // Another instance judges: show its report.
+            self.fleet_test = FleetTest::default();
+            if let Some(r) = fleet.view.read(|v| v.guard.clone()) {
+                *self.report.lock().unwrap_or_else(|p| p.into_inner()) = r;
+            }
+            return;
+        };
+        let windows = match window::gather(fleet).await {
+            Ok(w) => w,
+            Err(e) => {
+                fleet.down(&e);
+                return;
+            }
+        };
+        let snap = self.controller.snapshot();
+        let now = Instant::now();
+        let rolled_over = self
+            .fleet_test
+            .since
+            .is_some_and(|since| !self.suspect && now.duration_since(since) >= snap.config.rollout.guard.window.get());
+        if self.fleet_test.change != Some(self.seen_change) {
+            // A new change, or newly leading: the test counts every
+            // instance's window of this change from its start.
+            if self.fleet_test.change.is_none() {
+                // Taking over from another leader: its test number goes on.
+                let prior = fleet
+                    .view
+                    .read(|v| v.guard.as_ref().and_then(|g| g.test.map(|t| t.number)));
+                if let Some(n) = prior {
+                    if !ends_rollout(&snap.rollout) {
+                        self.test = n + 1;
+                        self.looks = 0;
+                    }
+                }
+            }
+            self.fleet_test = FleetTest {
+                change: Some(self.seen_change),
+                baselines: HashMap::new(),
+                since: Some(now),
+            };
+        } else if rolled_over {
+            self.test += 1;
+            self.looks = 0;
+            self.test_since_ms = now_ms();
+            self.fleet_test.baselines = windows.iter().map(|w| (w.instance.clone(), w.clone())).collect();
+            self.fleet_test.since = Some(now);
+        }
+        let merged = window::merge(&windows, self.seen_change, &self.fleet_test.baselines);
+        let arms = Arms {
+            since: self.arms.since,
+            old: merged.old,
+            new: merged.new,
+        };
+        let action = self.look(&arms, merged.compared, merged.counted, merged.behind);
+        if let Some(action) = action {
+            let fenced = Some((fence.0.as_str(), fence.1));
+            let result = match &action {
+                // Any instance may roll back; it lands whatever the fence.
+                Action::Rollback(why) => self
+                    .controller
+                    .rollback(&Actor::new("guard", why.clone()), RollbackReason::Guard)
+                    .map(|_| why.clone()),
+                Action::Pause(why) => self
+                    .controller
+                    .change_if(Op::Pause, &Actor::new("guard", why.clone()), None, fenced)
+                    .await
+                    .map(|_| why.clone()),
+                Action::Step(why) => self
+                    .controller
+                    .change_if(Op::Step, &Actor::new("guard", why.clone()), None, fenced)
+                    .await
+                    .map(|s| format!("advanced to {}%", s.percent)),
+            };
+            match result {
+                Ok(what) => self.note(what),
+                Err(e) => {
+                    tracing::warn!(target: "switchyard::guard", error = %e, "the guard's change did not reach the fleet store")
+                }
+            }
+        }
+        let report = self.report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(lease) = fleet.live_lease() {
+            let value = serde_json::to_vec(&report).unwrap_or_default();
+            if let Err(e) = fleet.store.etcd.put(&fleet.key("guard"), value, lease).await {
+                fleet.down(&e);
+            }
         }
     }
 }

@@ -3,8 +3,10 @@
 pub mod arms;
 pub mod checks;
 pub mod controller;
+pub mod fleet;
 pub mod guard;
 pub mod persist;
+pub mod plan;
 pub mod sequential;
 #[cfg(test)]
 pub(crate) mod simrng;

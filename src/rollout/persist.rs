@@ -145,6 +145,14 @@ pub fn save(path: &Path, state: &RolloutState) -> Result<(), PersistError> {
 }
 
 /// Where a state file's rollback slot lives.
+/// Beside the state file while a rollback made on this instance has not
+/// reached the fleet store: a restart in the meantime still lands it.
+pub fn unlanded_path(state_file: &Path) -> PathBuf {
+    let mut s = state_file.as_os_str().to_owned();
+    s.push(".unlanded");
+    PathBuf::from(s)
+}
+
 pub fn slot_path(state_file: &Path) -> PathBuf {
     let mut s = state_file.as_os_str().to_owned();
     s.push(".rollback");

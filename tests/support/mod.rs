@@ -2,6 +2,7 @@
 //! reached them, a gateway started in-process from YAML, and small clients.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod raw;
 pub mod tls;
 

@@ -15,6 +15,7 @@ mod rollout;
 mod routes;
 mod server;
 mod shadow;
+mod store;
 mod tls;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub use rollout::*;
 pub use routes::*;
 pub use server::*;
 pub use shadow::*;
+pub use store::*;
 pub use tls::*;
 
 fn yes() -> bool {

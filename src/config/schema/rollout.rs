@@ -37,6 +37,9 @@ pub struct RolloutConfig {
     pub step_every: Option<HumanDuration>,
     #[serde(default)]
     pub guard: GuardConfig,
+    /// A shared store for the rollout (several gateways, one rollout).
+    #[serde(default)]
+    pub store: Option<super::RolloutStoreConfig>,
 }
 
 impl Default for RolloutConfig {
@@ -51,6 +54,7 @@ impl Default for RolloutConfig {
             steps: defaults::steps(),
             step_every: None,
             guard: GuardConfig::default(),
+            store: None,
         }
     }
 }

@@ -53,6 +53,14 @@ pub struct ServerConfig {
     /// this long is closed.
     #[serde(default = "defaults::upgrade_idle_timeout")]
     pub upgrade_idle_timeout: HumanDuration,
+    /// After SIGTERM, `/readyz` turns 503 at once but the listeners keep
+    /// accepting this long, so a load balancer stops sending first.
+    #[serde(default)]
+    pub shutdown_delay: HumanDuration,
+    /// Reload when the config file changes (a Kubernetes ConfigMap update),
+    /// validated as on SIGHUP.
+    #[serde(default)]
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +78,8 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             client_body_timeout: defaults::client_body_timeout(),
             upgrade_idle_timeout: defaults::upgrade_idle_timeout(),
+            shutdown_delay: HumanDuration::default(),
+            watch_config: false,
         }
     }
 }
