@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 
 fn exported() -> BTreeSet<String> {
     let m = switchyard::metrics::Metrics::new();
+    m.enable_fleet();
+    m.fleet.convergence.observe(0.01);
     // Touch every vector once so each family is gathered.
     m.live.requests.with_label_values(&["old", "default", "2xx"]).inc();
     m.live
@@ -73,9 +75,47 @@ fn the_dashboard_is_importable_and_uses_real_metrics() {
         "Comparisons by result",
         "Shadow outcomes",
         "Rollbacks",
+        "Guard: latency ratio vs its margin",
+        "Guard: error and diff rates vs their margins",
+        "Fleet: epoch per instance",
+        "Fleet: store reachable",
+        "Fleet: convergence of changes",
+        "Fleet: guard leader",
     ] {
         assert!(titles.contains(&want), "missing panel {want}");
     }
+    // Every panel can be narrowed to some instances, and no import input
+    // is declared that no panel uses.
+    assert!(vars.iter().any(|v| v["name"] == "instance"));
+    assert!(
+        d.get("__inputs").is_none(),
+        "__inputs declares a data source no panel uses"
+    );
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            assert!(
+                expr.contains("$instance") || expr.contains("convergence"),
+                "panel {:?} ignores the instance variable: {expr}",
+                p["title"]
+            );
+        }
+    }
+    // A guard panel holds one kind of reading: ratios and fractions apart.
+    let guard_units: Vec<(&str, &str)> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["title"].as_str().unwrap().starts_with("Guard:"))
+        .map(|p| {
+            (
+                p["title"].as_str().unwrap(),
+                p["fieldConfig"]["defaults"]["unit"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(guard_units.contains(&("Guard: error and diff rates vs their margins", "percentunit")));
+    assert!(guard_units.contains(&("Guard: latency ratio vs its margin", "short")));
     assert!(d["annotations"]["list"]
         .as_array()
         .unwrap()
