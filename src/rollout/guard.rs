@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::arms::Arms;
 use super::checks::{judge, TestInfo};
 pub use super::checks::{Check, CheckState, GuardReport};
-use super::controller::{Actor, Controller, Op, RollbackReason};
+use super::controller::{Actor, ControlError, Controller, Op, RollbackReason};
 use super::fleet::members::Context as Fleet;
 use super::fleet::window::{self, Window};
 use super::sink::LiveSample;
@@ -140,7 +140,7 @@ impl Guard {
                         let arms = self.arms.clone();
                         let compared = self.compared(&arms);
                         if let Some(action) = self.look(&arms, compared, Vec::new(), Vec::new()) {
-                            self.act_here(action);
+                            self.act(action, None).await;
                         }
                     }
                     Some(fleet) => self.look_at_fleet(&fleet).await,
@@ -307,28 +307,30 @@ impl Guard {
         self.report.lock().unwrap_or_else(|p| p.into_inner()).last_action = Some(what);
     }
 
-    /// Acts on this instance's own state (no fleet store).
-    fn act_here(&self, action: Action) {
+    /// Does what a look called for. In a fleet the plan moves only while
+    /// `fence` (this instance's leadership) holds; a rollback needs none.
+    async fn act(&mut self, action: Action, fence: Option<(&str, i64)>) {
+        let guard = |why: &String| Actor::new("guard", why.clone());
         let result = match &action {
             Action::Rollback(why) => self
                 .controller
-                .rollback(&Actor::new("guard", why.clone()), RollbackReason::Guard)
+                .rollback(&guard(why), RollbackReason::Guard)
                 .map(|_| why.clone()),
             Action::Pause(why) => self
                 .controller
-                .pause(&Actor::new("guard", why.clone()))
+                .change_if(Op::Pause, &guard(why), None, fence)
+                .await
                 .map(|_| why.clone()),
-            Action::Step(why) => match self.controller.step(&Actor::new("guard", why.clone())) {
-                Ok(s) => Ok(format!("advanced to {}%", s.percent)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "no further step");
-                    return;
-                }
-            },
+            Action::Step(why) => self
+                .controller
+                .change_if(Op::Step, &guard(why), None, fence)
+                .await
+                .map(|s| format!("advanced to {}%", s.percent)),
         };
         match result {
             Ok(what) => self.note(what),
-            Err(e) => tracing::error!(error = %e, "guard action failed"),
+            Err(ControlError::Conflict(e)) => tracing::debug!(error = %e, "no further step"),
+            Err(e) => tracing::warn!(target: "switchyard::guard", error = %e, "the guard's action did not take"),
         }
     }
 
@@ -400,30 +402,7 @@ impl Guard {
         };
         let action = self.look(&arms, merged.compared, merged.counted, merged.behind);
         if let Some(action) = action {
-            let fenced = Some((fence.0.as_str(), fence.1));
-            let result = match &action {
-                // Any instance may roll back; it lands whatever the fence.
-                Action::Rollback(why) => self
-                    .controller
-                    .rollback(&Actor::new("guard", why.clone()), RollbackReason::Guard)
-                    .map(|_| why.clone()),
-                Action::Pause(why) => self
-                    .controller
-                    .change_if(Op::Pause, &Actor::new("guard", why.clone()), None, fenced)
-                    .await
-                    .map(|_| why.clone()),
-                Action::Step(why) => self
-                    .controller
-                    .change_if(Op::Step, &Actor::new("guard", why.clone()), None, fenced)
-                    .await
-                    .map(|s| format!("advanced to {}%", s.percent)),
-            };
-            match result {
-                Ok(what) => self.note(what),
-                Err(e) => {
-                    tracing::warn!(target: "switchyard::guard", error = %e, "the guard's change did not reach the fleet store")
-                }
-            }
+            self.act(action, Some((fence.0.as_str(), fence.1))).await;
         }
         let report = self.report.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(lease) = fleet.live_lease() {

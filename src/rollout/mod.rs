@@ -3,6 +3,7 @@
 pub mod arms;
 pub mod checks;
 pub mod controller;
+pub mod error;
 pub mod fleet;
 pub mod guard;
 pub mod persist;

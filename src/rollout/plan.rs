@@ -2,10 +2,26 @@
 //! state. The controller applies them locally, or as a transaction on the
 //! fleet store; both get the same answer from the same state.
 
-use super::controller::{Actor, ControlError};
+use super::error::ControlError;
 use super::state::{Change, Phase, RolloutState};
 use crate::config::Config;
 use crate::report::accept::Acceptance;
+
+/// Who asks for a change, and why.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub who: String,
+    pub why: String,
+}
+
+impl Actor {
+    pub fn new(who: impl Into<String>, why: impl Into<String>) -> Self {
+        Self {
+            who: who.into(),
+            why: why.into(),
+        }
+    }
+}
 
 /// A change an SRE, the guard or the plan asks for.
 #[derive(Clone, Debug)]

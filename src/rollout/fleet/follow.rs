@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::etcd::{Event, EventType, KeyValue, WatchEvent};
 use super::members::{converge, Context};
 use super::view::Member;
@@ -23,7 +24,7 @@ const QUIET: Duration = Duration::from_secs(3);
 
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let prefix = format!("{}/", ctx.store.prefix);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -32,7 +33,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             Ok(r) => r,
             Err(e) => {
                 ctx.down(&e);
-                pause(&shutdown, &mut backoff).await;
+                backoff.wait(&shutdown).await;
                 continue;
             }
         };
@@ -42,11 +43,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             Ok(w) => w,
             Err(e) => {
                 ctx.down(&e);
-                pause(&shutdown, &mut backoff).await;
+                backoff.wait(&shutdown).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         let timeout = ctx.store.etcd.timeout();
         let mut heard = Instant::now();
         let mut asked: Option<Instant> = None;
@@ -96,16 +97,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 }
             }
         }
-        pause(&shutdown, &mut backoff).await;
+        backoff.wait(&shutdown).await;
     }
-}
-
-async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) {
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = tokio::time::sleep(*backoff) => {}
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(2));
 }
 
 /// Replaces what this instance knows with a fresh read of the prefix.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::store::RolloutStore;
 use super::view::{Convergence, FleetView, Member};
 use crate::metrics::Metrics;
@@ -102,7 +103,6 @@ impl Context {
             epoch: self.controller.epoch(),
             applied_at_ms: applied.at_ms,
             ready: self.ready.load(Ordering::SeqCst),
-            store_up: true,
             started_ms: self.started_ms,
         }
     }
@@ -110,7 +110,7 @@ impl Context {
 
 /// Keeps the registration alive and current until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut written: Option<Member> = None;
     let mut last_renewal = Instant::now() - Duration::from_secs(3600);
     loop {
@@ -134,8 +134,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 }
                 Err(e) => {
                     ctx.down(&e);
-                    wait(&shutdown, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.wait(&shutdown).await;
                     continue;
                 }
             },
@@ -158,8 +157,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 }
                 Err(e) => {
                     ctx.down(&e);
-                    wait(&shutdown, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.wait(&shutdown).await;
                     continue;
                 }
             }
@@ -179,25 +177,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 }
                 Err(e) => {
                     ctx.down(&e);
-                    wait(&shutdown, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.wait(&shutdown).await;
                     continue;
                 }
             }
         }
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ctx.changed.notified() => {}
             _ = tokio::time::sleep(ttl / 3 / 2) => {}
         }
-    }
-}
-
-async fn wait(shutdown: &CancellationToken, d: Duration) {
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = tokio::time::sleep(d) => {}
     }
 }
 

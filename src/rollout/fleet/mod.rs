@@ -13,6 +13,7 @@
 //! Everything here runs on a thread of its own ([`Fleet::start`]), so a
 //! slow or absent etcd never holds a worker or the admin API.
 
+pub mod backoff;
 pub mod etcd;
 pub mod follow;
 pub mod leader;

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::members::Context;
 use super::store::Cas;
 use crate::rollout::state::{Change, Phase, RolloutState};
 
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         let Some(pending) = ctx.controller.pending_rollback() else {
             ctx.metrics.fleet.rollbacks_pending.set(0);
@@ -44,7 +45,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                         true
                     }
                     Ok(Cas::Lost { .. }) => {
-                        backoff = Duration::from_millis(50);
+                        backoff.reset();
                         continue;
                     }
                     Err(e) => {
@@ -61,14 +62,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         if landed {
             ctx.up();
             ctx.changed.notify_one();
-            backoff = Duration::from_millis(50);
+            backoff.reset();
             continue;
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        backoff.wait(&shutdown).await;
+        if shutdown.is_cancelled() {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 

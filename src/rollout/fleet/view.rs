@@ -23,7 +23,6 @@ pub struct Member {
     pub epoch: u64,
     pub applied_at_ms: u64,
     pub ready: bool,
-    pub store_up: bool,
     pub started_ms: u64,
 }
 
