@@ -40,12 +40,26 @@ const PRODUCTS: &[&str] = &["kettle", "lamp", "chair", "desk", "mug", "plant", "
 /// Base latency of a search, in microseconds; new adds 30 %.
 pub const SEARCH_LATENCY_US: u64 = 10_000;
 
+/// The last `generated_at` handed out, in nanoseconds: two answers made in
+/// the same microsecond (old and its twin, asked at once) still differ, as
+/// the noise they stand for does.
+static LAST_GENERATED_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn meta() -> Value {
+    use std::sync::atomic::Ordering;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut last = LAST_GENERATED_NS.load(Ordering::Relaxed);
+    let ns = loop {
+        let next = now.max(last + 1);
+        match LAST_GENERATED_NS.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(seen) => last = seen,
+        }
+    };
     json!({
-        "generated_at": format!("{}.{:06}", now.as_secs(), now.subsec_micros()),
+        "generated_at": format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000),
         "trace_id": format!("{:016x}", rand::random::<u64>()),
     })
 }
