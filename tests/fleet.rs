@@ -376,6 +376,20 @@ async fn a_killed_instance_leaves_after_its_lease_and_rejoins_at_the_current_epo
         assert_eq!(s["fleet"]["epoch"].as_u64(), Some(epoch), "{s:#}");
         assert_eq!(s["percent"], json!(25.0));
     }
+    // What an SRE reads.
+    let out = std::process::Command::new(support::raw::BIN)
+        .args(["status", "--admin", &f.g(0).admin_url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("fleet     epoch {epoch}, store up")), "{text}");
+    assert!(text.contains("every instance applied this epoch"), "{text}");
+    for id in ["g0", "g1", "g2"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(id)),
+            "{id} listed:\n{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,4 +538,67 @@ async fn the_fleet_report_is_the_sum_of_the_instances_reports() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli["headline"]["comparisons"].as_u64(), Some(sum("comparisons")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_store_an_instance_serves_says_so_and_is_unready_only_when_asked() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the store is down from the start.
+    let config = |name: &str, extra: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0" }}
+server: {{ workers: 1 }}
+backends: {{ old: {{ url: "{}" }}, new: {{ url: "{}" }} }}
+rollout:
+  percent: 100
+  store: {{ etcd: {{ endpoints: ["http://127.0.0.1:1"], prefix: "/switchyard/down", dial_timeout: "300ms"{extra} }} }}
+"#,
+                old.url(),
+                new.url()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let c = client();
+    let serving = Running::start(&config("serving", ""), &[], true).unwrap();
+    let strict = Running::start(&config("strict", ", ready_without_store: false"), &[], true).unwrap();
+
+    let status = get(&c, &format!("{}/status", serving.admin_url()), &[]).await.json();
+    assert_eq!(status["fleet"]["store"]["up"], false, "{status:#}");
+    assert!(
+        status["fleet"]["store"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("127.0.0.1:1")),
+        "{status:#}"
+    );
+    let metrics = get(&c, &format!("{}/metrics", serving.admin_url()), &[]).await.text();
+    assert_eq!(scraped(&metrics, "switchyard_store_up"), 0.0);
+    // Serving with its own state, and ready unless told otherwise.
+    let a = get(&c, &format!("{}/x", serving.proxy_url()), &[]).await;
+    assert_eq!(a.header("x-switchyard-served-by"), Some("new"));
+    assert_eq!(
+        get(&c, &format!("{}/readyz", serving.admin_url()), &[]).await.status,
+        200
+    );
+    let r = get(&c, &format!("{}/readyz", strict.admin_url()), &[]).await;
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("ready_without_store"), "{}", r.text());
+    // The CLI says the store is unreachable and what still works.
+    let out = std::process::Command::new(support::raw::BIN)
+        .args(["status", "--admin", &serving.admin_url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("store UNREACHABLE"), "{text}");
+    // A rollback still applies here.
+    let back = send(&c, Method::POST, &format!("{}/rollback", serving.admin_url()), &[], "").await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    let a = get(&c, &format!("{}/x", serving.proxy_url()), &[]).await;
+    assert_eq!(a.header("x-switchyard-served-by"), Some("old"));
 }
