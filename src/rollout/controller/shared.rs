@@ -17,6 +17,9 @@ pub(super) struct Shared {
     pub(super) store: RolloutStore,
     pub(super) pending: Mutex<Option<RolloutState>>,
     pub(super) wake: tokio::sync::Notify,
+    /// A new epoch was applied here (however it came): the registration
+    /// says so at once, which is what convergence is timed by.
+    pub(super) applied: tokio::sync::Notify,
 }
 
 impl Controller {
@@ -31,6 +34,7 @@ impl Controller {
             store,
             pending: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            applied: tokio::sync::Notify::new(),
         });
         self
     }
@@ -133,6 +137,9 @@ impl Controller {
         self.epoch.store(epoch, Ordering::SeqCst);
         self.metrics.fleet.epoch.set(epoch as i64);
         self.publish(&snap, &state);
+        if let Some(shared) = &self.shared {
+            shared.applied.notify_one();
+        }
         // The state file is this instance's cache of the store: a restart
         // that cannot reach etcd comes back where the fleet was.
         if let Some(path) = &snap.config.rollout.state_file {
@@ -150,6 +157,14 @@ impl Controller {
             }
         }
         true
+    }
+
+    /// Waits until this instance applies a new epoch.
+    pub async fn epoch_applied(&self) {
+        match &self.shared {
+            Some(s) => s.applied.notified().await,
+            None => std::future::pending::<()>().await,
+        }
     }
 
     /// The rollback made here that the fleet store has not taken yet.

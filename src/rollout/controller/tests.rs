@@ -144,6 +144,11 @@ async fn states_from_the_store_apply_in_epoch_order_and_never_undo_an_unlanded_r
     raised.phase = Phase::Progressing;
     assert!(c.apply_remote(raised.clone(), 11));
     assert_eq!(c.state().percent, 25.0);
+    // The registration hears of it, whoever applied it (the watch, or a
+    // transaction made here that the watch then skips).
+    tokio::time::timeout(std::time::Duration::from_secs(5), c.epoch_applied())
+        .await
+        .expect("an applied epoch wakes the registration");
     assert!(
         !c.apply_remote(RolloutState::initial(5.0), 11),
         "an epoch already applied"

@@ -141,7 +141,6 @@ async fn put(ctx: &Context, kv: &KeyValue) {
         match ctx.store.decode(kv) {
             Ok((state, epoch)) => {
                 if ctx.controller.apply_remote(state, epoch) {
-                    ctx.changed.notify_one();
                     converge(ctx);
                 }
             }
@@ -199,7 +198,6 @@ async fn recreate(ctx: &Context) {
     match ctx.store.cas(0, &state, None).await {
         Ok(super::store::Cas::Done(epoch)) => {
             ctx.controller.apply_remote(state, epoch);
-            ctx.changed.notify_one();
         }
         Ok(super::store::Cas::Lost { state, epoch }) => {
             ctx.controller.apply_remote(*state, epoch);

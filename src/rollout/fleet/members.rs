@@ -26,8 +26,6 @@ pub struct Context {
     pub controller: Arc<Controller>,
     pub metrics: Metrics,
     pub ready: Arc<AtomicBool>,
-    /// This instance applied a new epoch: rewrite its registration.
-    pub changed: Notify,
     /// The leader key was deleted: campaign now.
     pub leader_gone: Notify,
     pub lease: Mutex<Option<Lease>>,
@@ -185,7 +183,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         backoff.reset();
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ctx.changed.notified() => {}
+            _ = ctx.controller.epoch_applied() => {}
             _ = tokio::time::sleep(ttl / 3 / 2) => {}
         }
     }

@@ -169,7 +169,6 @@ impl Fleet {
             controller,
             metrics,
             ready,
-            changed: tokio::sync::Notify::new(),
             leader_gone: tokio::sync::Notify::new(),
             lease: std::sync::Mutex::new(None),
             leadership: std::sync::Mutex::new(None),

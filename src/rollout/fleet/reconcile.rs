@@ -61,7 +61,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         };
         if landed {
             ctx.up();
-            ctx.changed.notify_one();
             backoff.reset();
             continue;
         }
