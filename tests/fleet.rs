@@ -602,3 +602,95 @@ rollout:
     let a = get(&c, &format!("{}/x", serving.proxy_url()), &[]).await;
     assert_eq!(a.header("x-switchyard-served-by"), Some("old"));
 }
+
+/// One gateway on `etcd` with `store` keys added, set to 5 %.
+async fn one_gateway_sets_a_percent(etcd_url: &str, store: &str) -> (Running, Value) {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"listen: "127.0.0.1:0"
+admin: {{ listen: "127.0.0.1:0" }}
+server: {{ workers: 1 }}
+backends: {{ old: {{ url: "{}" }}, new: {{ url: "{}" }} }}
+rollout:
+  guard: {{ enabled: false }}
+  store: {{ etcd: {{ endpoints: ["{etcd_url}"], prefix: "/switchyard/secure", dial_timeout: "2s"{store} }} }}
+"#,
+            old.url(),
+            new.url()
+        ),
+    )
+    .unwrap();
+    let g = Running::start(&path, &[], true).unwrap();
+    let c = client();
+    let a = send(
+        &c,
+        Method::PUT,
+        &format!("{}/rollout", g.admin_url()),
+        &[("content-type", "application/json")],
+        r#"{"percent": 5}"#,
+    )
+    .await;
+    let status = get(&c, &format!("{}/status", g.admin_url()), &[]).await.json();
+    assert_eq!(a.status, 200, "{}\n{status:#}", a.text());
+    (g, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_reached_over_mutual_tls() {
+    let ca = support::tls::TestCa::new();
+    let server = ca.issue("etcd", &["127.0.0.1"]);
+    let client_cert = ca.issue("gateway", &["switchyard"]);
+    let etcd = Etcd::start_tls(support::etcd::Tls {
+        cert_file: server.cert_file.clone(),
+        key_file: server.key_file.clone(),
+        ca_file: ca.ca_file.clone(),
+    });
+    let store = format!(
+        r#", ca_file: "{}", cert_file: "{}", key_file: "{}""#,
+        ca.ca_file.display(),
+        client_cert.cert_file.display(),
+        client_cert.key_file.display()
+    );
+    let (_g, status) = one_gateway_sets_a_percent(&etcd.url(), &store).await;
+    assert_eq!(status["fleet"]["store"]["up"], true, "{status:#}");
+    assert!(status["fleet"]["epoch"].as_u64().unwrap() > 0);
+    assert_eq!(status["percent"], json!(5.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_reached_with_a_username_and_password() {
+    let etcd = Etcd::start();
+    etcd.ctl(&["user", "add", "root:s3cret-root"]);
+    etcd.ctl(&["user", "add", "gateway:s3cret-gw"]);
+    etcd.ctl(&["role", "add", "switchyard"]);
+    etcd.ctl(&[
+        "role",
+        "grant-permission",
+        "switchyard",
+        "--prefix=true",
+        "readwrite",
+        "/switchyard/",
+    ]);
+    etcd.ctl(&["user", "grant-role", "gateway", "switchyard"]);
+    etcd.ctl(&["auth", "enable"]);
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "s3cret-gw\n").unwrap();
+    let store = format!(r#", username: gateway, password_file: "{}""#, password.display());
+    let (_g, status) = one_gateway_sets_a_percent(&etcd.url(), &store).await;
+    assert_eq!(status["fleet"]["store"]["up"], true, "{status:#}");
+    // It is in etcd, where only an authenticated client can read it.
+    let stored = etcd.ctl(&[
+        "--user",
+        "root:s3cret-root",
+        "get",
+        "/switchyard/secure/rollout",
+        "--print-value-only",
+    ]);
+    let state: Value = serde_json::from_str(stored.trim()).unwrap();
+    assert_eq!(state["percent"], json!(5.0));
+}

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Etcd {
     child: Option<Child>,
+    /// `https` with `tls`.
+    tls: Option<Tls>,
     pub client_port: u16,
     peer_port: u16,
     dir: tempfile::TempDir,
@@ -27,7 +29,18 @@ fn etcd_binary() -> &'static str {
 
 impl Etcd {
     pub fn start() -> Etcd {
+        Self::start_with(None)
+    }
+
+    /// An etcd serving TLS with `tls`'s certificate, asking clients for one
+    /// signed by its CA.
+    pub fn start_tls(tls: Tls) -> Etcd {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<Tls>) -> Etcd {
         let mut e = Etcd {
+            tls,
             child: None,
             client_port: 0,
             peer_port: 0,
@@ -49,14 +62,43 @@ impl Etcd {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Runs `etcdctl` against this etcd (as root once auth is on).
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.url())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("etcdctl: {e} (bash .ci/run installs it with etcd-server)"));
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn run(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(&self.log).unwrap();
         let client = self.url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut child = Command::new(etcd_binary())
+        let mut cmd = Command::new(etcd_binary());
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert_file)
+                .arg("--key-file")
+                .arg(&t.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca_file)
+                .arg("--client-cert-auth");
+        }
+        let mut child = cmd
             .arg("--name")
             .arg("test")
             .arg("--data-dir")
@@ -129,6 +171,13 @@ impl Etcd {
             }
         }
     }
+}
+
+/// etcd's server certificate and the CA its clients' must chain to.
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
 }
 
 impl Drop for Etcd {
