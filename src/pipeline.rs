@@ -61,6 +61,8 @@ pub struct Shared {
     pub drain: std::time::Duration,
     /// `capture:`, when live requests are recorded.
     pub capture: Option<Arc<crate::replay::capture::Capture>>,
+    /// Where the admin API listens, for a CLI call that came here instead.
+    pub admin_addr: std::net::SocketAddr,
 }
 
 /// One event loop's view: the shared state and its own upstream pools.
@@ -144,6 +146,11 @@ impl Worker {
         // 0. request_checks: what no origin server may accept stops here.
         if let Err(refused) = target::check(&mut parts) {
             return self.client_fault(ProxyError::Refused(refused), None, grpc);
+        }
+        // The CLI pointed at the proxy port (an easy slip in an incident):
+        // answered here, never forwarded, so `rollback` cannot reach a backend.
+        if parts.headers.contains_key(ADMIN_CALL_HEADER) {
+            return misdirected_admin_call(self.shared.admin_addr);
         }
         let method = parts.method.clone();
         let log_path = snap.config.logging.access_log.then(|| parts.uri.path().to_string());
@@ -464,6 +471,30 @@ impl Peer {
 }
 
 /// Keeps the client's `x-request-id`, or makes one (128 random bits, hex).
+/// Sent by Switchyard's CLI on every admin call; the proxy answers such a
+/// request itself with `421` naming the admin API.
+pub const ADMIN_CALL_HEADER: &str = "x-switchyard-admin-call";
+
+fn misdirected_admin_call(admin: std::net::SocketAddr) -> Response<ProxyBody> {
+    let reach = if admin.ip().is_unspecified() {
+        format!("127.0.0.1:{}", admin.port())
+    } else {
+        admin.to_string()
+    };
+    let body = serde_json::json!({
+        "error": format!(
+            "this is Switchyard's proxy listener, not its admin API; the admin API listens on {admin} (admin.listen): use --admin http://{reach}, or -c with the gateway's config"
+        ),
+        "admin": admin.to_string(),
+    });
+    let mut r = crate::proxy::error::plain(http::StatusCode::MISDIRECTED_REQUEST, body.to_string());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     let fresh = || {
         const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -466,3 +466,38 @@ async fn the_json_access_log_has_one_line_per_request() {
     assert_eq!(v["complete"], true);
     assert!(v["latency_ms"].as_f64().unwrap() > 0.0);
 }
+
+/// `switchyard rollback --admin http://PROXY` (the proxy port, an easy slip
+/// in an incident) reaches no backend and says where the admin API is; a
+/// server that is no Switchyard at all is named as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pointed_at_the_proxy_port_changes_nothing_and_says_where_the_admin_api_is() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\" }}\nserver: {{ workers: 1 }}\n{}rollout: {{ percent: 25 }}\n",
+            backends(&old, &new)
+        ),
+    )
+    .unwrap();
+    let g = support::raw::Running::start(&cfg, &[], false).unwrap();
+    let o = run(&["rollback", "--admin", &g.proxy_url()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("not its admin API") && err.contains(&g.admin.port().to_string()),
+        "names the admin API's address: {err}"
+    );
+    assert_eq!(old.count() + new.count(), 0, "no backend saw the call");
+    let status = run(&["status", "--json", "--admin", &g.admin_url()]);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["percent"], serde_json::json!(25.0), "nothing rolled back");
+
+    // An origin that is not Switchyard: refused as such, whatever it says.
+    let o = run(&["status", "--admin", &old.url()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not a Switchyard admin API"), "{}", stderr(&o));
+}

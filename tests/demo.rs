@@ -211,3 +211,41 @@ async fn with_rollout_steps_the_guard_rolls_back_the_demo() {
     traffic.abort();
     tokio::task::spawn_blocking(move || demo.stop()).await.unwrap();
 }
+
+/// README: without `--rollout-steps`, `switchyard rollout set 25` moves
+/// traffic and stays. The guard looks several times at 25 % with enough
+/// comparisons to judge, and leaves it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rollout_steps_a_percent_set_by_hand_stays() {
+    let demo = Demo::start(&DemoArgs::default()).await.unwrap();
+    let progress = std::sync::Arc::new(switchyard::demo::traffic::Progress::default());
+    let plan = switchyard::demo::traffic::Plan {
+        proxy: demo.proxy_url(),
+        requests: None,
+        deadline: Some(std::time::Instant::now() + Duration::from_secs(60)),
+        rate: 400,
+        users: 5000,
+        workers: 8,
+    };
+    let traffic = tokio::spawn(switchyard::demo::traffic::run(plan, progress));
+    let actor = switchyard::rollout::controller::Actor::new("test", "as the README says");
+    demo.gateway.controller.set_percent(25.0, &actor).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = demo.gateway.controller.state();
+        assert_eq!(s.percent, 25.0, "the demo's guard moved it: {:?}", s.last_change);
+        let g = demo.gateway.guard.lock().unwrap().clone();
+        let judged = g
+            .checks
+            .iter()
+            .find(|c| c.name == "diff_rate")
+            .is_some_and(|c| c.value.is_some());
+        if judged && g.test.is_some_and(|t| t.looks >= 3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the guard never judged: {g:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    traffic.abort();
+    tokio::task::spawn_blocking(move || demo.stop()).await.unwrap();
+}

@@ -72,7 +72,10 @@ impl Default for SetPercent {
 
 /// Serves one admin request.
 pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(route(&state, req).await)
+    let mut resp = route(&state, req).await;
+    resp.headers_mut()
+        .insert(super::client::ADMIN_MARK, http::HeaderValue::from_static("1"));
+    Ok(resp)
 }
 
 async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {

@@ -15,7 +15,12 @@ pub enum ClientError {
     Unreachable { url: String, detail: String },
     #[error("{status}: {message}")]
     Refused { status: StatusCode, message: String },
+    #[error("{url} is not a Switchyard admin API: {what}. Nothing was changed; pass --admin with the admin.listen address, or -c with the gateway's config")]
+    NotAdmin { url: String, what: String },
 }
+
+/// On every answer of the admin API, so the CLI knows what it talks to.
+pub const ADMIN_MARK: &str = "x-switchyard-admin";
 
 pub struct AdminClient {
     base: String,
@@ -45,7 +50,10 @@ impl AdminClient {
         body: Option<serde_json::Value>,
     ) -> Result<Bytes, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let mut req = Request::builder().method(method).uri(&url);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(crate::pipeline::ADMIN_CALL_HEADER, "1");
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -70,6 +78,14 @@ impl AdminClient {
                 detail: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
             })?;
         let status = resp.status();
+        let from_admin = resp.headers().contains_key(ADMIN_MARK);
+        let via_proxy = resp.headers().contains_key("x-switchyard-served-by");
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
         let bytes = resp
             .into_body()
             .collect()
@@ -79,6 +95,17 @@ impl AdminClient {
                 detail: e.to_string(),
             })?
             .to_bytes();
+        if !from_admin && status != StatusCode::MISDIRECTED_REQUEST {
+            // Not an admin API: nothing it said is about the rollout.
+            return Err(ClientError::NotAdmin {
+                url: self.base.clone(),
+                what: if via_proxy {
+                    "it is Switchyard's proxy listener (a backend answered); the admin API listens on admin.listen (default 127.0.0.1:9901)".into()
+                } else {
+                    format!("it answered {status} with content-type {content_type}, without the x-switchyard-admin mark every admin answer carries")
+                },
+            });
+        }
         if status.is_success() {
             return Ok(bytes);
         }

@@ -86,6 +86,7 @@ fn live_path(
     live: LiveSink,
     pairs: std::sync::mpsc::SyncSender<crate::shadow::Work>,
     shutdown: CancellationToken,
+    admin_addr: SocketAddr,
 ) -> Result<Arc<Shared>, StartError> {
     let capture = match &config.capture {
         Some(c) => Some(
@@ -95,6 +96,7 @@ fn live_path(
         None => None,
     };
     Ok(Arc::new(Shared {
+        admin_addr,
         capture,
         shutdown,
         drain: config.server.drain_timeout.get(),
@@ -168,7 +170,7 @@ impl Gateway {
         let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx, cell.clone())
             .map_err(|e| StartError::Setup(format!("cannot open the diff store: {e}")))?;
         let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.rollout.samples_dropped.clone());
-        let shared = live_path(&config, &metrics, cell, live, pair_tx, shutdown.clone())?;
+        let shared = live_path(&config, &metrics, cell, live, pair_tx, shutdown.clone(), admin_addr)?;
 
         let terminator = config
             .tls
