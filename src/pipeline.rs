@@ -420,7 +420,12 @@ impl Worker {
                 .upstream_errors
                 .with_label_values(&[side.as_str(), kind])
                 .inc();
-            tracing::warn!(backend = side.as_str(), kind, error = %e, "upstream request failed");
+            match e {
+                ProxyError::Connect { address, cause, .. } => {
+                    tracing::warn!(backend = side.as_str(), kind, error = %e, %address, %cause, "upstream request failed")
+                }
+                _ => tracing::warn!(backend = side.as_str(), kind, error = %e, "upstream request failed"),
+            }
         }
     }
 }

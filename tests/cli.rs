@@ -501,3 +501,37 @@ async fn the_cli_pointed_at_the_proxy_port_changes_nothing_and_says_where_the_ad
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is not a Switchyard admin API"), "{}", stderr(&o));
 }
+
+/// A backend that refuses connections is named in the log line, with the
+/// system's reason; the client's 502 names neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_failure_is_logged_with_the_address_and_the_reason() {
+    let old = Origin::named("old").await;
+    let dead = Refusing::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: \"127.0.0.1:0\"\nadmin: {{ listen: \"127.0.0.1:0\" }}\nserver: {{ workers: 1 }}\nbackends: {{ old: {{ url: \"{}\" }}, new: {{ url: \"{}\" }} }}\nrollout: {{ percent: 100 }}\n",
+            old.url(),
+            dead.url()
+        ),
+    )
+    .unwrap();
+    let g = support::raw::Running::start(&cfg, &[], true).unwrap();
+    let a = get(&client(), &format!("{}/x", g.proxy_url()), &[]).await;
+    assert_eq!(a.status, 502);
+    assert!(!a.text().contains(&dead.addr.to_string()), "the client is not told the backend's address");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = g.log();
+        if let Some(line) = log.iter().find(|l| l.contains("upstream request failed")) {
+            assert!(line.contains(&dead.addr.to_string()), "{line}");
+            assert!(line.contains("refused"), "the OS's reason: {line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no log line: {log:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

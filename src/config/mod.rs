@@ -145,32 +145,105 @@ fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
         }]));
     }
     let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize::<_, Config>(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let line = inner.location().map(|l| l.line());
-        let mut message = inner.to_string();
-        // serde_yaml appends " at line N column M" (the line is shown up
-        // front) and prefixes its own, shorter path (ours is shown instead).
-        if let Some(cut) = message.find(" at line ") {
-            message.truncate(cut);
-        }
-        if let Some((prefix, rest)) = message.split_once(": ") {
-            if !prefix.contains(' ') && !prefix.is_empty() {
-                message = rest.to_string();
+    let first = match serde_path_to_error::deserialize::<_, Config>(de) {
+        Ok(config) => return Ok(config),
+        Err(err) => err,
+    };
+    let mut errors = vec![describe(first, source, None)];
+    // serde stops at the first error. An unknown key (a typo) is the
+    // common one and says nothing about the rest: drop it and read on, so
+    // every misspelt key is reported at once.
+    if errors[0].message.starts_with("unknown field") {
+        if let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+            let lines = locate::LineIndex::new(text);
+            for _ in 0..64 {
+                let Some(last) = errors.last().filter(|e| e.message.starts_with("unknown field")) else {
+                    break;
+                };
+                if !remove_at(&mut value, &last.path) {
+                    break;
+                }
+                match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
+                    Ok(_) => break,
+                    Err(err) => errors.push(describe(err, source, Some(&lines))),
+                }
             }
         }
-        if let Some(number) = out_of_range(&message) {
-            message = format!("number out of range: {number} is too large for this key");
+    }
+    Err(ConfigErrors(errors))
+}
+
+/// One parse error as shown: its path, its line, and serde's message cut
+/// to what the operator needs.
+fn describe(
+    err: serde_path_to_error::Error<serde_yaml::Error>,
+    source: &str,
+    lines: Option<&locate::LineIndex>,
+) -> ConfigError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let path = if path == "." { String::new() } else { path };
+    let line = inner
+        .location()
+        .map(|l| l.line())
+        .or_else(|| lines.and_then(|l| l.line_of(&path)));
+    let mut message = inner.to_string();
+    // serde_yaml appends " at line N column M" (the line is shown up
+    // front) and prefixes its own, shorter path (ours is shown instead).
+    if let Some(cut) = message.find(" at line ") {
+        message.truncate(cut);
+    }
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        if !prefix.contains(' ') && !prefix.is_empty() {
+            message = rest.to_string();
         }
-        let path = if path == "." { String::new() } else { path };
-        ConfigErrors(vec![ConfigError {
-            source: source.to_string(),
-            line,
-            path,
-            message,
-        }])
-    })
+    }
+    if let Some(number) = out_of_range(&message) {
+        message = format!("number out of range: {number} is too large for this key");
+    }
+    ConfigError {
+        source: source.to_string(),
+        line,
+        path,
+        message,
+    }
+}
+
+/// Removes the key at `path` (`routes[1].rollout.precent`) from `value`.
+fn remove_at(value: &mut serde_yaml::Value, path: &str) -> bool {
+    let mut node = value;
+    let mut segments: Vec<&str> = path.split('.').collect();
+    let Some(last) = segments.pop() else {
+        return false;
+    };
+    for segment in segments {
+        let (key, indexes) = split_indexes(segment);
+        let Some(next) = node.get_mut(key) else {
+            return false;
+        };
+        node = next;
+        for i in indexes {
+            let Some(next) = node.get_mut(i) else {
+                return false;
+            };
+            node = next;
+        }
+    }
+    let (key, indexes) = split_indexes(last);
+    if !indexes.is_empty() {
+        return false;
+    }
+    node.as_mapping_mut().and_then(|m| m.remove(key)).is_some()
+}
+
+/// `routes[1][2]` → (`routes`, [1, 2]).
+fn split_indexes(segment: &str) -> (&str, Vec<usize>) {
+    let mut parts = segment.split('[');
+    let key = parts.next().unwrap_or("");
+    let indexes = parts
+        .filter_map(|p| p.strip_suffix(']').and_then(|n| n.parse().ok()))
+        .collect();
+    (key, indexes)
 }
 
 /// A number too large for its type reaches serde as a string (YAML has no

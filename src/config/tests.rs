@@ -361,6 +361,15 @@ fn every_error_is_reported_at_once() {
 }
 
 #[test]
+fn every_unknown_key_is_reported_with_its_line() {
+    let e = with_backends("rollout:\n  precent: 5\nshadow:\n  persent: 5\nroutes:\n  - name: a\n    match: { path_prefix: /a }\n    shadoww: {}\n");
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert!(e[0].starts_with("f.yaml:5: rollout.precent: unknown field `precent`"), "{}", e[0]);
+    assert!(e[1].starts_with("f.yaml:7: shadow.persent: unknown field `persent`"), "{}", e[1]);
+    assert!(e[2].starts_with("f.yaml:11: routes[0].shadoww: unknown field `shadoww`"), "{}", e[2]);
+}
+
+#[test]
 fn syntax_error_has_a_line() {
     let e = errors("backends:\n  old: { url: \"http://a:1\"\n  new: x\n");
     assert_eq!(e.len(), 1);

@@ -18,8 +18,14 @@ use crate::side::Side;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// Said to the client without `address` and `cause` (a backend's
+    /// internals); the log line has both.
     #[error("could not connect to the {side} backend")]
-    Connect { side: Side },
+    Connect {
+        side: Side,
+        address: std::sync::Arc<str>,
+        cause: String,
+    },
     #[error("TLS with the {side} backend failed: {detail}")]
     Tls { side: Side, detail: String },
     #[error("the {side} backend did not answer within {}", crate::config::duration::format(*.timeout))]

@@ -187,7 +187,7 @@ impl Upstream {
             Transport::Http1 => match within(timeout, upload, self.http1.send(req)).await {
                 Err(_) => Err(timed_out),
                 Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
-                Ok(Err(e)) => Err(pool_error(side, e)),
+                Ok(Err(e)) => Err(pool_error(side, &self.backend_name, e)),
             },
             Transport::Hyper(client, limit) => {
                 let permit = limit.acquire().await.map_err(|s| ProxyError::Saturated {
@@ -204,7 +204,7 @@ impl Upstream {
                         let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone(), permit);
                         Ok(Response::from_parts(parts, body))
                     }
-                    Ok(Err(e)) if e.is_connect() => Err(connect_error(side, &e)),
+                    Ok(Err(e)) if e.is_connect() => Err(connect_error(side, &self.backend_name, &e)),
                     Ok(Err(e)) => Err(classify(side, &e)),
                 }
             }
@@ -259,7 +259,7 @@ impl Upstream {
                 side,
                 timeout: self.timeout,
             }),
-            Ok(result) => result.map_err(|e| pool_error(side, e)),
+            Ok(result) => result.map_err(|e| pool_error(side, &self.backend_name, e)),
         }
     }
 
@@ -270,9 +270,18 @@ impl Upstream {
 }
 
 /// Whose fault a failure of our HTTP/1.1 leg was.
-fn pool_error(side: Side, e: PoolError) -> ProxyError {
+fn pool_error(side: Side, address: &Arc<str>, e: PoolError) -> ProxyError {
     match e {
-        PoolError::Connect(_) | PoolError::ConnectTimeout => ProxyError::Connect { side },
+        PoolError::Connect(e) => ProxyError::Connect {
+            side,
+            address: address.clone(),
+            cause: e.to_string(),
+        },
+        PoolError::ConnectTimeout => ProxyError::Connect {
+            side,
+            address: address.clone(),
+            cause: "no connection within connect_timeout".into(),
+        },
         PoolError::Handshake(e) => ProxyError::Tls {
             side,
             detail: e.to_string(),
@@ -291,13 +300,17 @@ fn pool_error(side: Side, e: PoolError) -> ProxyError {
 }
 
 /// A connect failure of hyper's client: a TLS one says why.
-fn connect_error(side: Side, e: &hyper_util::client::legacy::Error) -> ProxyError {
+fn connect_error(side: Side, address: &Arc<str>, e: &hyper_util::client::legacy::Error) -> ProxyError {
     match find_tls_error(e) {
         Some(tls) => ProxyError::Tls {
             side,
             detail: tls.to_string(),
         },
-        None => ProxyError::Connect { side },
+        None => ProxyError::Connect {
+            side,
+            address: address.clone(),
+            cause: std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string()),
+        },
     }
 }
 
