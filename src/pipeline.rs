@@ -344,6 +344,10 @@ impl Worker {
                 if snap.config.server.via {
                     headers::append_via(&mut rp.headers, rp.version);
                 }
+                // An intermediary answers in its own version (RFC 9110
+                // §6.2): a backend's HTTP/1.0 must not make hyper answer an
+                // HTTP/1.1 client in 1.0 and close its connection.
+                rp.version = http::Version::HTTP_11;
                 rp.headers.entry(&X_REQUEST_ID).or_insert_with(|| request_id.clone());
                 route.chain.on_response(&mut rp, &ctx);
                 let body = if grpc && !rp.headers.contains_key("grpc-status") {

@@ -398,3 +398,40 @@ async fn a_body_that_stalls_is_cut_after_the_read_timeout() {
     assert_eq!(get(&c, &format!("{}/fine", proxy(&g)), &[]).await.text(), "ok");
     stop(g).await;
 }
+
+/// An intermediary answers in its own HTTP version: an HTTP/1.0 backend
+/// must not turn the gateway's answers to HTTP/1.1 clients into HTTP/1.0
+/// ones that close the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_backend_is_answered_to_http_1_1_clients_in_http_1_1() {
+    let backend = RawBackend::start(
+        true,
+        Arc::new(|_r: &Received| {
+            vec![
+                Step::Write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"),
+                Step::Close,
+            ]
+        }),
+    )
+    .await;
+    let g = gateway_to(&backend);
+    let mut s = TcpStream::connect(g.proxy_addr).await.unwrap();
+    let mut seen = String::new();
+    for _ in 0..2 {
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = String::new();
+        while !got.contains("\r\n\r\nok") {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "the gateway closed a kept-alive HTTP/1.1 connection after: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(!got.to_ascii_lowercase().contains("connection: close"), "{got}");
+        seen.push_str(&got);
+    }
+    assert!(seen.contains("via: 1.0 switchyard"), "Via still says what the backend spoke: {seen}");
+}
