@@ -522,7 +522,10 @@ async fn a_connect_failure_is_logged_with_the_address_and_the_reason() {
     let g = support::raw::Running::start(&cfg, &[], true).unwrap();
     let a = get(&client(), &format!("{}/x", g.proxy_url()), &[]).await;
     assert_eq!(a.status, 502);
-    assert!(!a.text().contains(&dead.addr.to_string()), "the client is not told the backend's address");
+    assert!(
+        !a.text().contains(&dead.addr.to_string()),
+        "the client is not told the backend's address"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = g.log();

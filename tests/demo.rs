@@ -249,3 +249,62 @@ async fn without_rollout_steps_a_percent_set_by_hand_stays() {
     traffic.abort();
     tokio::task::spawn_blocking(move || demo.stop()).await.unwrap();
 }
+
+/// Ctrl-C and SIGTERM stop the traffic at once, say so, print the report
+/// and leave nothing behind in the temp directory (nor do demos killed
+/// before: their directories go at the next start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_demo_stops_its_traffic_and_cleans_up() {
+    for signal in ["-INT", "-TERM"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let abandoned = tmp.path().join("switchyard-demo-4000000000-7");
+        std::fs::create_dir_all(abandoned.join("x")).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["demo", "--port", "0", "--admin-port", "0"])
+            .env("TMPDIR", tmp.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut lines = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Running: the first progress line is out.
+        while !lines.iter().any(|l: &String| l.contains("sent")) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            lines.push(rx.recv_timeout(left).expect("the demo prints its progress"));
+        }
+        assert!(!abandoned.exists(), "a dead demo's state directory is removed at start");
+        let ok = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "{signal}: the demo did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(status.success(), "{signal}: {status}");
+        lines.extend(rx.try_iter());
+        let text = lines.join("\n");
+        assert!(text.contains("interrupted: traffic stopped"), "{signal}: {text}");
+        assert!(text.contains("REAL"), "{signal}: the report is printed: {text}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{signal}: left behind {left:?}");
+    }
+}

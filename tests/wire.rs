@@ -426,12 +426,18 @@ async fn an_http_1_0_backend_is_answered_to_http_1_1_clients_in_http_1_1() {
                 .await
                 .expect("an answer")
                 .unwrap();
-            assert!(n > 0, "the gateway closed a kept-alive HTTP/1.1 connection after: {got}");
+            assert!(
+                n > 0,
+                "the gateway closed a kept-alive HTTP/1.1 connection after: {got}"
+            );
             got.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
         assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
         assert!(!got.to_ascii_lowercase().contains("connection: close"), "{got}");
         seen.push_str(&got);
     }
-    assert!(seen.contains("via: 1.0 switchyard"), "Via still says what the backend spoke: {seen}");
+    assert!(
+        seen.contains("via: 1.0 switchyard"),
+        "Via still says what the backend spoke: {seen}"
+    );
 }

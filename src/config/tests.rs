@@ -364,9 +364,21 @@ fn every_error_is_reported_at_once() {
 fn every_unknown_key_is_reported_with_its_line() {
     let e = with_backends("rollout:\n  precent: 5\nshadow:\n  persent: 5\nroutes:\n  - name: a\n    match: { path_prefix: /a }\n    shadoww: {}\n");
     assert_eq!(e.len(), 3, "{e:#?}");
-    assert!(e[0].starts_with("f.yaml:5: rollout.precent: unknown field `precent`"), "{}", e[0]);
-    assert!(e[1].starts_with("f.yaml:7: shadow.persent: unknown field `persent`"), "{}", e[1]);
-    assert!(e[2].starts_with("f.yaml:11: routes[0].shadoww: unknown field `shadoww`"), "{}", e[2]);
+    assert!(
+        e[0].starts_with("f.yaml:5: rollout.precent: unknown field `precent`"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("f.yaml:7: shadow.persent: unknown field `persent`"),
+        "{}",
+        e[1]
+    );
+    assert!(
+        e[2].starts_with("f.yaml:11: routes[0].shadoww: unknown field `shadoww`"),
+        "{}",
+        e[2]
+    );
 }
 
 #[test]

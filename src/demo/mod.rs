@@ -128,6 +128,7 @@ impl Demo {
         let new = origins::start(Flavor::New, any, stop.clone())
             .await
             .map_err(|e| e.to_string())?;
+        remove_abandoned_state();
         let state_dir = std::env::temp_dir().join(format!(
             "switchyard-demo-{}-{}",
             std::process::id(),
@@ -230,6 +231,44 @@ impl Demo {
     }
 }
 
+/// Removes the state directories of demos that are gone (killed before they
+/// could clean up): `switchyard-demo-PID-N` whose process no longer runs.
+fn remove_abandoned_state() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("switchyard-demo-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Runs the demo, reporting to `out` a line at a time.
 pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), String> {
     let demo = Demo::start(&args).await?;
@@ -267,7 +306,7 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
     let endless = plan.requests.is_none() && plan.deadline.is_none();
     let traffic = tokio::spawn(traffic::run(plan, progress.clone()));
     let started = Instant::now();
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = interrupted();
     tokio::pin!(ctrl_c);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.tick().await;
@@ -277,6 +316,10 @@ pub async fn run(args: DemoArgs, out: &mut dyn FnMut(String)) -> Result<(), Stri
         tokio::select! {
             _ = &mut ctrl_c => {
                 interrupted = true;
+                out("interrupted: traffic stopped; the report of what was compared follows, then the demo cleans up and exits".into());
+                if let Some(t) = traffic.take() {
+                    t.abort();
+                }
                 break;
             }
             _ = tick.tick() => {
