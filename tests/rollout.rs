@@ -5,12 +5,13 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Method, Request};
 use hyper::body::Incoming;
 use support::*;
 use switchyard::gateway::Gateway;
+use switchyard::rollout::controller::Actor;
 
 async fn status(g: &Gateway) -> serde_json::Value {
     get(&client(), &format!("{}/status", admin(g)), &[]).await.json()
@@ -540,4 +541,60 @@ async fn requests_in_flight_on_new_finish_after_a_rollback() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["backend"], "new", "the one already on new finished there");
     stop(g).await;
+}
+
+/// The guard's report says when it would not act, and a change starts a
+/// new test in the report at once: the previous step's figures are never
+/// shown as the new one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_says_when_it_is_not_acting_and_a_change_clears_its_figures() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let idle = gateway(&format!(
+        "{}rollout: {{ percent: 5, guard: {{ interval: \"100ms\" }} }}\n",
+        backends(&old, &new)
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status(&idle).await;
+        if let Some(why) = s["guard"]["not_acting"].as_str() {
+            assert!(why.contains("the rollout is idle"), "{why}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reason given: {s:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = std::process::Command::new(support::raw::BIN)
+        .args(["status", "--admin", &admin(&idle)])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not acting: the rollout is idle"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    idle.shutdown();
+
+    // Looks every 10 s: a report that follows the change at once is reset
+    // by the change, not by a look.
+    let slow = gateway(&format!(
+        "{}rollout: {{ percent: 5, guard: {{ interval: \"10s\" }} }}\n",
+        backends(&old, &new)
+    ));
+    let changed = slow
+        .controller
+        .set_percent(25.0, &Actor::new("test", "a step"))
+        .unwrap();
+    let at = changed.last_change.unwrap().at_ms;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = status(&slow).await;
+        if s["guard"]["test_since_ms"].as_u64() == Some(at) {
+            assert_eq!(s["guard"]["checks"], serde_json::json!([]), "{s:#}");
+            assert_eq!(s["guard"]["requests_new"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the report still shows the last test: {s:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    slow.shutdown();
 }

@@ -274,7 +274,14 @@ fn guard_lines(g: &serde_json::Value) -> String {
         num("requests_new"),
         g.get("false_alarm_rate").and_then(|x| x.as_f64()).unwrap_or(0.0)
     );
-    for c in g.get("checks").and_then(|c| c.as_array()).into_iter().flatten() {
+    if let Some(why) = g.get("not_acting").and_then(|w| w.as_str()) {
+        out.push_str(&format!("  not acting: {why}\n"));
+    }
+    let checks = g.get("checks").and_then(|c| c.as_array());
+    if test.is_some() && checks.is_none_or(|c| c.is_empty()) {
+        out.push_str("  a new test has begun: its first look comes within rollout.guard.interval\n");
+    }
+    for c in checks.into_iter().flatten() {
         let progress = c.get("progress").and_then(|x| x.as_f64()).map_or(String::new(), |p| {
             format!(" [{:>3.0}% to a failure]", (p * 100.0).min(999.0))
         });

@@ -129,6 +129,10 @@ pub struct GuardReport {
     pub checks: Vec<Check>,
     /// The last thing the guard did, and when.
     pub last_action: Option<String>,
+    /// Why the guard would not act on a failing check now (the rollout is
+    /// not progressing, or the guard is off); `None` while it would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_acting: Option<String>,
     /// With a fleet store: the instance that judged, and the instances
     /// whose windows it counted and left out (still on an older change).
     #[serde(default, skip_serializing_if = "Option::is_none")]

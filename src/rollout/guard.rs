@@ -205,6 +205,20 @@ impl Guard {
         self.test = number;
         self.looks = 0;
         self.test_since_ms = at_ms;
+        // What the last test read is not what this one will: shown until
+        // its first look, it would pass off the previous step's figures
+        // as the new one's.
+        {
+            let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
+            r.checks.clear();
+            r.requests_old = 0;
+            r.requests_new = 0;
+            r.test = Some(TestInfo {
+                number: number.max(1),
+                looks: 0,
+            });
+            r.test_since_ms = Some(at_ms);
+        }
         self.arms = Arms::new(at);
         for s in &self.recent {
             self.arms.record(s.side, s.at, s.latency.as_secs_f64(), s.error);
@@ -261,6 +275,16 @@ impl Guard {
 
         let mut action = None;
         let active = cfg.enabled && snap.rollout.phase == Phase::Progressing;
+        let not_acting = if !cfg.enabled {
+            Some("the guard is off (rollout.guard.enabled: false): its checks are shown, never acted on".to_string())
+        } else if snap.rollout.phase != Phase::Progressing {
+            Some(format!(
+                "the rollout is {}: the guard acts only while it progresses",
+                snap.rollout.phase
+            ))
+        } else {
+            None
+        };
         if active {
             if let Some(failed) = checks.iter().find(|c| c.state == CheckState::Fail) {
                 let why = format!(
@@ -297,6 +321,7 @@ impl Guard {
         r.test_since_ms = Some(self.test_since_ms);
         r.false_alarm_rate = cfg.false_alarm_rate;
         r.checks = checks;
+        r.not_acting = not_acting;
         r.counted = counted;
         r.left_out = left_out;
         r.leader = self.fleet.as_ref().map(|f| f.view.id());

@@ -29,7 +29,7 @@ pub use super::error::ControlError;
 use super::persist::{self, RollbackSlot};
 use super::plan::{plan, record};
 pub use super::plan::{Actor, Op};
-use super::state::{now_ms, Change, RolloutState};
+use super::state::{now_ms, Change, Phase, RolloutState};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::report::accept::Acceptance;
@@ -314,6 +314,19 @@ impl Controller {
     /// request on. The snapshot is swapped before the state is written,
     /// here and, with a fleet store, before the store hears of it.
     pub fn rollback(&self, actor: &Actor, reason: RollbackReason) -> Result<RolloutState, ControlError> {
+        let current = self.state();
+        if current.phase == Phase::RolledBack {
+            // Already in force: repeating it records nothing (the first
+            // rollback's who and why stay), counts nothing, and — in a fleet,
+            // where this instance may not have heard of a later raise — has
+            // the reconciler make sure the store is rolled back too.
+            if let Some(shared) = &self.shared {
+                *shared.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(current.clone());
+                shared.wake.notify_one();
+            }
+            tracing::info!(target: "switchyard::rollout", who = %actor.who, "rollback asked for while already rolled back: nothing to change");
+            return Ok(current);
+        }
         // Counted first: by the time anyone sees the new phase, the rollback
         // is in the metric too (and it counts even if persisting fails,
         // since traffic leaves new regardless).

@@ -71,6 +71,26 @@ fn rollback_records_and_persists() {
 }
 
 #[test]
+fn a_rollback_while_rolled_back_changes_and_counts_nothing() {
+    let (c, _d) = controller("");
+    c.set_percent(25.0, &sre()).unwrap();
+    c.rollback(&Actor::new("guard", "diff_rate failed"), RollbackReason::Guard)
+        .unwrap();
+    let again = c
+        .rollback(&Actor::new("pager", "to be sure"), RollbackReason::Manual)
+        .unwrap();
+    let change = again.last_change.unwrap();
+    assert_eq!(
+        (change.who.as_str(), change.why.as_str()),
+        ("guard", "diff_rate failed"),
+        "the reason stays"
+    );
+    assert_eq!(change.from_percent, 25.0, "no 0% → 0% change");
+    assert_eq!(c.metrics.rollout.rollbacks.with_label_values(&["manual"]).get(), 0);
+    assert_eq!(c.history().len(), 2);
+}
+
+#[test]
 fn bad_percent_changes_nothing() {
     let (c, _d) = controller("");
     c.set_percent(5.0, &sre()).unwrap();
