@@ -143,7 +143,7 @@ pub fn format_status(v: &serde_json::Value) -> String {
     let steps: Vec<String> = v
         .get("steps")
         .and_then(|s| s.as_array())
-        .map(|a| a.iter().map(|x| format!("{}", x.as_f64().unwrap_or(0.0))).collect())
+        .map(|a| a.iter().map(step_text).collect())
         .unwrap_or_default();
     let step = v.get("step").and_then(|s| s.as_u64());
     out.push_str(&format!(
@@ -251,6 +251,25 @@ fn fleet_lines(f: &serde_json::Value) -> String {
             },
             if e < epoch { "  (behind)" } else { "" }
         ));
+    }
+    out
+}
+
+/// `25`, or `25 (pause)`, `25 (10m)` for a step with options.
+fn step_text(x: &serde_json::Value) -> String {
+    if let Some(p) = x.as_f64() {
+        return p.to_string();
+    }
+    let mut out = x.get("percent").and_then(|p| p.as_f64()).unwrap_or(0.0).to_string();
+    let mut notes = Vec::new();
+    if x.get("pause").and_then(|p| p.as_bool()) == Some(true) {
+        notes.push("pause".to_string());
+    }
+    if let Some(every) = x.get("step_every").and_then(|e| e.as_str()) {
+        notes.push(every.to_string());
+    }
+    if !notes.is_empty() {
+        out.push_str(&format!(" ({})", notes.join(", ")));
     }
     out
 }

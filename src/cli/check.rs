@@ -104,7 +104,7 @@ fn summary(file: &Path, c: &Config) -> String {
         "  rollout       {}% by {}; steps {:?}{}\n",
         c.rollout.percent,
         c.rollout.sticky,
-        c.rollout.steps,
+        switchyard::config::percents(&c.rollout.steps),
         c.rollout.step_every.map_or(String::new(), |d| format!(" every {d}"))
     ));
     s.push_str(&format!(

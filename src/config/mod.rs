@@ -149,13 +149,13 @@ fn parse(text: &str, source: &str) -> Result<Config, ConfigErrors> {
         Ok(config) => return Ok(config),
         Err(err) => err,
     };
-    let mut errors = vec![describe(first, source, None)];
+    let lines = locate::LineIndex::new(text);
+    let mut errors = vec![describe(first, source, Some(&lines))];
     // serde stops at the first error. An unknown key (a typo) is the
     // common one and says nothing about the rest: drop it and read on, so
     // every misspelt key is reported at once.
     if errors[0].message.starts_with("unknown field") {
         if let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(text) {
-            let lines = locate::LineIndex::new(text);
             for _ in 0..64 {
                 let Some(last) = errors.last().filter(|e| e.message.starts_with("unknown field")) else {
                     break;

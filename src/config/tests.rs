@@ -23,7 +23,10 @@ fn minimal_config_is_valid_with_defaults() {
     assert_eq!(c.listen, "127.0.0.1:8080");
     assert_eq!(c.admin.listen, "127.0.0.1:9901");
     assert_eq!(c.rollout.percent, 0.0);
-    assert_eq!(c.rollout.steps, vec![1.0, 5.0, 25.0, 50.0, 100.0]);
+    assert_eq!(
+        crate::config::percents(&c.rollout.steps),
+        vec![1.0, 5.0, 25.0, 50.0, 100.0]
+    );
     assert_eq!(c.shadow.methods, vec!["GET", "HEAD", "OPTIONS"]);
     assert_eq!(c.shadow.max_body_bytes, 1_048_576);
     assert_eq!(c.diff.noise.relative_threshold, 0.2);
@@ -379,6 +382,27 @@ fn every_unknown_key_is_reported_with_its_line() {
         "{}",
         e[2]
     );
+}
+
+#[test]
+fn a_step_is_a_percent_or_a_map_with_pause_and_its_own_hold() {
+    let c = Config::from_yaml(
+        "backends: { old: { url: 'http://a:1' }, new: { url: 'http://b:1' } }\nrollout:\n  steps: [1, 5, { percent: 25, pause: true }, { percent: 50, step_every: 10m }, 100]\n",
+        "f.yaml",
+    )
+    .unwrap();
+    let s = &c.rollout.steps;
+    assert_eq!(crate::config::percents(s), vec![1.0, 5.0, 25.0, 50.0, 100.0]);
+    assert!(s[2].pause && !s[1].pause);
+    assert_eq!(s[3].step_every.map(|d| d.to_string()).as_deref(), Some("10m"));
+    let e = with_backends("rollout:\n  steps: [1, { percent: 25, paws: true }]\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("f.yaml:5: rollout.steps[1]: a step is a percent (25) or { percent: 25, pause: true"),
+        "{}",
+        e[0]
+    );
+    assert!(e[0].contains("paws"), "names the key: {}", e[0]);
 }
 
 #[test]

@@ -376,14 +376,21 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
         );
     }
     let mut previous = 0.0;
-    for (i, step) in r.steps.iter().enumerate() {
+    for (i, s) in r.steps.iter().enumerate() {
         let path = format!("rollout.steps[{i}]");
-        if !step.is_finite() || *step <= 0.0 || *step > 100.0 {
-            f.add(path, format!("a step must be above 0 and at most 100, got {step}"));
-        } else if *step <= previous {
-            f.add(path, format!("steps must rise: {step} follows {previous}"));
+        let step = s.percent;
+        if !step.is_finite() || step <= 0.0 || step > 100.0 {
+            f.add(
+                path.clone(),
+                format!("a step must be above 0 and at most 100, got {step}"),
+            );
+        } else if step <= previous {
+            f.add(path.clone(), format!("steps must rise: {step} follows {previous}"));
         } else {
-            previous = *step;
+            previous = step;
+        }
+        if let Some(every) = s.step_every {
+            f.nonzero_duration(&format!("{path}.step_every"), every);
         }
     }
     if let Some(every) = r.step_every {

@@ -296,15 +296,27 @@ impl Guard {
                     GuardAction::Rollback => Action::Rollback(why),
                     GuardAction::Pause => Action::Pause(why),
                 });
-            } else if let Some(every) = snap.config.rollout.step_every {
+            } else if let Some(every) = snap
+                .rollout
+                .step
+                .and_then(|i| snap.config.rollout.steps.get(i))
+                .and_then(|s| s.step_every)
+                .or(snap.config.rollout.step_every)
+            {
                 let held = snap
                     .rollout
                     .step_since_ms
                     .is_some_and(|since| now_ms().saturating_sub(since) >= every.get().as_millis() as u64);
                 // A suspect check holds the plan, and one above its margin
                 // holds it before 100 %: more traffic settles it either way.
-                let next = snap.config.rollout.steps.iter().find(|s| **s > snap.rollout.percent);
-                let last = next.is_none_or(|n| *n >= 100.0);
+                let next = snap
+                    .config
+                    .rollout
+                    .steps
+                    .iter()
+                    .map(|s| s.percent)
+                    .find(|s| *s > snap.rollout.percent);
+                let last = next.is_none_or(|n| n >= 100.0);
                 let all_good = checks.iter().all(|c| c.state.lets_advance(last));
                 if held && all_good {
                     action = Some(Action::Step(format!("checks passed for {every}")));

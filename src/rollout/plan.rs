@@ -60,7 +60,7 @@ fn step_at(steps: &[f64], percent: f64) -> Option<usize> {
 
 /// The state `op` makes of `prev`, before it is recorded.
 pub fn plan(op: &Op, prev: &RolloutState, cfg: &Config) -> Result<RolloutState, ControlError> {
-    let steps = &cfg.rollout.steps;
+    let steps = &crate::config::percents(&cfg.rollout.steps);
     match op {
         Op::SetPercent(percent) => {
             let percent = *percent;
@@ -100,6 +100,10 @@ pub fn plan(op: &Op, prev: &RolloutState, cfg: &Config) -> Result<RolloutState, 
                 percent,
                 phase: if percent >= 100.0 {
                     Phase::Promoted
+                } else if cfg.rollout.steps[idx].pause {
+                    // A step that waits for a person: the plan holds here
+                    // until `rollout resume`.
+                    Phase::Paused
                 } else {
                     Phase::Progressing
                 },

@@ -53,8 +53,11 @@ pub fn salt() -> String {
 pub fn force_header() -> String {
     "x-switchyard-backend".into()
 }
-pub fn steps() -> Vec<f64> {
-    vec![1.0, 5.0, 25.0, 50.0, 100.0]
+pub fn steps() -> Vec<super::Step> {
+    [1.0, 5.0, 25.0, 50.0, 100.0]
+        .into_iter()
+        .map(super::Step::from)
+        .collect()
 }
 pub fn guard_interval() -> HumanDuration {
     HumanDuration::from_secs(10)

@@ -15,6 +15,7 @@ mod rollout;
 mod routes;
 mod server;
 mod shadow;
+mod steps;
 mod store;
 mod tls;
 
@@ -29,6 +30,7 @@ pub use rollout::*;
 pub use routes::*;
 pub use server::*;
 pub use shadow::*;
+pub use steps::{percents, Step};
 pub use store::*;
 pub use tls::*;
 

@@ -29,9 +29,10 @@ pub struct RolloutConfig {
     /// Where rollout state is persisted; without it a restart forgets changes.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
-    /// The step plan, in percent, ascending.
+    /// The step plan, ascending: percents, or steps that pause or hold
+    /// for their own time.
     #[serde(default = "defaults::steps")]
-    pub steps: Vec<f64>,
+    pub steps: Vec<super::Step>,
     /// Hold time per step before the guard advances the plan by itself.
     #[serde(default)]
     pub step_every: Option<HumanDuration>,

@@ -102,6 +102,29 @@ fn bad_percent_changes_nothing() {
 }
 
 #[test]
+fn a_pause_step_holds_the_plan_until_resumed() {
+    let (c, _d) = controller("");
+    let cfg = crate::config::Config::from_yaml(
+        &format!(
+            "backends: {{ old: {{ url: 'http://127.0.0.1:1' }}, new: {{ url: 'http://127.0.0.1:2' }} }}\nrollout: {{ state_file: '{}', steps: [1, {{ percent: 25, pause: true }}, 100] }}\n",
+            _d.path().join("s.json").display()
+        ),
+        "t",
+    )
+    .unwrap();
+    c.reload(cfg).unwrap();
+    assert_eq!(c.step(&sre()).unwrap().phase, Phase::Progressing);
+    let held = c.step(&sre()).unwrap();
+    assert_eq!(
+        (held.percent, held.phase),
+        (25.0, Phase::Paused),
+        "the plan waits for a person"
+    );
+    assert_eq!(c.resume(&sre()).unwrap().phase, Phase::Progressing);
+    assert_eq!(c.step(&sre()).unwrap().phase, Phase::Promoted);
+}
+
+#[test]
 fn pause_and_resume() {
     let (c, _d) = controller("");
     c.step(&sre()).unwrap();
