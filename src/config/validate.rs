@@ -390,7 +390,7 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
             previous = step;
         }
         if let Some(every) = s.step_every {
-            f.nonzero_duration(&format!("{path}.step_every"), every);
+            f.nonzero_duration(format!("{path}.step_every"), every);
         }
     }
     if let Some(every) = r.step_every {
