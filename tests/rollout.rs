@@ -360,8 +360,13 @@ fn traffic(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
 }
 
 fn guard_config(old: &Origin, new: &Origin, extra: &str) -> String {
+    guard_config_with(old, new, "", extra)
+}
+
+/// As [`guard_config`], with more keys for `rollout.guard` (`, key: value`).
+fn guard_config_with(old: &Origin, new: &Origin, guard: &str, extra: &str) -> String {
     format!(
-        "{}rollout:\n  sticky: none\n  steps: [20, 50, 100]\n  step_every: \"300ms\"\n  guard: {{ interval: \"200ms\", window: \"30s\", min_requests: 60, min_comparisons: 40 }}\n{extra}",
+        "{}rollout:\n  sticky: none\n  steps: [20, 50, 100]\n  step_every: \"300ms\"\n  guard: {{ interval: \"200ms\", window: \"30s\", min_requests: 60, min_comparisons: 40{guard} }}\n{extra}",
         backends(old, new)
     )
 }
@@ -597,4 +602,81 @@ async fn the_guard_says_when_it_is_not_acting_and_a_change_clears_its_figures() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     slow.shutdown();
+}
+
+/// `enabled: false` is a dry run: the guard says what it would do and does
+/// not do it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_guard_says_what_it_would_do_and_does_not() {
+    let (old, new) = (
+        Origin::start(behaving(0, 0, "v")).await,
+        Origin::start(behaving(0, 5, "v")).await,
+    );
+    let g = gateway(&guard_config_with(&old, &new, ", enabled: false", ""));
+    g.controller.step(&Actor::new("t", "start")).unwrap();
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let t = traffic(format!("{}/g", proxy(&g)), stop_flag.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(&g).await;
+        if let Some(h) = s["guard"]["holding"].as_str() {
+            if h.starts_with("would roll back: guard: error_rate failed") {
+                break;
+            }
+        }
+        assert_eq!(s["phase"], "progressing", "a dry run never acts: {s:#}");
+        assert!(Instant::now() < deadline, "no dry-run verdict: {s:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&g).await["percent"], serde_json::json!(20.0));
+    stop_flag.store(true, Ordering::Relaxed);
+    t.await.unwrap();
+    stop(g).await;
+}
+
+/// `consecutive_failures: 3`: a failing check is held back for two looks,
+/// said so, and acted on at the third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_acts_after_the_failures_in_a_row_it_was_told_to_wait_for() {
+    let (old, new) = (
+        Origin::start(behaving(0, 0, "v")).await,
+        Origin::start(behaving(0, 5, "v")).await,
+    );
+    let g = gateway(&guard_config_with(&old, &new, ", consecutive_failures: 3", ""));
+    g.controller.step(&Actor::new("t", "start")).unwrap();
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let t = traffic(format!("{}/g", proxy(&g)), stop_flag.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut held = Vec::new();
+    let s = loop {
+        let s = status(&g).await;
+        if let Some(h) = s["guard"]["holding"].as_str() {
+            if !held.iter().any(|x: &String| x == h) {
+                held.push(h.to_string());
+            }
+        }
+        if s["phase"] == "rolled_back" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never rolled back: {s:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop_flag.store(true, Ordering::Relaxed);
+    t.await.unwrap();
+    // Seen held back at least once (each state lasts one look, 200 ms: a
+    // starved poller may miss one, not both)…
+    assert!(
+        held.iter()
+            .any(|h| h.starts_with("error_rate failed ") && h.contains(" look(s) in a row; the guard acts after 3")),
+        "{held:#?}"
+    );
+    // …and acted on no sooner than the third failing look.
+    let why = s["last_change"]["why"].as_str().unwrap();
+    let look: u32 = why
+        .strip_prefix("guard: error_rate failed at look ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{why}"));
+    assert!(look >= 3, "{why}");
+    stop(g).await;
 }

@@ -296,6 +296,9 @@ fn guard_lines(g: &serde_json::Value) -> String {
     if let Some(why) = g.get("not_acting").and_then(|w| w.as_str()) {
         out.push_str(&format!("  not acting: {why}\n"));
     }
+    if let Some(held) = g.get("holding").and_then(|w| w.as_str()) {
+        out.push_str(&format!("  {held}\n"));
+    }
     let checks = g.get("checks").and_then(|c| c.as_array());
     if test.is_some() && checks.is_none_or(|c| c.is_empty()) {
         out.push_str("  a new test has begun: its first look comes within rollout.guard.interval\n");

@@ -398,6 +398,12 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
     }
     let g = &r.guard;
     f.nonzero_duration("rollout.guard.interval", g.interval);
+    if g.consecutive_failures == 0 {
+        f.add(
+            "rollout.guard.consecutive_failures",
+            "must be at least 1 (the looks in a row with a failing check before the guard acts); to stop it acting, set enabled: false",
+        );
+    }
     if g.window.get() < g.interval.get() {
         f.add(
             "rollout.guard.window",

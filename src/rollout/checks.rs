@@ -133,6 +133,11 @@ pub struct GuardReport {
     /// not progressing, or the guard is off); `None` while it would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_acting: Option<String>,
+    /// What a failing check would have the guard do that it holds back:
+    /// a dry run (`would roll back: …`), or fewer failing looks in a row
+    /// than `consecutive_failures`. Cleared by a look with no failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<String>,
     /// With a fleet store: the instance that judged, and the instances
     /// whose windows it counted and left out (still on an older change).
     #[serde(default, skip_serializing_if = "Option::is_none")]

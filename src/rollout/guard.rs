@@ -58,6 +58,8 @@ pub struct Guard {
     metrics: Metrics,
     report: Arc<Mutex<GuardReport>>,
     seen_change: Option<u64>,
+    /// Looks in a row, in this test, with a failing check.
+    failing_looks: u32,
     fleet: Option<Arc<Fleet>>,
     /// The leader's test over the fleet's windows.
     fleet_test: FleetTest,
@@ -108,6 +110,7 @@ impl Guard {
             metrics,
             report,
             seen_change: None,
+            failing_looks: 0,
             fleet: None,
             fleet_test: FleetTest::default(),
         }
@@ -204,6 +207,7 @@ impl Guard {
     fn begin_test(&mut self, number: u32, at: Instant, at_ms: u64) {
         self.test = number;
         self.looks = 0;
+        self.failing_looks = 0;
         self.test_since_ms = at_ms;
         // What the last test read is not what this one will: shown until
         // its first look, it would pass off the previous step's figures
@@ -274,10 +278,11 @@ impl Guard {
         }
 
         let mut action = None;
-        let active = cfg.enabled && snap.rollout.phase == Phase::Progressing;
+        let mut note = None;
+        let progressing = snap.rollout.phase == Phase::Progressing;
         let not_acting = if !cfg.enabled {
             Some("the guard is off (rollout.guard.enabled: false): its checks are shown, never acted on".to_string())
-        } else if snap.rollout.phase != Phase::Progressing {
+        } else if !progressing {
             Some(format!(
                 "the rollout is {}: the guard acts only while it progresses",
                 snap.rollout.phase
@@ -285,18 +290,36 @@ impl Guard {
         } else {
             None
         };
-        if active {
-            if let Some(failed) = checks.iter().find(|c| c.state == CheckState::Fail) {
-                let why = format!(
-                    "guard: {} failed at look {} of test {}: {}",
-                    failed.name, test.looks, test.number, failed.detail
-                );
+        let failed = checks.iter().find(|c| c.state == CheckState::Fail);
+        self.failing_looks = if failed.is_some() { self.failing_looks + 1 } else { 0 };
+        if let Some(failed) = failed {
+            let why = format!(
+                "guard: {} failed at look {} of test {}: {}",
+                failed.name, test.looks, test.number, failed.detail
+            );
+            let verb = match cfg.action {
+                GuardAction::Rollback => "roll back",
+                GuardAction::Pause => "pause",
+            };
+            let needed = cfg.consecutive_failures.max(1);
+            if self.failing_looks < needed {
+                note = Some(format!(
+                    "{} failed {} look(s) in a row; the guard acts after {needed}: {why}",
+                    failed.name, self.failing_looks
+                ));
+            } else if !cfg.enabled && progressing {
+                // A dry run: what the guard would have done, said as such.
+                note = Some(format!("would {verb}: {why}"));
+                tracing::warn!(target: "switchyard::guard", check = failed.name.0, "guard would act (dry run: rollout.guard.enabled is false)");
+            } else if progressing {
                 tracing::warn!(target: "switchyard::guard", check = failed.name.0, value = ?failed.value, threshold = failed.threshold, evidence = ?failed.evidence, needed = ?failed.needed, looks = test.looks, test = test.number, action = ?cfg.action, "guard tripped");
                 action = Some(match cfg.action {
                     GuardAction::Rollback => Action::Rollback(why),
                     GuardAction::Pause => Action::Pause(why),
                 });
-            } else if let Some(every) = snap
+            }
+        } else if cfg.enabled && progressing {
+            if let Some(every) = snap
                 .rollout
                 .step
                 .and_then(|i| snap.config.rollout.steps.get(i))
@@ -334,6 +357,7 @@ impl Guard {
         r.false_alarm_rate = cfg.false_alarm_rate;
         r.checks = checks;
         r.not_acting = not_acting;
+        r.holding = note;
         r.counted = counted;
         r.left_out = left_out;
         r.leader = self.fleet.as_ref().map(|f| f.view.id());

@@ -118,6 +118,14 @@ pub struct GuardConfig {
     pub min_comparisons: u64,
     #[serde(default)]
     pub action: GuardAction,
+    /// Looks in a row with a failing check before the guard acts: one noisy
+    /// look does not roll back.
+    #[serde(default = "one")]
+    pub consecutive_failures: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for GuardConfig {
@@ -136,6 +144,7 @@ impl Default for GuardConfig {
             max_diff_rate: defaults::max_diff_rate(),
             min_comparisons: defaults::min_comparisons(),
             action: GuardAction::Rollback,
+            consecutive_failures: 1,
         }
     }
 }
