@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
+use switchyard::rollout::controller::Actor;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -537,4 +538,65 @@ async fn a_connect_failure_is_logged_with_the_address_and_the_reason() {
         assert!(Instant::now() < deadline, "no log line: {log:#?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `status --watch` draws a frame a second and follows a change; piped, the
+/// frames follow each other under a time line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_redraws_and_follows_a_change() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let g = gateway(&format!(
+        "{}rollout: {{ steps: [1, 5, {{ percent: 25, pause: true }}, 100] }}\n",
+        backends(&old, &new)
+    ));
+    let mut child = Command::new(BIN)
+        .args(["status", "--watch", "--admin", &admin(&g)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next_frame = |rx: &std::sync::mpsc::Receiver<String>| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut frame = Vec::new();
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("a frame every second");
+            if line.starts_with("── ") && !frame.is_empty() {
+                return frame.join("\n");
+            }
+            frame.push(line);
+        }
+    };
+    let first = next_frame(&rx);
+    assert!(first.contains("rollout   0% of live traffic to new"), "{first}");
+    assert!(first.contains("steps     1% ─ 5% ─ 25% (pause) ─ 100%"), "{first}");
+    for _ in 0..3 {
+        g.controller.step(&Actor::new("sre", "next")).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let frame = loop {
+        let f = next_frame(&rx);
+        if f.contains("rollout   25%") {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "never showed the change: {f}");
+    };
+    assert!(frame.contains("[25% (pause)]"), "the current step is marked: {frame}");
+    assert!(frame.contains("phase     paused"), "{frame}");
+    assert!(
+        frame.contains("recent changes") && frame.contains("sre (next)"),
+        "{frame}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    g.shutdown();
 }

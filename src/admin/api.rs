@@ -248,6 +248,8 @@ pub fn status(state: &AdminState) -> serde_json::Value {
     let snap = state.controller.snapshot();
     let r = &snap.rollout;
     let guard = state.guard.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let history = state.controller.history();
+    let recent = &history[history.len().saturating_sub(5)..];
     let routes: Vec<serde_json::Value> = snap
         .routes
         .all()
@@ -268,6 +270,7 @@ pub fn status(state: &AdminState) -> serde_json::Value {
         "step_every": snap.config.rollout.step_every.map(|d| d.to_string()),
         "paused": r.phase == crate::rollout::state::Phase::Paused,
         "last_change": r.last_change,
+        "recent_changes": recent,
         "guard": guard,
         "routes": routes,
         "backends": {

@@ -15,6 +15,7 @@ use switchyard::gateway::{Gateway, Options};
 mod check;
 mod diffs;
 mod replay;
+mod watch;
 
 const DEFAULT_CONFIG: &str = "config/switchyard.yaml";
 const DEFAULT_ADMIN: &str = "http://127.0.0.1:9901";
@@ -77,8 +78,11 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
         /// Print the raw JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// A live view, redrawn in place every second (until Ctrl-C).
+        #[arg(long)]
+        watch: bool,
     },
     /// Change the rollout.
     Rollout {
@@ -159,7 +163,12 @@ pub fn main() -> ExitCode {
         Command::Serve { config, reset_state } => serve(config.config, reset_state),
         Command::Check { files, config } => check::check(files, config),
         Command::Demo(args) => demo(args),
-        Command::Status { admin, json } => client(&admin, |c| async move {
+        Command::Status {
+            admin,
+            json: _,
+            watch: true,
+        } => client(&admin, |c| watch::run(c)),
+        Command::Status { admin, json, .. } => client(&admin, |c| async move {
             let body = c.call(Method::GET, "/status", None).await?;
             if json {
                 Ok(String::from_utf8_lossy(&body).into_owned())
