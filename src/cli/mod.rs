@@ -167,7 +167,7 @@ pub fn main() -> ExitCode {
             admin,
             json: _,
             watch: true,
-        } => client(&admin, |c| watch::run(c)),
+        } => client(&admin, watch::run),
         Command::Status { admin, json, .. } => client(&admin, |c| async move {
             let body = c.call(Method::GET, "/status", None).await?;
             if json {
