@@ -35,6 +35,9 @@ struct SetPercent {
     /// epoch (the one the caller looked at), else 409.
     #[serde(default)]
     epoch: Option<u64>,
+    /// Pass the plan's gates; recorded in why.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Optional body of the other mutations.
@@ -48,6 +51,9 @@ struct Note {
     /// As [`SetPercent::epoch`]; a rollback ignores it (it never loses).
     #[serde(default)]
     epoch: Option<u64>,
+    /// As [`SetPercent::force`].
+    #[serde(default)]
+    force: bool,
 }
 
 pub(super) fn actor(who: Option<String>, reason: Option<String>, default_why: &str) -> Actor {
@@ -66,6 +72,7 @@ impl Default for SetPercent {
             who: None,
             reason: None,
             epoch: None,
+            force: false,
         }
     }
 }
@@ -119,7 +126,10 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
                 Err(r) => return *r,
             };
             let why = format!("set to {}%", cmd.percent);
-            let a = actor(cmd.who, cmd.reason, &why);
+            let mut a = actor(cmd.who, cmd.reason, &why);
+            if cmd.force {
+                a = a.forcing();
+            }
             match c.change_if(Op::SetPercent(cmd.percent), &a, cmd.epoch, None).await {
                 Ok(_) => json_response(StatusCode::OK, &status(state)),
                 Err(e) => control_error(e),
@@ -131,7 +141,10 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody
                 Err(r) => return *r,
             };
             let verb = &path[1..];
-            let a = actor(note.who, note.reason, verb);
+            let mut a = actor(note.who, note.reason, verb);
+            if note.force {
+                a = a.forcing();
+            }
             let op = match verb {
                 "rollback" => None,
                 "pause" => Some(Op::Pause),
@@ -280,6 +293,13 @@ pub fn status(state: &AdminState) -> serde_json::Value {
         },
         "state_file": snap.config.rollout.state_file,
         "persisted": state.controller.persisted(),
+        "gates": {
+            "waiting": state.controller.webhooks().and_then(|w| w.gates.get()),
+            "hooks": snap.config.rollout.webhooks.iter().map(|h| json!({
+                "name": h.name,
+                "events": h.events,
+            })).collect::<Vec<_>>(),
+        },
         "fleet": state.fleet.as_ref().map(|f| {
             let mut v = f.view.status(state.controller.epoch());
             v["rollback_pending"] = json!(state.controller.pending_rollback().is_some());

@@ -166,6 +166,15 @@ pub fn format_status(v: &serde_json::Value) -> String {
     if let Some(g) = v.get("guard") {
         out.push_str(&guard_lines(g));
     }
+    if let Some(w) = v.get("gates").and_then(|g| g.get("waiting")).filter(|w| !w.is_null()) {
+        out.push_str(&format!(
+            "gate      waiting on gate {} ({}) before {}% (last answer: {})\n",
+            text(w.get("gate")),
+            text(w.get("event")),
+            w.get("to_percent").and_then(|x| x.as_f64()).unwrap_or(0.0),
+            text(w.get("last_answer"))
+        ));
+    }
     if let Some(f) = v.get("fleet").filter(|f| !f.is_null()) {
         out.push_str(&fleet_lines(f));
     }

@@ -43,7 +43,7 @@ pub fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Byt
 pub fn control_error(e: ControlError) -> Response<ProxyBody> {
     let status = match &e {
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ControlError::Conflict(_) => StatusCode::CONFLICT,
+        ControlError::Conflict(_) | ControlError::Gated(_) => StatusCode::CONFLICT,
         ControlError::Lost {
             message,
             current,

@@ -139,15 +139,28 @@ enum Command {
 #[derive(Subcommand, Clone)]
 enum RolloutAction {
     /// Set the share of live traffic served by new (0–100, decimals allowed).
-    Set { percent: String },
+    Set {
+        percent: String,
+        /// Pass the plan's gates (webhooks on pre_step / confirm_promotion); recorded in why.
+        #[arg(long)]
+        force: bool,
+    },
     /// Go to the next step of the plan.
-    Step,
+    Step {
+        /// Pass the plan's gates; recorded in why.
+        #[arg(long)]
+        force: bool,
+    },
     /// Hold the plan where it is.
     Pause,
     /// Continue a paused plan.
     Resume,
     /// Send everything to new.
-    Promote,
+    Promote {
+        /// Pass the confirm_promotion gate; recorded in why.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,7 +195,7 @@ pub fn main() -> ExitCode {
             let who = who();
             let note = json!({ "who": who, "reason": reason });
             let (method, path, body) = match action {
-                RolloutAction::Set { percent } => {
+                RolloutAction::Set { percent, force } => {
                     let Ok(p) = percent.trim().trim_end_matches('%').parse::<f64>() else {
                         eprintln!("error: {percent:?} is not a percent; give a number from 0 to 100, e.g. 25 or 0.5");
                         return ExitCode::from(2);
@@ -190,13 +203,21 @@ pub fn main() -> ExitCode {
                     (
                         Method::PUT,
                         "/rollout",
-                        json!({ "percent": p, "who": who, "reason": reason }),
+                        json!({ "percent": p, "who": who, "reason": reason, "force": force }),
                     )
                 }
-                RolloutAction::Step => (Method::POST, "/step", note),
+                RolloutAction::Step { force } => (
+                    Method::POST,
+                    "/step",
+                    json!({ "who": who, "reason": reason, "force": force }),
+                ),
                 RolloutAction::Pause => (Method::POST, "/pause", note),
                 RolloutAction::Resume => (Method::POST, "/resume", note),
-                RolloutAction::Promote => (Method::POST, "/promote", note),
+                RolloutAction::Promote { force } => (
+                    Method::POST,
+                    "/promote",
+                    json!({ "who": who, "reason": reason, "force": force }),
+                ),
             };
             client(&admin, |c| async move {
                 let out = c.call(method, path, Some(body)).await?;

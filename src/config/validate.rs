@@ -340,6 +340,7 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
     if let Some(store) = &r.store {
         etcd(f, &store.etcd);
     }
+    webhooks(f, &r.webhooks);
     if matches!(r.sticky, StickyKey::Global) {
         f.add(
             "rollout.sticky",
@@ -759,5 +760,52 @@ fn etcd(f: &mut Findings, e: &crate::config::EtcdConfig) {
     }
     if e.dial_timeout.get().is_zero() {
         f.add(format!("{AT}.dial_timeout"), "must be more than 0, e.g. \"2s\"");
+    }
+}
+
+fn webhooks(f: &mut Findings, hooks: &[crate::config::WebhookConfig]) {
+    let mut names = std::collections::HashSet::new();
+    for (i, h) in hooks.iter().enumerate() {
+        let at = format!("rollout.webhooks[{i}]");
+        if h.name.trim().is_empty() || !names.insert(h.name.as_str()) {
+            f.add(
+                format!("{at}.name"),
+                format!(
+                    "{:?}: every webhook needs a name of its own (it names the hook in /status and metrics)",
+                    h.name
+                ),
+            );
+        }
+        let ok = h
+            .url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
+        if ok.is_none() {
+            f.add(
+                format!("{at}.url"),
+                format!("{:?} is not an http:// or https:// URL", h.url),
+            );
+        }
+        if h.events.is_empty() {
+            f.add(
+                format!("{at}.events"),
+                "is empty; list what the hook hears (changed, rolled_back, …) or gates (pre_step, confirm_promotion)",
+            );
+        }
+        if h.format == crate::config::WebhookFormat::Slack && h.events.iter().any(|e| e.is_gate()) {
+            f.add(
+                format!("{at}.format"),
+                "a Slack incoming webhook cannot be a gate (it answers 200 to anything); give the gate its own hook",
+            );
+        }
+        f.nonzero_duration(format!("{at}.timeout"), h.timeout);
+        if let Some(p) = &h.secret_file {
+            match std::fs::read_to_string(p) {
+                Ok(s) if s.trim().is_empty() => f.add(format!("{at}.secret_file"), format!("{} is empty", p.display())),
+                Ok(_) => {}
+                Err(e) => f.add(format!("{at}.secret_file"), format!("cannot read {}: {e}", p.display())),
+            }
+        }
     }
 }

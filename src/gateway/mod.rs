@@ -170,6 +170,7 @@ impl Gateway {
         let (analysis, analysis_thread) = Analysis::start(&config, metrics.clone(), pair_rx, cell.clone())
             .map_err(|e| StartError::Setup(format!("cannot open the diff store: {e}")))?;
         let (live, live_rx) = LiveSink::new(LIVE_QUEUE, metrics.rollout.samples_dropped.clone());
+        let cell_for_hooks = cell.clone();
         let shared = live_path(&config, &metrics, cell, live, pair_tx, shutdown.clone(), admin_addr)?;
 
         let terminator = config
@@ -180,6 +181,15 @@ impl Gateway {
             .map_err(StartError::Setup)?;
 
         let guard_report = Arc::new(Mutex::new(GuardReport::default()));
+        let (webhooks, notices) = crate::rollout::webhooks::Webhooks::new(
+            cell_for_hooks,
+            metrics.rollout.webhook_deliveries.clone(),
+            fleet.as_ref().map_or_else(|| admin_addr.to_string(), |f| f.view.id()),
+            format!("http://{admin_addr}"),
+            guard_report.clone(),
+        )
+        .map_err(StartError::Setup)?;
+        controller.set_webhooks(webhooks.clone());
         let reloader = Reloader::new(
             opts.config_path.clone(),
             controller.clone(),
@@ -224,6 +234,8 @@ impl Gateway {
         )
         .in_fleet(fleet.clone());
         let control = ControlPlane {
+            webhooks,
+            notices,
             listener: admin_listener,
             admin,
             guard,

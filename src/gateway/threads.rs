@@ -34,6 +34,9 @@ pub(super) struct ControlPlane {
     /// workers' drain, so `/readyz` can say 503 while requests finish.
     pub(super) workers_done: CancellationToken,
     pub(super) ready: Arc<AtomicBool>,
+    /// The webhooks' delivery task, run here.
+    pub(super) webhooks: crate::rollout::webhooks::Shared,
+    pub(super) notices: tokio::sync::mpsc::Receiver<crate::rollout::webhooks::Notice>,
 }
 
 impl ControlPlane {
@@ -51,9 +54,12 @@ impl ControlPlane {
                     drain,
                     workers_done,
                     ready,
+                    webhooks,
+                    notices,
                 } = self;
                 rt.block_on(async move {
                     tokio::spawn(guard.run(shutdown.clone()));
+                    tokio::spawn(webhooks.run(notices, shutdown.clone()));
                     tokio::spawn(crate::admin::watch::run(admin.reloader.clone(), shutdown.clone()));
                     let admin_stop = CancellationToken::new();
                     let stop = admin_stop.clone();

@@ -17,6 +17,7 @@ pub struct RolloutMetrics {
     pub guard_threshold: GaugeVec,
     pub guard_progress: GaugeVec,
     pub samples_dropped: IntCounter,
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl RolloutMetrics {
@@ -57,6 +58,12 @@ impl RolloutMetrics {
                 &["check"],
             ),
             samples_dropped,
+            webhook_deliveries: counter(
+                r,
+                "switchyard_webhook_deliveries_total",
+                "Webhook calls, by hook and result: delivered, failed (after retries), dropped (queue full), passed and refused (gates).",
+                &["name", "result"],
+            ),
         };
         for phase in PHASES {
             m.phase.with_label_values(&[phase]).set(0.0);

@@ -26,6 +26,9 @@ pub enum ControlError {
     /// The state could not be saved (500).
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// A gate hook has not agreed (409): the plan waits on it.
+    #[error("{0}")]
+    Gated(String),
     /// The fleet store cannot be reached: nothing changed (503).
     #[error("{0}")]
     Unavailable(String),

@@ -372,6 +372,19 @@ impl Guard {
     /// `fence` (this instance's leadership) holds; a rollback needs none.
     async fn act(&mut self, action: Action, fence: Option<(&str, i64)>) {
         let guard = |why: &String| Actor::new("guard", why.clone());
+        if let (Action::Rollback(why) | Action::Pause(why), Some(hooks)) = (&action, self.controller.webhooks()) {
+            let now = self.controller.state();
+            let failed = crate::rollout::state::Change {
+                who: "guard".into(),
+                why: why.clone(),
+                at_ms: now_ms(),
+                from_percent: now.percent,
+                to_percent: now.percent,
+                from_phase: now.phase,
+                to_phase: now.phase,
+            };
+            hooks.notify(hooks.notice(crate::config::WebhookEvent::GuardFailed, &failed));
+        }
         let result = match &action {
             Action::Rollback(why) => self
                 .controller
@@ -391,6 +404,10 @@ impl Guard {
         match result {
             Ok(what) => self.note(what),
             Err(ControlError::Conflict(e)) => tracing::debug!(error = %e, "no further step"),
+            Err(ControlError::Gated(e)) => {
+                // Asked again at the next look.
+                self.report.lock().unwrap_or_else(|p| p.into_inner()).holding = Some(e);
+            }
             Err(e) => tracing::warn!(target: "switchyard::guard", error = %e, "the guard's action did not take"),
         }
     }

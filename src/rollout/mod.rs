@@ -14,3 +14,4 @@ pub(crate) mod simrng;
 pub mod sink;
 pub mod state;
 pub mod stats;
+pub mod webhooks;

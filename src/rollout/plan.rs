@@ -12,6 +12,8 @@ use crate::report::accept::Acceptance;
 pub struct Actor {
     pub who: String,
     pub why: String,
+    /// Passes the plan's gates (`--force`), recorded in why.
+    pub force: bool,
 }
 
 impl Actor {
@@ -19,7 +21,15 @@ impl Actor {
         Self {
             who: who.into(),
             why: why.into(),
+            force: false,
         }
+    }
+
+    /// The same, passing the plan's gates; the why says so.
+    pub fn forcing(mut self) -> Self {
+        self.why = format!("{} (gates passed by --force)", self.why);
+        self.force = true;
+        self
     }
 }
 

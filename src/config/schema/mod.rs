@@ -18,6 +18,7 @@ mod shadow;
 mod steps;
 mod store;
 mod tls;
+mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,7 @@ pub use shadow::*;
 pub use steps::{percents, Step};
 pub use store::*;
 pub use tls::*;
+pub use webhooks::*;
 
 fn yes() -> bool {
     true

@@ -41,6 +41,9 @@ pub struct RolloutConfig {
     /// A shared store for the rollout (several gateways, one rollout).
     #[serde(default)]
     pub store: Option<super::RolloutStoreConfig>,
+    /// Notifications of the rollout's changes, and gates it waits on.
+    #[serde(default)]
+    pub webhooks: Vec<super::WebhookConfig>,
 }
 
 impl Default for RolloutConfig {
@@ -56,6 +59,7 @@ impl Default for RolloutConfig {
             step_every: None,
             guard: GuardConfig::default(),
             store: None,
+            webhooks: Vec::new(),
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct Controller {
     epoch: AtomicU64,
     applied: Mutex<Applied>,
     shared: Option<Shared>,
+    /// Notifications and gates, once the gateway has started them.
+    webhooks: std::sync::OnceLock<crate::rollout::webhooks::Shared>,
 }
 
 /// Changes remembered in [`Controller::history`].
@@ -112,6 +114,7 @@ impl Controller {
             history: Mutex::new(snap.rollout.last_change.iter().cloned().collect()),
             epoch: AtomicU64::new(0),
             shared: None,
+            webhooks: std::sync::OnceLock::new(),
         }
     }
 
@@ -283,6 +286,7 @@ impl Controller {
             self.publish(&snap, &next);
         }
         self.log_change(&Op::Step, actor, prev, &next);
+        self.announce(&next);
         Ok(next)
     }
 
@@ -347,6 +351,70 @@ impl Controller {
             shared.wake.notify_one();
         }
         Ok(next)
+    }
+
+    /// Sends this instance's changes to the hooks, and asks their gates.
+    pub fn set_webhooks(&self, hooks: crate::rollout::webhooks::Shared) {
+        let _ = self.webhooks.set(hooks);
+    }
+
+    pub fn webhooks(&self) -> Option<&crate::rollout::webhooks::Shared> {
+        self.webhooks.get()
+    }
+
+    /// Tells the hooks of a change made here (changes made elsewhere in a
+    /// fleet are told by the instance that made them).
+    fn announce(&self, state: &RolloutState) {
+        if let (Some(w), Some(change)) = (self.webhooks.get(), &state.last_change) {
+            w.notify(w.notice(crate::rollout::webhooks::event_of(change), change));
+        }
+    }
+
+    /// Asks the gates of a move from `prev` to `next`; an SRE's `--force`
+    /// passes them (and says so in the change's why).
+    async fn pass_gates(&self, prev: &RolloutState, next: &RolloutState, actor: &Actor) -> Result<(), ControlError> {
+        let Some(w) = self.webhooks.get() else {
+            return Ok(());
+        };
+        let events: Vec<_> = crate::rollout::webhooks::gates_for(prev, next)
+            .into_iter()
+            .filter(|e| w.gates_on(*e))
+            .collect();
+        if events.is_empty() || actor.force {
+            w.gates.set(None);
+            return Ok(());
+        }
+        match w.gate(&events, prev, next, &actor.who, &actor.why).await {
+            Ok(()) => {
+                w.gates.set(None);
+                Ok(())
+            }
+            Err(waiting) => {
+                let new_wait = w
+                    .gates
+                    .get()
+                    .is_none_or(|x| x.gate != waiting.gate || x.to_percent != waiting.to_percent);
+                let message = format!(
+                    "waiting on gate {} ({}) before {}%: its last answer was {}; nothing changed. The guard asks again at every look; an SRE passes it with --force",
+                    waiting.gate, waiting.event, waiting.to_percent, waiting.last_answer
+                );
+                w.gates.set(Some(waiting));
+                if new_wait {
+                    let change = Change {
+                        who: actor.who.clone(),
+                        why: message.clone(),
+                        at_ms: now_ms(),
+                        from_percent: prev.percent,
+                        to_percent: next.percent,
+                        from_phase: prev.phase,
+                        to_phase: next.phase,
+                    };
+                    w.notify(w.notice(crate::config::WebhookEvent::GateWaiting, &change));
+                    tracing::info!(target: "switchyard::rollout", who = %actor.who, %message, "rollout waits on a gate");
+                }
+                Err(ControlError::Gated(message))
+            }
+        }
     }
 
     /// Swaps in a new config, keeping the rollout state. Backend pools are

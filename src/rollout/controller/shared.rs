@@ -62,6 +62,11 @@ impl Controller {
         if let Op::Rollback = op {
             return self.rollback(actor, RollbackReason::Manual);
         }
+        if op.moves_rollout() {
+            let snap = self.snapshot();
+            let next = plan(&op, &snap.rollout, &snap.config)?;
+            self.pass_gates(&snap.rollout, &next, actor).await?;
+        }
         let Some(shared) = &self.shared else {
             return self.change_here(&op, actor);
         };
@@ -95,6 +100,9 @@ impl Controller {
             Ok(Cas::Done(written)) => {
                 self.apply_remote(next.clone(), written);
                 self.log_change(&op, actor, &snap.rollout, &next);
+                if op.moves_rollout() {
+                    self.announce(&next);
+                }
                 Ok(next)
             }
             Ok(Cas::Lost { state, epoch: now_at }) => {
