@@ -63,6 +63,8 @@ pub struct Shared {
     pub capture: Option<Arc<crate::replay::capture::Capture>>,
     /// Where the admin API listens, for a CLI call that came here instead.
     pub admin_addr: std::net::SocketAddr,
+    /// How many of new's requests may fall back to old now.
+    pub fallbacks: crate::proxy::fallback::Budget,
 }
 
 /// One event loop's view: the shared state and its own upstream pools.
@@ -306,6 +308,19 @@ impl Worker {
         // 6. forward
         let upstreams = self.upstreams(snap);
         let upstream = upstreams.get(side).unwrap_or(&upstreams.old);
+        // A request new may fail over to old: split there (not pinned),
+        // bodiless, of a method the config allows, not an upgrade.
+        let fallback = match &snap.config.rollout.fallback {
+            Some(fb) if side == Side::New => {
+                self.shared.fallbacks.count_request();
+                (reason != Reason::Forced
+                    && switch.is_none()
+                    && body_hint == BodyHint::None
+                    && crate::proxy::fallback::allows(fb, &method))
+                .then(|| (fb, parts.clone()))
+            }
+            _ => None,
+        };
         upstream.aim(&mut parts);
         if mirror.is_active() {
             // Timed as its mirror is: from the write to the head's arrival.
@@ -327,6 +342,41 @@ impl Worker {
                 let idle = snap.config.server.upgrade_idle_timeout.get();
                 self.tunnels.forward(upstream, req, &ask, client, idle, metrics).await
             }
+        };
+        // 6b. fallback: new failed before any byte reached the client.
+        let (side, result, mirror, fell_back) = match fallback {
+            Some((fb, mut again)) => match crate::proxy::fallback::reason(fb, &result) {
+                Some(why)
+                    if self
+                        .shared
+                        .fallbacks
+                        .take(fb.max_share, snap.config.rollout.guard.window.get()) =>
+                {
+                    // The failure is new's: counted, and judged by the guard.
+                    if let Err(e) = &result {
+                        self.record_error(Side::New, e);
+                    }
+                    self.shared.live.record(LiveSample {
+                        at: started,
+                        side: Side::New,
+                        latency: started.elapsed(),
+                        error: true,
+                    });
+                    self.shared
+                        .metrics
+                        .live
+                        .fallbacks
+                        .with_label_values(&[&*route.name, why.as_str()])
+                        .inc();
+                    mirror.abandon();
+                    drop(result);
+                    upstreams.old.aim(&mut again);
+                    let retried = upstreams.old.send(Request::from_parts(again, ProxyBody::empty())).await;
+                    (Side::Old, retried, Mirror::none(), Some(why))
+                }
+                _ => (side, result, mirror, None),
+            },
+            None => (side, result, mirror, None),
         };
         let head_latency = started.elapsed();
 
@@ -385,8 +435,9 @@ impl Worker {
         let status = resp.status().as_u16();
         side_metrics.count(status);
         side_metrics.duration.observe(head_latency.as_secs_f64());
-        if reason != Reason::Forced {
-            // A pinned request says nothing about the rollout's share.
+        if reason != Reason::Forced && fell_back.is_none() {
+            // A pinned request says nothing about the rollout's share (and
+            // a request that fell back was judged as new's failure).
             self.shared.live.record(LiveSample {
                 at: started,
                 side,
@@ -394,7 +445,11 @@ impl Worker {
                 error: status >= 500,
             });
         }
-        access_log(resp, log_path, &method, route, Some(side), started, ctx.tags)
+        let mut tags = ctx.tags;
+        if let Some(why) = fell_back {
+            tags.push(std::sync::Arc::from(format!("fallback={}", why.as_str())));
+        }
+        access_log(resp, log_path, &method, route, Some(side), started, tags)
     }
 
     /// Answers a request the client got wrong, and counts it as the

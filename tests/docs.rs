@@ -12,7 +12,7 @@ backends:
   old: { url: "https://127.0.0.1:1", protocol: auto, tls: { server_name: "old.internal", insecure_skip_verify: true } }
   new: { url: "http://127.0.0.1:2" }
   old_twin: { url: "http://127.0.0.1:3" }
-rollout: { step_every: "1m", steps: [1, { percent: 25, pause: true, step_every: "1m" }, 100], state_file: "s.json", store: { etcd: { endpoints: ["http://127.0.0.1:2379"], prefix: "/switchyard/docs" } }, webhooks: [{ name: qa, url: "http://127.0.0.1:1/gate", events: [pre_step] }] }
+rollout: { step_every: "1m", steps: [1, { percent: 25, pause: true, step_every: "1m" }, 100], state_file: "s.json", store: { etcd: { endpoints: ["http://127.0.0.1:2379"], prefix: "/switchyard/docs" } }, webhooks: [{ name: qa, url: "http://127.0.0.1:1/gate", events: [pre_step] }], fallback: {} }
 admin: { token: "0123456789" }
 diff: { store: { path: "d.jsonl" }, grpc: {} }
 capture: { path: "c.jsonl" }
@@ -126,6 +126,8 @@ fn every_metric_is_documented() {
         "switchyard_guard_check_value",
         "switchyard_guard_check_threshold",
         "switchyard_config_reloads_total",
+        "switchyard_fallbacks_total",
+        "switchyard_webhook_deliveries_total",
     ] {
         assert!(doc.contains(&format!("`{name}`")), "{name} is not in docs/metrics.md");
     }

@@ -46,7 +46,7 @@ fn the_example_config_is_valid() {
 fn unknown_key_is_an_error_with_path_and_line() {
     assert_eq!(
         with_backends("rollout:\n  precent: 5\n"),
-        vec!["f.yaml:5: rollout.precent: unknown field `precent`, expected one of `percent`, `sticky`, `salt`, `force_header`, `force_from`, `state_file`, `steps`, `step_every`, `guard`, `store`, `webhooks`"]
+        vec!["f.yaml:5: rollout.precent: unknown field `precent`, expected one of `percent`, `sticky`, `salt`, `force_header`, `force_from`, `state_file`, `steps`, `step_every`, `guard`, `store`, `webhooks`, `fallback`"]
     );
 }
 

@@ -341,6 +341,36 @@ fn rollout(f: &mut Findings, r: &RolloutConfig) {
         etcd(f, &store.etcd);
     }
     webhooks(f, &r.webhooks);
+    if let Some(fb) = &r.fallback {
+        if !fb.max_share.is_finite() || !(0.0..=1.0).contains(&fb.max_share) {
+            f.add(
+                "rollout.fallback.max_share",
+                format!(
+                    "must be a fraction from 0 to 1 (0.05 is 5 % of new's requests), got {}",
+                    fb.max_share
+                ),
+            );
+        }
+        if fb.on.is_empty() {
+            f.add(
+                "rollout.fallback.on",
+                "is empty; list connect_error, timeout and/or 5xx (or remove fallback)",
+            );
+        }
+        for (i, m) in fb.methods.iter().enumerate() {
+            if http::Method::from_bytes(m.as_bytes()).is_err() {
+                f.add(
+                    format!("rollout.fallback.methods[{i}]"),
+                    format!("{m:?} is not an HTTP method"),
+                );
+            } else if matches!(m.as_str(), "POST" | "PATCH") {
+                f.add(
+                    format!("rollout.fallback.methods[{i}]"),
+                    format!("{m} is not idempotent: a fallback sends the request a second time, to old"),
+                );
+            }
+        }
+    }
     if matches!(r.sticky, StickyKey::Global) {
         f.add(
             "rollout.sticky",

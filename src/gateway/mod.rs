@@ -97,6 +97,7 @@ fn live_path(
     };
     Ok(Arc::new(Shared {
         admin_addr,
+        fallbacks: crate::proxy::fallback::Budget::default(),
         capture,
         shutdown,
         drain: config.server.drain_timeout.get(),

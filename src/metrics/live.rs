@@ -13,6 +13,7 @@ pub struct LiveMetrics {
     pub upstream_errors: IntCounterVec,
     pub client_errors: IntCounterVec,
     pub module_decisions: IntCounterVec,
+    pub fallbacks: IntCounterVec,
     pub connections_active: IntGauge,
     pub connections: IntCounter,
 }
@@ -28,6 +29,12 @@ impl LiveMetrics {
         r.register(Box::new(connections.clone()))
             .expect("metric registered once");
         let m = Self {
+            fallbacks: counter(
+                r,
+                "switchyard_fallbacks_total",
+                "Requests new failed (connect_error, timeout, 5xx) that old answered instead (rollout.fallback).",
+                &["route", "reason"],
+            ),
             requests: counter(
                 r,
                 "switchyard_requests_total",

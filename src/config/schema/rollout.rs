@@ -44,6 +44,9 @@ pub struct RolloutConfig {
     /// Notifications of the rollout's changes, and gates it waits on.
     #[serde(default)]
     pub webhooks: Vec<super::WebhookConfig>,
+    /// A request new fails, answered by old instead.
+    #[serde(default)]
+    pub fallback: Option<super::FallbackConfig>,
 }
 
 impl Default for RolloutConfig {
@@ -60,6 +63,7 @@ impl Default for RolloutConfig {
             guard: GuardConfig::default(),
             store: None,
             webhooks: Vec::new(),
+            fallback: None,
         }
     }
 }
