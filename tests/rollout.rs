@@ -572,10 +572,12 @@ async fn the_guard_says_when_it_is_not_acting_and_a_change_clears_its_figures() 
         .args(["status", "--admin", &admin(&idle)])
         .output()
         .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not acting: the rollout is idle"), "{text}");
+    // Each check says what it still needs, in words.
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("not acting: the rollout is idle"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        text.contains("→ inconclusive (needs 100 more requests on new and 100 on old)"),
+        "{text}"
     );
     idle.shutdown();
 

@@ -264,6 +264,48 @@ fn fleet_lines(f: &serde_json::Value) -> String {
     out
 }
 
+/// A check's explanation on one line: verdict, samples, effect with its
+/// interval, p-value.
+fn explain_line(x: &serde_json::Value) -> String {
+    let num = |k: &str| x.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let mut parts = vec![format!(
+        "→ {}{}",
+        text(x.get("verdict")),
+        x.get("because")
+            .and_then(|b| b.as_str())
+            .map_or(String::new(), |b| format!(" ({b})"))
+    )];
+    parts.push(format!("n old {} / new {}", num("samples_old"), num("samples_new")));
+    if let Some(e) = x.get("effect").filter(|e| !e.is_null()) {
+        let f = |k: &str| e.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let unit = e.get("unit").and_then(|u| u.as_str()).unwrap_or("");
+        let show = |v: f64| match unit {
+            "ratio" => format!("×{v:.3}"),
+            "points" => format!("{v:+.2} pts"),
+            _ => format!("{:.2}%", v * 100.0),
+        };
+        parts.push(format!(
+            "{} {} [{}, {}]",
+            text(e.get("name")),
+            show(f("value")),
+            show(f("low")),
+            show(f("high"))
+        ));
+    }
+    if let Some(p) = x.get("p_value").and_then(|p| p.as_f64()) {
+        parts.push(format!(
+            "p {} ({})",
+            if p < 1e-4 {
+                format!("{p:.1e}")
+            } else {
+                format!("{p:.4}")
+            },
+            text(x.get("test"))
+        ));
+    }
+    parts.join(" · ")
+}
+
 /// `25`, or `25 (pause)`, `25 (10m)` for a step with options.
 fn step_text(x: &serde_json::Value) -> String {
     if let Some(p) = x.as_f64() {
@@ -322,6 +364,9 @@ fn guard_lines(g: &serde_json::Value) -> String {
             text(c.get("state")),
             text(c.get("detail"))
         ));
+        if let Some(x) = c.get("explain").filter(|x| !x.is_null()) {
+            out.push_str(&format!("  {:<13} {}\n", "", explain_line(x)));
+        }
     }
     if let Some(a) = g.get("last_action").and_then(|a| a.as_str()) {
         out.push_str(&format!("  last action: {a}\n"));

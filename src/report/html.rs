@@ -385,6 +385,16 @@ fn sample(h: &mut String, sv: &SampleView, quiet: &[String]) {
 }
 
 /// The guard's checks: where each stands and how far from a decision.
+/// `s` is markup this module made, but its texts came from checks: escape
+/// them and keep the tags.
+fn escape_keep_markup(s: &str) -> String {
+    let (open, close) = ("<br><span class=\"muted\">", "</span>");
+    match s.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+        Some(inner) => format!("{open}{}{close}", escape(inner)),
+        None => escape(s),
+    }
+}
+
 fn guard_section(h: &mut String, g: &crate::rollout::guard::GuardReport) {
     let _ = write!(h, "<h2>Guard</h2><p class=\"muted\" id=\"guard-test\">");
     match g.test {
@@ -428,12 +438,37 @@ fn guard_section(h: &mut String, g: &crate::rollout::guard::GuardReport) {
                 p * 100.0
             )
         });
+        let explained = c.explain.as_ref().map_or(String::new(), |x| {
+            let effect = x.effect.as_ref().map_or(String::new(), |e| {
+                let show = |v: f64| match e.unit.as_str() {
+                    "ratio" => format!("×{v:.3}"),
+                    "points" => format!("{v:+.2} pts"),
+                    _ => format!("{:.2}%", v * 100.0),
+                };
+                format!(" · {} {} [{}, {}]", e.name, show(e.value), show(e.low), show(e.high))
+            });
+            let p = x
+                .p_value
+                .map_or(String::new(), |p| format!(" · p {p:.2e} ({})", x.test));
+            format!(
+                "<br><span class=\"muted\">{}{} · n old {} / new {}{effect}{p}</span>",
+                match x.verdict {
+                    crate::rollout::explain::Verdict::Pass => "pass",
+                    crate::rollout::explain::Verdict::Fail => "fail",
+                    crate::rollout::explain::Verdict::Inconclusive => "inconclusive",
+                },
+                x.because.as_deref().map_or(String::new(), |b| format!(": {b}")),
+                x.samples_old,
+                x.samples_new,
+            )
+        });
         let _ = write!(
             h,
-            "<tr><td><code>{}</code></td><td class=\"state-{state}\">{}</td><td class=\"n\">{evidence}</td><td>{progress}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td class=\"state-{state}\">{}</td><td class=\"n\">{evidence}</td><td>{progress}</td><td>{}{}</td></tr>",
             c.name,
             state.replace('_', " "),
-            escape(&c.detail)
+            escape(&c.detail),
+            escape_keep_markup(&explained)
         );
     }
     h.push_str("</tbody></table>");

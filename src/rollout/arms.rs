@@ -159,6 +159,17 @@ impl Latencies {
         self.total
     }
 
+    /// Every bucket that holds latencies: ln(its middle, in seconds) and
+    /// its count.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (midpoint(i).ln(), *c))
+            .collect()
+    }
+
     /// The q-quantile (nearest rank), to the bucket's resolution.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.total == 0 {

@@ -73,6 +73,9 @@ pub struct Check {
     /// ln Λ / ln(1/α): the way to a failure, 1 or more fails.
     pub progress: Option<f64>,
     pub detail: String,
+    /// Samples, p-value, effect size and verdict, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Box<super::explain::Explanation>>,
 }
 
 /// A check's name: `error_rate`, `latency`, `diff_rate`, `mirror_errors`.
@@ -215,6 +218,7 @@ fn with_evidence(name: &'static str, value: f64, threshold: f64, beyond: bool, e
         evidence: Some(e.likelihood_ratio()),
         needed: Some(e.threshold()),
         progress: Some((e.log_lr / e.needed).max(0.0)),
+        explain: None,
         detail: format!(
             "{detail}; evidence ×{} of ×{} needed",
             short(e.likelihood_ratio()),
@@ -233,6 +237,7 @@ fn waiting(name: &'static str, threshold: f64, detail: String) -> Check {
         needed: None,
         progress: None,
         detail,
+        explain: None,
     }
 }
 
@@ -354,22 +359,22 @@ fn enough_compared(
     name: &'static str,
     margin: f64,
     compared: Option<Compared>,
-) -> Result<Compared, Check> {
+) -> Result<Compared, Box<Check>> {
     let Some(c) = compared else {
-        return Err(Check {
+        return Err(Box::new(Check {
             state: CheckState::Skipped,
             ..waiting(name, margin, "mirroring is off".into())
-        });
+        }));
     };
     if c.comparisons < cfg.min_comparisons {
-        return Err(waiting(
+        return Err(Box::new(waiting(
             name,
             margin,
             format!(
                 "waiting for {} comparisons ({} so far)",
                 cfg.min_comparisons, c.comparisons
             ),
-        ));
+        )));
     }
     Ok(c)
 }
@@ -378,7 +383,7 @@ fn mirror_errors(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> C
     let margin = cfg.max_error_rate_increase;
     let c = match enough_compared(cfg, "mirror_errors", margin, compared) {
         Ok(c) => c,
-        Err(check) => return check,
+        Err(check) => return *check,
     };
     let n = c.comparisons;
     let (b, r) = (c.new_only_errors as f64, c.old_only_errors as f64);
@@ -408,7 +413,7 @@ fn diff_rate(cfg: &GuardConfig, compared: Option<Compared>, alpha: f64) -> Check
     let margin = cfg.max_diff_rate;
     let c = match enough_compared(cfg, "diff_rate", margin, compared) {
         Ok(c) => c,
-        Err(check) => return check,
+        Err(check) => return *check,
     };
     let (n, d) = (c.comparisons, c.real);
     let rate = d as f64 / n as f64;
@@ -453,6 +458,7 @@ pub fn judge(cfg: &GuardConfig, arms: &Arms, compared: Option<Compared>, test: T
     }
     checks.push(mirror_errors(cfg, compared, alpha));
     checks.push(diff_rate(cfg, compared, alpha));
+    super::explain::annotate(&mut checks, cfg, arms, compared);
     checks
 }
 

@@ -4,6 +4,7 @@ pub mod arms;
 pub mod checks;
 pub mod controller;
 pub mod error;
+pub mod explain;
 pub mod fleet;
 pub mod guard;
 pub mod persist;

@@ -389,3 +389,41 @@ fn later_tests_need_more_evidence() {
     let b = TestInfo { number: 4, looks: 1 }.alpha(&cfg());
     assert!((a / b - 16.0).abs() < 1e-9);
 }
+
+#[test]
+fn every_check_explains_itself() {
+    let cfg = cfg();
+    let t0 = Instant::now();
+    let mut arms = Arms::new(t0);
+    for i in 0..2000u32 {
+        arms.record(Side::Old, t0, 0.010 * (1.0 + f64::from(i % 10) / 20.0), false);
+        arms.record(Side::New, t0, 0.013 * (1.0 + f64::from(i % 10) / 20.0), i % 10 == 0);
+    }
+    let test = TestInfo { number: 1, looks: 1 };
+    let checks = judge(&cfg, &arms, None, test);
+    let errors = checks.iter().find(|c| c.name == "error_rate").unwrap();
+    let x = errors.explain.as_ref().unwrap();
+    assert_eq!(x.verdict, super::super::explain::Verdict::Fail);
+    assert_eq!((x.samples_old, x.samples_new), (2000, 2000));
+    assert!(x.p_value.unwrap() < 1e-6, "{x:?}");
+    assert!(x.test.starts_with("Fisher"), "{x:?}");
+    let e = x.effect.as_ref().unwrap();
+    assert!((e.value - 10.0).abs() < 0.01 && e.low > 8.0 && e.high < 12.0, "{e:?}");
+    let latency = checks.iter().find(|c| c.name == "latency").unwrap();
+    let e = latency.explain.as_ref().unwrap().effect.as_ref().unwrap();
+    assert!((e.value - 1.3).abs() < 0.03, "Hodges–Lehmann ×1.3: {e:?}");
+    assert!(e.low <= e.value && e.value <= e.high);
+    // Too little data: inconclusive, and says what it needs.
+    let mut few = Arms::new(t0);
+    for _ in 0..10 {
+        few.record(Side::Old, t0, 0.01, false);
+    }
+    let checks = judge(&cfg, &few, None, test);
+    let x = checks[0].explain.as_ref().unwrap();
+    assert_eq!(x.verdict, super::super::explain::Verdict::Inconclusive);
+    let want = cfg.min_requests;
+    assert_eq!(
+        x.because.as_deref(),
+        Some(format!("needs {want} more requests on new and {} on old", want - 10).as_str())
+    );
+}
