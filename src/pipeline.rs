@@ -308,16 +308,20 @@ impl Worker {
         // 6. forward
         let upstreams = self.upstreams(snap);
         let upstream = upstreams.get(side).unwrap_or(&upstreams.old);
-        // A request new may fail over to old: split there (not pinned),
-        // bodiless, of a method the config allows, not an upgrade.
+        // A request new may fail over to old: split there (not pinned), of
+        // a method the config allows, not an upgrade, and without a body
+        // or with one already held whole (for its mirror) to send again.
         let fallback = match &snap.config.rollout.fallback {
             Some(fb) if side == Side::New => {
                 self.shared.fallbacks.count_request();
-                (reason != Reason::Forced
-                    && switch.is_none()
-                    && body_hint == BodyHint::None
-                    && crate::proxy::fallback::allows(fb, &method))
-                .then(|| (fb, parts.clone()))
+                let again = match &body {
+                    ProxyBody::Empty => Some(ProxyBody::Empty),
+                    ProxyBody::Full { data } => Some(ProxyBody::Full { data: data.clone() }),
+                    _ => None,
+                };
+                let eligible =
+                    reason != Reason::Forced && switch.is_none() && crate::proxy::fallback::allows(fb, &method);
+                again.filter(|_| eligible).map(|b| (fb, parts.clone(), b))
             }
             _ => None,
         };
@@ -345,7 +349,7 @@ impl Worker {
         };
         // 6b. fallback: new failed before any byte reached the client.
         let (side, result, mirror, fell_back) = match fallback {
-            Some((fb, mut again)) => match crate::proxy::fallback::reason(fb, &result) {
+            Some((fb, mut again, again_body)) => match crate::proxy::fallback::reason(fb, &result) {
                 Some(why)
                     if self
                         .shared
@@ -371,7 +375,7 @@ impl Worker {
                     mirror.abandon();
                     drop(result);
                     upstreams.old.aim(&mut again);
-                    let retried = upstreams.old.send(Request::from_parts(again, ProxyBody::empty())).await;
+                    let retried = upstreams.old.send(Request::from_parts(again, again_body)).await;
                     (Side::Old, retried, Mirror::none(), Some(why))
                 }
                 _ => (side, result, mirror, None),

@@ -148,3 +148,44 @@ async fn the_access_log_says_a_request_fell_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A request whose body was held whole for its mirror can fall back too:
+/// old gets the same body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_held_for_the_mirror_is_sent_to_old_again() {
+    let old = Origin::start(Arc::new(|req: Request<Incoming>| {
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            let method = req.method().to_string();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            json_response(
+                200,
+                serde_json::json!({"backend": "old", "method": method, "body": String::from_utf8_lossy(&body)}),
+            )
+        })
+    }))
+    .await;
+    let broken = failing_new().await;
+    let g = gateway(&config(
+        &old,
+        &broken.url(),
+        "{ methods: [PUT], max_share: 1.0 }",
+        "shadow: { percent: 100, methods: [PUT] }\n",
+    ));
+    let a = send(
+        &client(),
+        Method::PUT,
+        &format!("{}/doc", proxy(&g)),
+        &[],
+        "the same bytes",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    assert_eq!(
+        (v["method"].as_str(), v["body"].as_str()),
+        (Some("PUT"), Some("the same bytes"))
+    );
+    assert_eq!(metric(&g, "switchyard_fallbacks_total", &[("reason", "5xx")]), 1.0);
+    g.shutdown();
+}
