@@ -18,6 +18,8 @@ pub struct AccessRecord {
     pub bytes: u64,
     /// The body was sent to its end (not cut off by the client or a failure).
     pub complete: bool,
+    /// Why new's failure was answered by old (`rollout.fallback`), if it was.
+    pub fallback: Option<&'static str>,
 }
 
 impl Drop for AccessRecord {
@@ -33,6 +35,7 @@ impl Drop for AccessRecord {
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             bytes = self.bytes,
             complete = self.complete,
+            fallback = self.fallback.unwrap_or("none"),
             tags = ?tags,
             "request"
         );

@@ -449,11 +449,11 @@ impl Worker {
                 error: status >= 500,
             });
         }
-        let mut tags = ctx.tags;
-        if let Some(why) = fell_back {
-            tags.push(std::sync::Arc::from(format!("fallback={}", why.as_str())));
+        let resp = access_log(resp, log_path, &method, route, Some(side), started, ctx.tags);
+        match fell_back {
+            Some(why) => with_fallback(resp, why.as_str()),
+            None => resp,
         }
-        access_log(resp, log_path, &method, route, Some(side), started, tags)
     }
 
     /// Answers a request the client got wrong, and counts it as the
@@ -585,6 +585,19 @@ fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
 }
 
 /// Wraps the response so its line is logged when the body is done.
+/// Notes on the access log line that old answered for new.
+fn with_fallback(resp: Response<ProxyBody>, why: &'static str) -> Response<ProxyBody> {
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        ProxyBody::Logged { inner, mut record } => {
+            record.fallback = Some(why);
+            ProxyBody::Logged { inner, record }
+        }
+        other => other,
+    };
+    Response::from_parts(parts, body)
+}
+
 fn access_log(
     resp: Response<ProxyBody>,
     path: Option<String>,
@@ -606,6 +619,7 @@ fn access_log(
         tags,
         bytes: 0,
         complete: false,
+        fallback: None,
     };
     Response::from_parts(parts, body.logged(record))
 }
