@@ -555,14 +555,7 @@ async fn status_watch_redraws_and_follows_a_change() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = support::raw::stdout_lines(&mut child);
     let next_frame = |rx: &std::sync::mpsc::Receiver<String>| -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut frame = Vec::new();

@@ -266,14 +266,7 @@ async fn an_interrupted_demo_stops_its_traffic_and_cleans_up() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = support::raw::stdout_lines(&mut child);
         let mut lines = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         // Running: the first progress line is out.

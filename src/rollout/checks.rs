@@ -75,7 +75,7 @@ pub struct Check {
     pub detail: String,
     /// Samples, p-value, effect size and verdict, for a person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explain: Option<Box<super::explain::Explanation>>,
+    pub explain: Option<Box<super::explanation::Explanation>>,
 }
 
 /// A check's name: `error_rate`, `latency`, `diff_rate`, `mirror_errors`.
@@ -458,7 +458,6 @@ pub fn judge(cfg: &GuardConfig, arms: &Arms, compared: Option<Compared>, test: T
     }
     checks.push(mirror_errors(cfg, compared, alpha));
     checks.push(diff_rate(cfg, compared, alpha));
-    super::explain::annotate(&mut checks, cfg, arms, compared);
     checks
 }
 

@@ -259,7 +259,8 @@ impl Guard {
             number: self.test.max(1),
             looks: self.looks,
         };
-        let checks = judge(cfg, arms, compared, test);
+        let mut checks = judge(cfg, arms, compared, test);
+        super::explain::annotate(&mut checks, cfg, arms, compared);
         self.suspect = checks.iter().any(|c| c.state.beyond_margin());
         for c in &checks {
             self.metrics

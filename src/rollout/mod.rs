@@ -5,6 +5,7 @@ pub mod checks;
 pub mod controller;
 pub mod error;
 pub mod explain;
+pub mod explanation;
 pub mod fleet;
 pub mod guard;
 pub mod persist;

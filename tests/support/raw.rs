@@ -145,6 +145,18 @@ impl Drop for Running {
     }
 }
 
+/// The lines a child prints on its (piped) stdout, as they come.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// The value of `name` (summed over series matching `labels`) in a
 /// Prometheus text exposition.
 pub fn scraped(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {

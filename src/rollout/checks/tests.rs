@@ -400,7 +400,8 @@ fn every_check_explains_itself() {
         arms.record(Side::New, t0, 0.013 * (1.0 + f64::from(i % 10) / 20.0), i % 10 == 0);
     }
     let test = TestInfo { number: 1, looks: 1 };
-    let checks = judge(&cfg, &arms, None, test);
+    let mut checks = judge(&cfg, &arms, None, test);
+    crate::rollout::explain::annotate(&mut checks, &cfg, &arms, None);
     let errors = checks.iter().find(|c| c.name == "error_rate").unwrap();
     let x = errors.explain.as_ref().unwrap();
     assert_eq!(x.verdict, super::super::explain::Verdict::Fail);
@@ -418,7 +419,8 @@ fn every_check_explains_itself() {
     for _ in 0..10 {
         few.record(Side::Old, t0, 0.01, false);
     }
-    let checks = judge(&cfg, &few, None, test);
+    let mut checks = judge(&cfg, &few, None, test);
+    crate::rollout::explain::annotate(&mut checks, &cfg, &few, None);
     let x = checks[0].explain.as_ref().unwrap();
     assert_eq!(x.verdict, super::super::explain::Verdict::Inconclusive);
     let want = cfg.min_requests;
