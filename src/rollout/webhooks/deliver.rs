@@ -1,7 +1,8 @@
 //! Sending to hooks: one HTTP client for all of them, the notifications'
-//! bounded queue and its delivery task (retries with backoff, a bound on
-//! deliveries in flight), and the gates' calls.
+//! bounded queue, each hook's own ordered queue and task (retries with
+//! backoff), and the gates' calls.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use prometheus::IntCounterVec;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{message, GateState, Links, Notice, Waiting};
@@ -22,8 +23,9 @@ use crate::snapshot::SnapshotCell;
 
 /// Notifications waiting for delivery; beyond it they are dropped, counted.
 const QUEUE: usize = 256;
-/// Deliveries in flight at once, over every hook.
-const IN_FLIGHT: usize = 16;
+/// Notifications waiting for one hook (it is slow or down) before more
+/// are dropped.
+const HOOK_QUEUE: usize = 64;
 /// Attempts per delivery, and the wait before the second (doubling).
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -151,23 +153,49 @@ impl Webhooks {
         }
     }
 
-    /// Delivers queued notifications until `shutdown`.
+    /// Delivers queued notifications until `shutdown`: each hook in the
+    /// order the changes happened (a queue and a task of its own), hooks
+    /// independently of each other (a slow one holds back only itself).
     pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Notice>, shutdown: CancellationToken) {
-        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut per_hook: HashMap<String, mpsc::Sender<Notice>> = HashMap::new();
         loop {
             let notice = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 n = rx.recv() => match n { Some(n) => n, None => return },
             };
             for hook in self.hooks(parse_event(notice.event)) {
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    return;
-                };
-                let (me, notice) = (self.clone(), notice.clone());
-                tokio::spawn(async move {
-                    me.deliver(&hook, &notice).await;
-                    drop(permit);
+                let queue = per_hook.entry(hook.name.clone()).or_insert_with(|| {
+                    let (tx, mut hook_rx) = mpsc::channel::<Notice>(HOOK_QUEUE);
+                    let (me, name, stop) = (self.clone(), hook.name.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let n = tokio::select! {
+                                _ = stop.cancelled() => return,
+                                n = hook_rx.recv() => match n { Some(n) => n, None => return },
+                            };
+                            // The hook as configured now (a reload may change it).
+                            let now = me
+                                .cell
+                                .load()
+                                .config
+                                .rollout
+                                .webhooks
+                                .iter()
+                                .find(|h| h.name == name)
+                                .cloned();
+                            if let Some(hook) = now {
+                                me.deliver(&hook, &n).await;
+                            }
+                        }
+                    });
+                    tx
                 });
+                if queue.try_send(notice.clone()).is_err() {
+                    self.deliveries
+                        .with_label_values(&[hook.name.as_str(), "dropped"])
+                        .inc();
+                    tracing::warn!(target: "switchyard::webhooks", hook = %hook.name, event = notice.event, "the hook's queue is full (it is slow or down): notification dropped");
+                }
             }
         }
     }
