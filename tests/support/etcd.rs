@@ -74,7 +74,7 @@ impl Etcd {
             .arg(self.url())
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("etcdctl: {e} (bash .ci/run installs it with etcd-server)"));
+            .unwrap_or_else(|e| panic!("etcdctl: {e}: run `bash .ci/run` (it installs Debian's etcd-client) or `apt-get install -y etcd-client`"));
         assert!(
             out.status.success(),
             "etcdctl {args:?}: {}{}",
