@@ -538,7 +538,6 @@ impl Peer {
     }
 }
 
-/// Keeps the client's `x-request-id`, or makes one (128 random bits, hex).
 /// Sent by Switchyard's CLI on every admin call; the proxy answers such a
 /// request itself with `421` naming the admin API.
 pub const ADMIN_CALL_HEADER: &str = "x-switchyard-admin-call";
@@ -563,6 +562,7 @@ fn misdirected_admin_call(admin: std::net::SocketAddr) -> Response<ProxyBody> {
     r
 }
 
+/// Keeps the client's `x-request-id`, or makes one (128 random bits, hex).
 fn ensure_request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     let fresh = || {
         const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -209,7 +209,7 @@ impl Controller {
     /// Local changes (no fleet store).
     fn change_here(&self, op: &Op, actor: &Actor) -> Result<RolloutState, ControlError> {
         if op.moves_rollout() {
-            return self.commit(actor, false, |prev, cfg| plan(op, prev, cfg));
+            return self.commit(op, actor, false);
         }
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let snap = self.cell.load_full();
@@ -243,14 +243,11 @@ impl Controller {
     }
 
     /// Applies `change` to the current state under the write lock.
-    fn commit<F>(&self, actor: &Actor, swap_first: bool, change: F) -> Result<RolloutState, ControlError>
-    where
-        F: FnOnce(&RolloutState, &Config) -> Result<RolloutState, ControlError>,
-    {
+    fn commit(&self, op: &Op, actor: &Actor, swap_first: bool) -> Result<RolloutState, ControlError> {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let snap = self.cell.load_full();
         let prev = &snap.rollout;
-        let next = record(prev, change(prev, &snap.config)?, actor, now_ms());
+        let next = record(prev, plan(op, prev, &snap.config)?, actor, now_ms());
         let path = snap.config.rollout.state_file.clone();
         if swap_first {
             self.publish(&snap, &next);
@@ -285,7 +282,7 @@ impl Controller {
         if !swap_first {
             self.publish(&snap, &next);
         }
-        self.log_change(&Op::Step, actor, prev, &next);
+        self.log_change(op, actor, prev, &next);
         self.announce(&next);
         Ok(next)
     }
@@ -344,7 +341,7 @@ impl Controller {
         if let Some(shared) = &self.shared {
             *shared.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.state());
         }
-        let next = self.commit(actor, true, |prev, cfg| plan(&Op::Rollback, prev, cfg))?;
+        let next = self.commit(&Op::Rollback, actor, true)?;
         if let Some(shared) = &self.shared {
             *shared.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(next.clone());
             self.mark_unlanded(true);
