@@ -7,7 +7,8 @@
 //! pipe, a stuck collector) lines are dropped and counted
 //! (`switchyard_log_lines_dropped_total`), never the event loop stalled. The
 //! access log has a queue of its own, so a flood of requests cannot push
-//! warnings and errors out.
+//! warnings and errors out. `logging.level` filters the log, not the access
+//! log: `access_log: true` writes a line per request at any level.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -61,9 +62,11 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
         ("access", access_writer.error_counter()),
     ];
     let json = cfg.format == LogFormat::Json;
+    // The access sink is there even with `access_log: false`: a reload may
+    // turn it on, and the request path decides per request whether to log.
     Registry::default()
-        .with(filter)
-        .with(vec![sink(log_writer, json, false), sink(access_writer, json, true)])
+        .with(sink(log_writer, json, Some(filter)))
+        .with(sink(access_writer, json, None))
         .try_init()
         .ok()?;
     let _ = DROPS.set(counters);
@@ -72,23 +75,26 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
     })
 }
 
-/// One writer's layer: the access log's lines, or every other line.
-fn sink<S>(writer: NonBlocking, json: bool, access: bool) -> Box<dyn Layer<S> + Send + Sync>
+/// One writer's layer: every line but the access log's, at the configured
+/// level (`level` is `Some`), or the access log's lines (`None`).
+fn sink<S>(writer: NonBlocking, json: bool, level: Option<EnvFilter>) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let mine = filter_fn(move |m| (m.target() == ACCESS) == access);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        fmt.json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_filter(mine)
-            .boxed()
+    let fmt = if json {
+        fmt.json().flatten_event(true).with_current_span(false).boxed()
     } else {
-        fmt.with_filter(mine).boxed()
+        fmt.boxed()
+    };
+    match level {
+        Some(level) => fmt
+            .with_filter(filter_fn(|m| m.target() != ACCESS))
+            .with_filter(level)
+            .boxed(),
+        None => fmt.with_filter(filter_fn(|m| m.target() == ACCESS)).boxed(),
     }
 }
 

@@ -411,6 +411,8 @@ async fn client_commands_report_failures_clearly() {
     }
 }
 
+/// `logging.level` quiets the log, not the access log: at `warn` every
+/// request still gets its line (it once got none: the level filtered both).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_access_log_has_one_line_per_request() {
     let (old, new) = (Origin::named("old").await, Origin::named("new").await);
@@ -419,7 +421,7 @@ async fn the_json_access_log_has_one_line_per_request() {
     let cfg = write_config(dir.path(), &old, &new, p, a, "");
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "logging: { level: warn }",
-        "logging: { level: info, format: json, access_log: true }",
+        "logging: { level: warn, format: json, access_log: true }",
     );
     std::fs::write(&cfg, text).unwrap();
     let log = dir.path().join("stderr.log");
@@ -466,6 +468,12 @@ async fn the_json_access_log_has_one_line_per_request() {
     assert_eq!(v["bytes"], answer.body.len() as u64);
     assert_eq!(v["complete"], true);
     assert!(v["latency_ms"].as_f64().unwrap() > 0.0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let chatty: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"INFO\"") && !l.contains("switchyard::access"))
+        .collect();
+    assert!(chatty.is_empty(), "info lines at level warn: {chatty:?}");
 }
 
 /// `switchyard rollback --admin http://PROXY` (the proxy port, an easy slip
