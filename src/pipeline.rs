@@ -131,7 +131,10 @@ impl Worker {
         conn: Arc<Peer>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let mut unanswered = Unanswered(Some(&self.aborted));
-        let resp = self.serve(req, conn).await;
+        // Boxed: hyper keeps room for this future in every connection for its
+        // whole life, idle or not; the request path's state (about 12 KB)
+        // is then held only while a request is in flight.
+        let resp = Box::pin(self.serve(req, conn)).await;
         unanswered.0 = None;
         Ok(resp)
     }
@@ -622,4 +625,21 @@ fn access_log(
         fallback: None,
     };
     Response::from_parts(parts, body.logged(record))
+}
+
+#[cfg(test)]
+mod tests {
+    fn size_of_return<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// hyper holds the service's future in each connection from its first
+    /// request to its close: a big one costs every idle keep-alive
+    /// connection its size (it was 11,800 bytes: 118 MB for 10,000 idle
+    /// connections).
+    #[test]
+    fn an_idle_connection_holds_no_room_for_the_request_path() {
+        let size = size_of_return(super::Worker::handle);
+        assert!(size <= 512, "Worker::handle's future is {size} bytes");
+    }
 }

@@ -165,15 +165,23 @@ pub async fn serve<H, F>(
             let who = crate::pipeline::Peer::new(peer);
             let result = match tls {
                 None => serve_io(stream, who, &builder, handler, watcher).await,
-                Some(tls) => match tls.accept(stream).await {
-                    Ok((stream, handshake)) => {
-                        serve_io(stream, who.with_tls(handshake), &builder, handler, watcher).await
-                    }
-                    Err(reason) => {
-                        tracing::debug!(peer = %peer, reason, "TLS handshake failed");
-                        Ok(())
-                    }
-                },
+                // Boxed: the handshake's and the TLS stream's state would
+                // otherwise size every plain connection's task too (5.9 KB
+                // instead of 1.9 KB, held as long as the connection is open).
+                Some(tls) => {
+                    Box::pin(async move {
+                        match tls.accept(stream).await {
+                            Ok((stream, handshake)) => {
+                                serve_io(stream, who.with_tls(handshake), &builder, handler, watcher).await
+                            }
+                            Err(reason) => {
+                                tracing::debug!(peer = %peer, reason, "TLS handshake failed");
+                                Ok(())
+                            }
+                        }
+                    })
+                    .await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(peer = %peer, error = %chain(e.as_ref()), "connection ended with an error");
