@@ -27,9 +27,9 @@ impl Drop for AccessRecord {
         let tags: Vec<&str> = self.tags.iter().map(|t| &**t).collect();
         tracing::info!(
             target: "switchyard::access",
-            method = %self.method,
-            path = %self.path,
-            route = %self.route,
+            method = self.method.as_str(),
+            path = self.path.as_str(),
+            route = &*self.route,
             side = self.side.map_or("none", Side::as_str),
             status = self.status,
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,

@@ -23,6 +23,8 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LoggingConfig};
 
+mod access_line;
+
 /// The target of access log lines.
 pub const ACCESS: &str = "switchyard::access";
 
@@ -48,12 +50,15 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info")));
+    // Each writer thread drains its queue into a buffer and flushes when the
+    // queue is empty: a busy access log is written a batch of lines per
+    // system call, not a call per line.
     let writer = |name: &str, lines: usize| {
         NonBlockingBuilder::default()
             .lossy(true)
             .buffered_lines_limit(lines)
             .thread_name(name)
-            .finish(std::io::stderr())
+            .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()))
     };
     let (log_writer, log_guard) = writer("switchyard-log", LOG_QUEUE);
     let (access_writer, access_guard) = writer("switchyard-access-log", ACCESS_QUEUE);
@@ -65,8 +70,14 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
     // The access sink is there even with `access_log: false`: a reload may
     // turn it on, and the request path decides per request whether to log.
     Registry::default()
-        .with(sink(log_writer, json, Some(filter)))
-        .with(sink(access_writer, json, None))
+        .with(sink(log_writer, json, filter))
+        .with(
+            access_line::AccessLines {
+                writer: access_writer,
+                json,
+            }
+            .with_filter(filter_fn(|m| m.target() == ACCESS)),
+        )
         .try_init()
         .ok()?;
     let _ = DROPS.set(counters);
@@ -75,9 +86,8 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
     })
 }
 
-/// One writer's layer: every line but the access log's, at the configured
-/// level (`level` is `Some`), or the access log's lines (`None`).
-fn sink<S>(writer: NonBlocking, json: bool, level: Option<EnvFilter>) -> Box<dyn Layer<S> + Send + Sync>
+/// The log's layer: every line but the access log's, at the configured level.
+fn sink<S>(writer: NonBlocking, json: bool, level: EnvFilter) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -89,13 +99,9 @@ where
     } else {
         fmt.boxed()
     };
-    match level {
-        Some(level) => fmt
-            .with_filter(filter_fn(|m| m.target() != ACCESS))
-            .with_filter(level)
-            .boxed(),
-        None => fmt.with_filter(filter_fn(|m| m.target() == ACCESS)).boxed(),
-    }
+    fmt.with_filter(filter_fn(|m| m.target() != ACCESS))
+        .with_filter(level)
+        .boxed()
 }
 
 /// Lines each sink has dropped so far (`log`, `access`); empty before
