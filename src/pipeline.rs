@@ -132,7 +132,7 @@ impl Worker {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let mut unanswered = Unanswered(Some(&self.aborted));
         // Boxed: hyper keeps room for this future in every connection for its
-        // whole life, idle or not; the request path's state (about 12 KB)
+        // whole life, idle or not; the request path's state (about 6 KB)
         // is then held only while a request is in flight.
         let resp = Box::pin(self.serve(req, conn)).await;
         unanswered.0 = None;

@@ -25,7 +25,7 @@ pub(super) struct AccessLines {
 thread_local! {
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
     /// The last second formatted, and its `YYYY-MM-DDTHH:MM:SS`.
-    static SECOND: RefCell<(u64, String)> = RefCell::new((u64::MAX, String::new()));
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 impl<S: Subscriber> Layer<S> for AccessLines {

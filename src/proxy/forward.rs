@@ -184,10 +184,10 @@ impl Upstream {
         let timed_out = ProxyError::Timeout { side, timeout };
         let upload = req.body().upload();
         match &self.transport {
-            Transport::Http1 => match within(timeout, upload, self.http1.send(req)).await {
-                Err(_) => Err(timed_out),
-                Ok(Ok(resp)) => Ok(resp.map(Inbound::from)),
-                Ok(Err(e)) => Err(pool_error(side, &self.backend_name, e)),
+            Transport::Http1 => match within(timeout, upload, std::pin::pin!(self.http1.send(req))).await {
+                None => Err(timed_out),
+                Some(Ok(resp)) => Ok(resp.map(Inbound::from)),
+                Some(Err(e)) => Err(pool_error(side, &self.backend_name, e)),
             },
             Transport::Hyper(client, limit) => {
                 let permit = limit.acquire().await.map_err(|s| ProxyError::Saturated {
@@ -195,17 +195,19 @@ impl Upstream {
                     limit: s.limit,
                     waited: s.waited,
                 })?;
-                match within(timeout, upload, client.request(req)).await {
-                    Err(_) => Err(timed_out),
-                    Ok(Ok(resp)) => {
+                // Boxed: hyper's client future is large, and would otherwise
+                // size every request's future on the HTTP/1.1 leg too.
+                match Box::pin(within(timeout, upload, client.request(req))).await {
+                    None => Err(timed_out),
+                    Some(Ok(resp)) => {
                         let (mut parts, body) = resp.into_parts();
                         // The HTTP/1.1 leg drops these as it parses; hyper keeps them.
                         super::headers::strip_hop_by_hop(&mut parts.headers);
                         let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone(), permit);
                         Ok(Response::from_parts(parts, body))
                     }
-                    Ok(Err(e)) if e.is_connect() => Err(connect_error(side, &self.backend_name, &e)),
-                    Ok(Err(e)) => Err(classify(side, &e)),
+                    Some(Err(e)) if e.is_connect() => Err(connect_error(side, &self.backend_name, &e)),
+                    Some(Err(e)) => Err(classify(side, &e)),
                 }
             }
         }
@@ -326,24 +328,25 @@ fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
     e.source().and_then(find_tls_error)
 }
 
-/// Runs `work` with `timeout` counted from the end of the upload.
+/// Runs `work` with `timeout` counted from the end of the upload; `None`
+/// when the time ran out. Given `work` pinned where it is made, so that it
+/// is held once: the request path's future (and every copy of it) is as
+/// large as all it holds.
 async fn within<T>(
     timeout: Duration,
     upload: Option<Arc<Upload>>,
     work: impl std::future::Future<Output = T>,
-) -> Result<T, tokio::time::error::Elapsed> {
-    let Some(upload) = upload else {
-        return tokio::time::timeout(timeout, work).await;
-    };
-    let deadline = async {
-        upload.finished_or_stuck(timeout).await;
+) -> Option<T> {
+    let deadline = async move {
+        if let Some(upload) = upload {
+            upload.finished_or_stuck(timeout).await;
+        }
         tokio::time::sleep(timeout).await;
     };
-    tokio::pin!(work, deadline);
     tokio::select! {
         biased;
-        done = &mut work => Ok(done),
-        _ = &mut deadline => tokio::time::timeout(Duration::ZERO, std::future::pending()).await,
+        done = work => Some(done),
+        () = deadline => None,
     }
 }
 

@@ -172,6 +172,13 @@ impl Http1Pool {
         pool
     }
 
+    /// [`Self::connect`] on the heap: a TLS handshake's state (rustls'
+    /// connection, held inline) would otherwise size every request's future,
+    /// and be copied with it, though most requests find a pooled connection.
+    async fn connect_boxed(&self) -> Result<Connection, PoolError> {
+        Box::pin(self.connect()).await
+    }
+
     async fn connect(&self) -> Result<Connection, PoolError> {
         let permit = self.limit.acquire().await.map_err(PoolError::Saturated)?;
         // One deadline for the TCP connect and the TLS handshake.
@@ -208,7 +215,7 @@ impl Http1Pool {
         let mut body = Some(body);
         let mut conn = match self.idle.checkout() {
             Some(conn) => conn,
-            None => self.connect().await?,
+            None => self.connect_boxed().await?,
         };
         loop {
             let sending = body.take().unwrap_or_else(ProxyBody::empty);
@@ -227,7 +234,7 @@ impl Http1Pool {
                 }
                 Err(e) if replayable && conn.reused() && e.nothing_received() => {
                     tracing::debug!(error = %e, backend = %self.idle.authority, "kept-alive connection was closed; retrying");
-                    conn = self.connect().await?;
+                    conn = self.connect_boxed().await?;
                 }
                 Err(e) => return Err(PoolError::Exchange(e)),
             }
