@@ -6,15 +6,17 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
 
-# An NGINX config "$WORK/$1.conf": one worker in the foreground, no
-# access log, then $2 inside its http block.
+# An NGINX config "$WORK/$1.conf": one worker (NGINX_WORKERS=N for more) in
+# the foreground, no access log, then $2 inside its http block.
 nginx_conf() {
   cat > "$WORK/$1.conf" <<CONF
-worker_processes 1;
+${NGINX_MAIN:-}
+worker_processes ${NGINX_WORKERS:-1};
+worker_rlimit_nofile 20000;
 daemon off;
 pid $WORK/$1.pid;
 error_log $WORK/logs/$1.err warn;
-events { worker_connections 4096; }
+events { worker_connections 19000; }
 http {
   access_log off;
   keepalive_requests 1000000;
@@ -23,18 +25,25 @@ http {
 CONF
 }
 
-# An NGINX origin serving one small JSON body on each port given:
-# "$WORK/origin.conf". The NGINX comparisons (proxy.sh, tls.sh) share it.
+# An NGINX origin on each port given: "$WORK/origin.conf". Every path
+# answers one small JSON body, but /files/64k and /files/1m (bodies of that
+# size) and POST /upload (reads a body of up to 2 MB, answers a small one).
+# The NGINX comparisons (proxy.sh, tls.sh, edge.sh) share it.
 nginx_origin() {
   local body='{"id":42,"name":"kettle","price":12.5,"tags":["home","kitchen"],"stock":{"count":17,"warehouse":"AMS"}}'
   local listens="" p
   for p in "$@"; do listens+="listen 127.0.0.1:$p; "; done
   chmod 755 "$WORK"   # nginx workers run as nobody
-  mkdir -p "$WORK/www" "$WORK/logs"
+  mkdir -p "$WORK/www/files" "$WORK/logs"
   printf "%s" "$body" > "$WORK/www/item.json"
+  head -c 65536 /dev/zero | tr '\0' a > "$WORK/www/files/64k"
+  head -c 1048576 /dev/zero | tr '\0' a > "$WORK/www/files/1m"
   chmod -R a+rX "$WORK/www"
   nginx_conf origin "default_type application/json;
-  server { $listens root $WORK/www; location / { try_files /item.json =404; } }"
+  server { $listens root $WORK/www;
+    location / { try_files /item.json =404; }
+    location /files/ { }
+    location = /upload { client_max_body_size 2m; client_body_buffer_size 2m; return 200 '{\"ok\":true}'; } }"
 }
 
 # An NGINX reverse proxy (1 worker, upstream keep-alive) in front of the
@@ -44,6 +53,74 @@ nginx_proxy() {
   nginx_conf proxy "upstream origin { server 127.0.0.1:18081; keepalive 256; }
   server {
     $1
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    client_max_body_size 2m;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_request_buffering off; }
   }"
+}
+
+# --- CPU per request ---------------------------------------------------------
+# A proxy's CPU is its own user + system time from /proc (all its threads,
+# and its children: NGINX's workers), read before and after a load run.
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { # pid → "user system" in clock ticks
+  local user=0 sys=0 p u s
+  for p in "$1" $(pgrep -P "$1" || true); do
+    read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat")
+    user=$((user + u)); sys=$((sys + s))
+  done
+  echo "$user $sys"
+}
+
+# Each load tool's output → "requests req/s p99-ms failures" (p99 "-" when
+# the tool gives none).
+parse_wrk() {
+  awk '/ requests in / {n=$1} /Requests\/sec/ {r=$2} /Non-2xx/ {f+=$NF} /Socket errors/ {f+=0}
+       $1=="99%" { v=$2; if (v ~ /us$/) { sub(/us/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms/,"",v) } else { sub(/s/,"",v); v*=1000 } p=v }
+       END { printf "%d %s %s %d\n", n, r, (p=="" ? "-" : p), f }'
+}
+parse_h2load() {
+  awk '/^requests:/ {n=$8; f=$10+$12+$14} /^finished in/ {r=$4} /^status codes:/ {sub(/,/,"",$3)}
+       END { printf "%d %s - %d\n", n, r, f }'
+}
+parse_oha() { # oha --output-format json
+  python3 -c 'import json,sys
+d=json.load(sys.stdin); s=d["summary"]; codes=d.get("statusCodeDistribution",{})
+ok=sum(v for k,v in codes.items() if k.startswith("2")); bad=sum(v for k,v in codes.items() if not k.startswith("2"))
+bad+=sum(d.get("errorDistribution",{}).values())
+print(ok+bad, s["requestsPerSec"], d["latencyPercentiles"]["p99"]*1000, bad)'
+}
+
+parse_load() { # bench-tools load: "sent N non_2xx N failed N p50_ms X p99_ms Y"
+  awk '/^sent/ {print $2, "-", $10, $4 + $6}'
+}
+
+declare -A REQS RPS P99 USER_US SYS_US CPU_US FAILS
+# measure NAME PID PARSER COMMAND...: runs the load command, then records
+# requests, req/s, p99 and the proxy PID's CPU µs per request under NAME.
+measure() {
+  local name=$1 pid=$2 parser=$3 u0 s0 u1 s1 out n r p f
+  shift 3
+  read -r u0 s0 < <(cpu_ticks "$pid")
+  out=$("$@" 2>&1) || { echo "$name: the load failed:"; echo "$out"; exit 1; }
+  read -r u1 s1 < <(cpu_ticks "$pid")
+  read -r n r p f < <($parser <<<"$out")
+  [[ $n -gt 0 ]] || { echo "$name: no requests done:"; echo "$out"; exit 1; }
+  [[ $r == - ]] && r=$(awk -v n="$n" -v s="$SECS" 'BEGIN { print n / s }')
+  REQS[$name]=$n; RPS[$name]=$r; P99[$name]=$p; FAILS[$name]=$f
+  USER_US[$name]=$(awk -v t=$((u1 - u0)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+  SYS_US[$name]=$(awk -v t=$((s1 - s0)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+  CPU_US[$name]=$(awk -v a="${USER_US[$name]}" -v b="${SYS_US[$name]}" 'BEGIN { printf "%.2f", a + b }')
+  if [[ $f -gt 0 ]]; then echo "$name: $f of $n requests failed or were not 2xx"; fi
+}
+
+# table TITLE BASE NAME...: one row per measured NAME, ratios to BASE's.
+table() {
+  local title=$1 base=$2 t; shift 2
+  printf '\n%s\n%-22s %10s %9s %12s %11s %10s %11s %11s\n' "$title" peer "req/s" "p99 ms" "CPU µs/req" "CPU ×$base" "p99 ×$base" "user µs/req" "sys µs/req"
+  for t in "$@"; do
+    printf '%-22s %10.0f %9s %12.2f %11s %10s %11.2f %11.2f\n' "$t" "${RPS[$t]}" "$(awk -v p="${P99[$t]}" 'BEGIN { if (p == "-") print p; else printf "%.2f", p }')" "${CPU_US[$t]}" \
+      "$(awk -v a="${CPU_US[$t]}" -v b="${CPU_US[$base]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')" \
+      "$(awk -v a="${P99[$t]}" -v b="${P99[$base]:--}" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }')" \
+      "${USER_US[$t]}" "${SYS_US[$t]}"
+  done
 }

@@ -1,95 +1,158 @@
 #!/usr/bin/env bash
-# Proxy speed, in one run, on this machine: an NGINX origin serving a small
-# JSON body, measured with wrk (1 thread, 50 connections) directly, through
-# NGINX as a reverse proxy (1 worker, upstream keepalive), and through
-# Switchyard (1 worker thread) at 0 % and 50 % to new. Each proxy is pinned to
-# its own CPU, wrk and the origin to the other. Prints req/s, p50, p99 and
-# each figure's ratio to NGINX's.
+# Plain proxying, Switchyard against NGINX, in one run on this machine: the
+# same NGINX origin behind NGINX as a reverse proxy (upstream keep-alive) and
+# behind Switchyard (0 % to new, so every request goes to the same origin
+# NGINX uses). On a 2-core machine the load generator shares a core with the
+# origin and caps req/s for every proxy, so the figure that counts is each
+# proxy's CPU per request: its own user + system time from /proc (threads and
+# worker processes included) over the requests done. Each table gives it,
+# req/s, p99 and the ratios to NGINX's.
 #
-# Needs nginx and wrk (apt-get install -y nginx wrk). Not run by CI.
-# Usage: bench/proxy.sh [seconds=10]
+# Scenarios (all by default; name some to run only those):
+#   small    wrk, 1 thread, 50 keep-alive connections, a 105-byte JSON answer;
+#            1 worker each, the proxy pinned to CPU 0, load and origin to CPU 1
+#   workers2 the same with 2 workers each (NGINX worker_processes 2,
+#            Switchyard server.workers 2), nothing pinned
+#   fixed    open loop: oha at a fixed RATE req/s (default 15000), 50
+#            connections; CPU per request and p99 at that load
+#   64k, 1m  answers of 64 KiB (50 connections) and 1 MiB (10 connections)
+#   upload   POSTs of 1 MiB bodies (10 connections), streamed by both proxies
+#            (NGINX with proxy_request_buffering off)
+#   close    a new connection per request (Connection: close)
+#   h2       h2load, 10 connections × 100 streams, prior-knowledge HTTP/2 to
+#            the proxy (NGINX `listen … http2`); HTTP/1.1 to the origin
+#   idle     10,000 idle keep-alive connections (each has had one request):
+#            RSS and open fds of each proxy before and with them
+#   log      Switchyard's JSON access log on (to a file) against off
+#
+# Needs nginx, wrk, h2load and oha (apt-get install -y nginx wrk nghttp2-client;
+# cargo install oha). Not run by CI. BIN=path/to/another/switchyard compares
+# another build.
+# Usage: bench/proxy.sh [seconds=10] [scenario...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs nginx and wrk: apt-get install -y nginx wrk"; exit 1; }
-cargo build --release --quiet
-BIN=target/release/switchyard
+shift || true
+SCENARIOS=${*:-small workers2 fixed 64k 1m upload close h2 idle log}
+RATE=${RATE:-15000}
+for t in nginx wrk h2load oha; do
+  command -v $t >/dev/null || { echo "needs $t: apt-get install -y nginx wrk nghttp2-client; cargo install oha"; exit 1; }
+done
+cargo build --release --quiet --bin switchyard --example bench-tools
+BIN=${BIN:-target/release/switchyard}
+TOOLS=target/release/examples/bench-tools
 source bench/lib.sh
+ulimit -n "$(ulimit -Hn)"   # 10,000 idle connections need as many fds
 PROXY_CPU=0
 LOAD_CPU=1
 
-nginx_origin 18081 18082
+nginx_origin 18081
+nginx_proxy "listen 127.0.0.1:18090; listen 127.0.0.1:18091 http2;"
+mv "$WORK/proxy.conf" "$WORK/nginx-1.conf"
+NGINX_WORKERS=2 nginx_proxy "listen 127.0.0.1:18092;"
+mv "$WORK/proxy.conf" "$WORK/nginx-2.conf"
 
-nginx_proxy "listen 127.0.0.1:18090;"
-
-switchyard_conf() {
-  cat > "$WORK/sy-$1.yaml" <<CONF
+switchyard_conf() { # name port workers access_log
+  cat > "$WORK/$1.yaml" <<CONF
 listen: "127.0.0.1:$2"
-admin: { listen: "127.0.0.1:$3" }
-server: { workers: 1 }
+admin: { listen: "127.0.0.1:$(($2 + 1))" }
+server: { workers: $3, max_connections: 19000 }
 backends:
   old: { url: "http://127.0.0.1:18081" }
-  new: { url: "http://127.0.0.1:18082" }
-rollout: { percent: $1, sticky: none }
-logging: { level: warn }
+  new: { url: "http://127.0.0.1:18081" }
+rollout: { percent: 0, sticky: none }
+logging: { level: warn, format: json, access_log: $4 }
 CONF
 }
+switchyard_conf switchyard 18100 1 false
+switchyard_conf switchyard-2 18110 2 false
+switchyard_conf switchyard-log 18120 1 true
 
+declare -A PID PORT
+start() { # name port cpus command...
+  local name=$1 port=$2 cpus=$3; shift 3
+  taskset -c "$cpus" "$@" > "$WORK/logs/$name.out" 2>&1 & pids+=($!)
+  PID[$name]=$!; PORT[$name]=$port
+}
+start origin 18081 $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK"
+start nginx 18090 $PROXY_CPU nginx -c "$WORK/nginx-1.conf" -p "$WORK"
+start nginx-2 18092 0,1 nginx -c "$WORK/nginx-2.conf" -p "$WORK"
+start switchyard 18100 $PROXY_CPU "$BIN" serve -c "$WORK/switchyard.yaml" --reset-state
+start switchyard-2 18110 0,1 "$BIN" serve -c "$WORK/switchyard-2.yaml" --reset-state
+start switchyard-log 18120 $PROXY_CPU "$BIN" serve -c "$WORK/switchyard-log.yaml" --reset-state
+for name in "${!PORT[@]}"; do wait_port "${PORT[$name]}"; done
+for name in "${!PORT[@]}"; do
+  code=$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:${PORT[$name]}/item")
+  [[ $code == 200 ]] || { echo "$name answers $code"; exit 1; }
+done
 
-declare -A PID
-taskset -c $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!); PID[origin]=$!
-taskset -c $PROXY_CPU nginx -c "$WORK/proxy.conf" -p "$WORK" & pids+=($!); PID[nginx]=$!
-switchyard_conf 0 18100 18101
-switchyard_conf 50 18110 18111
-taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-0.yaml" --reset-state & pids+=($!); PID[switchyard-0]=$!
-taskset -c $PROXY_CPU "$BIN" serve -c "$WORK/sy-50.yaml" --reset-state & pids+=($!); PID[switchyard-50]=$!
-for p in 18081 18090 18100 18110; do wait_port $p; done
-for p in 18081 18090 18100 18110; do code=$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$p/item"); [[ $code == 200 ]] || { echo "port $p answers $code"; curl -si "http://127.0.0.1:$p/item"; exit 1; }; done
-
-# User and system CPU ticks used by a process and its children (nginx's workers).
-ticks() {
-  local user=0 sys=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat")
-    user=$((user + u)); sys=$((sys + s))
-  done
-  echo "$user $sys"
+load() { taskset -c $LOAD_CPU "$@"; }
+# wrk_run NAME PROXY URL-PATH CONNECTIONS [wrk options...]: warm up 2 s, then measure.
+wrk_run() {
+  local name=$1 proxy=$2 path=$3 conns=$4; shift 4
+  local url="http://127.0.0.1:${PORT[$proxy]}$path"
+  load wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null
+  measure "$name" "${PID[$proxy]}" parse_wrk load wrk -t1 -c"$conns" -d"${SECS}s" --latency "$@" "$url"
 }
 
-declare -A RPS P50 P99 EFF USER SYS
-HZ=$(getconf CLK_TCK)
-run() { # name port
-  taskset -c $LOAD_CPU wrk -t1 -c50 -d2s --latency "http://127.0.0.1:$2/item" >/dev/null
-  local out u0 s0 u1 s1 n
-  read -r u0 s0 < <(ticks "${PID[$1]}")
-  out=$(taskset -c $LOAD_CPU wrk -t1 -c50 -d"${SECS}s" --latency "http://127.0.0.1:$2/item")
-  read -r u1 s1 < <(ticks "${PID[$1]}")
-  n=$(awk '/^ *[0-9]+ requests in/ {print $1}' <<<"$out")
-  EFF[$1]=$(awk -v r="$n" -v t="$((u1 - u0 + s1 - s0))" -v hz="$HZ" 'BEGIN { print (t > 0) ? r / (t / hz) : 0 }')
-  USER[$1]=$(awk -v r="$n" -v t="$((u1 - u0))" -v hz="$HZ" 'BEGIN { print t / hz * 1e6 / r }')
-  SYS[$1]=$(awk -v r="$n" -v t="$((s1 - s0))" -v hz="$HZ" 'BEGIN { print t / hz * 1e6 / r }')
-  RPS[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  P50[$1]=$(awk '$1=="50%" {print $2}' <<<"$out")
-  P99[$1]=$(awk '$1=="99%" {print $2}' <<<"$out")
-  if grep -q "Non-2xx" <<<"$out"; then echo "$1: errors: $(grep Non-2xx <<<"$out")"; fi
-}
-run origin 18081
-run nginx 18090
-run switchyard-0 18100
-run switchyard-50 18110
-
-ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/, "", v); print v/1000 } else if (v ~ /ms$/) { sub(/ms/, "", v); print v } else { sub(/s/, "", v); print v*1000 } }'; }
-printf '\n%-16s %10s %9s %9s %11s %10s %16s %12s %11s %11s\n' target "req/s" "p50 ms" "p99 ms" "req/s ×nginx" "p99 ×nginx" "req/CPU-second" "CPU ×nginx" "user µs/req" "sys µs/req"
-for t in origin nginx switchyard-0 switchyard-50; do
-  printf '%-16s %10.0f %9.3f %9.3f %11.2f %10.2f %16.0f %12.2f %11.2f %11.2f\n' "$t" "${RPS[$t]}" "$(ms "${P50[$t]}")" "$(ms "${P99[$t]}")" \
-    "$(awk -v a="${RPS[$t]}" -v b="${RPS[nginx]}" 'BEGIN{print a/b}')" \
-    "$(awk -v a="$(ms "${P99[$t]}")" -v b="$(ms "${P99[nginx]}")" 'BEGIN{print a/b}')" \
-    "${EFF[$t]}" "$(awk -v a="${EFF[$t]}" -v b="${EFF[nginx]}" 'BEGIN{print (b > 0) ? a/b : 0}')" \
-    "${USER[$t]}" "${SYS[$t]}"
+for scenario in $SCENARIOS; do
+  case $scenario in
+    small)
+      for p in nginx switchyard; do wrk_run "$p" "$p" /item 50; done
+      table "small answers, keep-alive, 1 worker" nginx nginx switchyard ;;
+    workers2)
+      for p in nginx-2 switchyard-2; do
+        local_url="http://127.0.0.1:${PORT[$p]}/item"
+        wrk -t1 -c50 -d2s "$local_url" >/dev/null
+        measure "$p" "${PID[$p]}" parse_wrk wrk -t1 -c50 -d"${SECS}s" --latency "$local_url"
+      done
+      table "small answers, keep-alive, 2 workers, nothing pinned" nginx-2 nginx-2 switchyard-2 ;;
+    fixed)
+      for p in nginx switchyard; do
+        url="http://127.0.0.1:${PORT[$p]}/item"
+        load oha -z 2s -c 50 -q "$RATE" --no-tui "$url" >/dev/null
+        measure "$p@$RATE" "${PID[$p]}" parse_oha load oha -z "${SECS}s" -c 50 -q "$RATE" --latency-correction --no-tui --output-format json "$url"
+      done
+      table "open loop at $RATE req/s, 50 connections" "nginx@$RATE" "nginx@$RATE" "switchyard@$RATE" ;;
+    64k)
+      for p in nginx switchyard; do wrk_run "$p-64k" "$p" /files/64k 50; done
+      table "64 KiB answers, 50 connections" nginx-64k nginx-64k switchyard-64k ;;
+    1m)
+      for p in nginx switchyard; do wrk_run "$p-1m" "$p" /files/1m 10; done
+      table "1 MiB answers, 10 connections" nginx-1m nginx-1m switchyard-1m ;;
+    upload)
+      printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 1048576)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' > "$WORK/upload.lua"
+      for p in nginx switchyard; do wrk_run "$p-upload" "$p" /upload 10 -s "$WORK/upload.lua"; done
+      table "1 MiB uploads, 10 connections" nginx-upload nginx-upload switchyard-upload ;;
+    close)
+      for p in nginx switchyard; do wrk_run "$p-close" "$p" /item 50 -H "Connection: close"; done
+      table "a connection per request (Connection: close), 50 at once" nginx-close nginx-close switchyard-close ;;
+    h2)
+      for p in nginx switchyard; do
+        port=${PORT[$p]}; [[ $p == nginx ]] && port=18091
+        load h2load -c 10 -m 100 -D 2 "http://127.0.0.1:$port/item" >/dev/null
+        measure "$p-h2" "${PID[$p]}" parse_h2load load h2load -c 10 -m 100 -D "$SECS" "http://127.0.0.1:$port/item"
+      done
+      table "HTTP/2 clients: h2load, 10 connections × 100 streams" nginx-h2 nginx-h2 switchyard-h2 ;;
+    idle)
+      printf '\n10,000 idle keep-alive connections (each after one request)\n%-12s %12s %12s %10s %10s %12s\n' peer "RSS MB" "with 10k MB" "fds" "with 10k" "+RSS MB"
+      for p in nginx switchyard; do
+        rss() { local kb=0 q; for q in "${PID[$p]}" $(pgrep -P "${PID[$p]}" || true); do kb=$((kb + $(awk '/^VmRSS/ {print $2}' /proc/$q/status))); done; echo "$kb"; }
+        fds() { local n=0 q; for q in "${PID[$p]}" $(pgrep -P "${PID[$p]}" || true); do n=$((n + $(ls /proc/$q/fd | wc -l))); done; echo "$n"; }
+        r0=$(rss); f0=$(fds)
+        load "$TOOLS" idle --addr "127.0.0.1:${PORT[$p]}" --connections 10000 > "$WORK/idle-$p.out" & idler=$!
+        for _ in $(seq 1 600); do grep -q '^ready' "$WORK/idle-$p.out" && break; kill -0 $idler 2>/dev/null || { echo "idle client failed"; exit 1; }; sleep 0.1; done
+        grep -q '^ready' "$WORK/idle-$p.out" || { echo "idle client never ready"; exit 1; }
+        r1=$(rss); f1=$(fds)
+        kill $idler; wait $idler 2>/dev/null || true
+        printf '%-12s %12.1f %12.1f %10d %10d %12.1f\n' "$p" "$(awk -v k=$r0 'BEGIN{print k/1024}')" "$(awk -v k=$r1 'BEGIN{print k/1024}')" "$f0" "$f1" "$(awk -v a=$r0 -v b=$r1 'BEGIN{print (b-a)/1024}')"
+      done ;;
+    log)
+      for p in switchyard switchyard-log; do wrk_run "$p" "$p" /item 50; done
+      lines=$(wc -l < "$WORK/logs/switchyard-log.out")
+      table "Switchyard's JSON access log off and on ($lines lines written)" switchyard switchyard switchyard-log ;;
+    *) echo "unknown scenario $scenario (small workers2 fixed 64k 1m upload close h2 idle log)"; exit 1 ;;
+  esac
 done
 echo
-echo "req/CPU-second: requests served per second of CPU the proxy itself used (its capacity when the"
-echo "load generator, not the proxy, is the bottleneck, as on a 2-core machine)."
-awk -v nu="${USER[nginx]}" -v ns="${SYS[nginx]}" -v ss="${SYS[switchyard-0]}" 'BEGIN {
-  printf "ceiling: with no user-space work at all, Switchyard at 0 %% would use %.2f µs of kernel time per request,\n", ss
-  printf "so its capacity could be at most %.2f× NGINX'"'"'s (%.2f µs user + %.2f µs system).\n", (nu + ns) / ss, nu, ns }'
+echo "CPU µs/req: the proxy's own user + system CPU time per request done, from /proc."

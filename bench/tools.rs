@@ -68,8 +68,16 @@ fn main() {
             let users: u64 = arg(&args, "--users").and_then(|p| p.parse().ok()).unwrap_or(10_000);
             rt.block_on(load(url, rate, secs, users));
         }
+        Some("idle") => {
+            let addr = arg(&args, "--addr").expect("--addr HOST:PORT");
+            let n: usize = arg(&args, "--connections")
+                .and_then(|p| p.parse().ok())
+                .expect("--connections N");
+            let path = arg(&args, "--path").unwrap_or_else(|| "/item".into());
+            rt.block_on(idle(addr, n, path));
+        }
         _ => {
-            eprintln!("usage: bench-tools origin --port P [--faults PCT] [--items N] [--variant V] [--errors PCT] [--delay-ms D] [--differ PCT] | load --url URL --rate N --seconds S [--users U]");
+            eprintln!("usage: bench-tools origin --port P [--faults PCT] [--items N] [--variant V] [--errors PCT] [--delay-ms D] [--differ PCT] | load --url URL --rate N --seconds S [--users U] | idle --addr HOST:PORT --connections N [--path P]");
             std::process::exit(2);
         }
     }
@@ -271,4 +279,65 @@ async fn load(url: String, rate: f64, secs: u64, users: u64) {
         q(0.5),
         q(0.99)
     );
+}
+
+/// One keep-alive connection that has had one whole answer: the head, then
+/// as many body bytes as its `Content-Length` says.
+async fn one_answered(addr: &str, path: &str) -> std::io::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: bench\r\n\r\n").as_bytes())
+        .await?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed before the whole answer"));
+        }
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 200") {
+            return Err(std::io::Error::other(format!(
+                "answer: {}",
+                head.lines().next().unwrap_or("")
+            )));
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| std::io::Error::other("no content-length"))?;
+        if got.len() >= end + 4 + len {
+            return Ok(s);
+        }
+    }
+}
+
+async fn idle(addr: String, n: usize, path: String) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (addr, path, limit) = (addr.clone(), path.clone(), limit.clone());
+        tasks.push(tokio::spawn(async move {
+            let _turn = limit.acquire_owned().await.expect("semaphore");
+            one_answered(&addr, &path).await
+        }));
+    }
+    let mut held = Vec::with_capacity(n);
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                eprintln!("idle: a connection to {addr} failed after {} held: {e}", held.len());
+                std::process::exit(1);
+            }
+        }
+    }
+    println!("ready {}", held.len());
+    std::io::stdout().flush().expect("stdout");
+    std::future::pending::<()>().await;
 }
