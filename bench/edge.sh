@@ -147,12 +147,6 @@ switchyard_conf switchyard 18100 0
 switchyard_conf switchyard-shadow 18110 100
 "$BIN" check -c "$WORK/switchyard.yaml" >/dev/null || { "$BIN" check -c "$WORK/switchyard.yaml"; exit 1; }
 
-declare -A PID PORT
-start() { # name port cpus command...
-  local name=$1 port=$2 cpus=$3; shift 3
-  taskset -c "$cpus" "$@" > "$WORK/logs/$name.out" 2>&1 & pids+=($!)
-  PID[$name]=$!; PORT[$name]=$port
-}
 start origin 18081 $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK"
 start nginx 18090 $PROXY_CPU nginx -c "$WORK/nginx.conf" -p "$WORK"
 start nginx-lua 18092 $PROXY_CPU nginx -c "$WORK/nginx-lua.conf" -p "$WORK"

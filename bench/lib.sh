@@ -94,6 +94,15 @@ parse_load() { # bench-tools load: "sent N non_2xx N failed N p50_ms X p99_ms Y"
   awk '/^sent/ {print $2, "-", $10, $4 + $6}'
 }
 
+# start NAME PORT CPUS COMMAND...: a peer started pinned to CPUS, its output
+# in $WORK/logs/NAME.out; PID[NAME] and PORT[NAME] remember it.
+declare -A PID PORT
+start() {
+  local name=$1 port=$2 cpus=$3; shift 3
+  taskset -c "$cpus" "$@" > "$WORK/logs/$name.out" 2>&1 & pids+=($!)
+  PID[$name]=$!; PORT[$name]=$port
+}
+
 declare -A REQS RPS P99 USER_US SYS_US CPU_US FAILS
 # measure NAME PID PARSER COMMAND...: runs the load command, then records
 # requests, req/s, p99 and the proxy PID's CPU µs per request under NAME.

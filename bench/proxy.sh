@@ -68,12 +68,6 @@ switchyard_conf switchyard 18100 1 false
 switchyard_conf switchyard-2 18110 2 false
 switchyard_conf switchyard-log 18120 1 true
 
-declare -A PID PORT
-start() { # name port cpus command...
-  local name=$1 port=$2 cpus=$3; shift 3
-  taskset -c "$cpus" "$@" > "$WORK/logs/$name.out" 2>&1 & pids+=($!)
-  PID[$name]=$!; PORT[$name]=$port
-}
 start origin 18081 $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK"
 start nginx 18090 $PROXY_CPU nginx -c "$WORK/nginx-1.conf" -p "$WORK"
 start nginx-2 18092 0,1 nginx -c "$WORK/nginx-2.conf" -p "$WORK"

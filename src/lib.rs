@@ -13,6 +13,7 @@
 pub mod access;
 pub mod admin;
 pub mod background;
+pub mod calendar;
 pub mod compare;
 pub mod config;
 pub mod demo;

@@ -101,7 +101,7 @@ fn soon(secs: u64) -> (String, u64) {
         .unwrap()
         .as_secs()
         + secs;
-    let text = switchyard::tls::certs::datetime(at as i64).replace(' ', "T");
+    let text = switchyard::calendar::datetime(at as i64).replace(' ', "T");
     (text, at * 1000)
 }
 

@@ -64,7 +64,7 @@ fn summary(file: &Path, c: &Config) -> String {
                 "    certificate {} covers {}; expires {} ({})\n",
                 cert.label,
                 cert.names.join(", "),
-                switchyard::tls::certs::date(cert.not_after),
+                switchyard::calendar::date(cert.not_after),
                 if days < 0 {
                     "EXPIRED".to_string()
                 } else {

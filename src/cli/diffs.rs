@@ -104,7 +104,7 @@ fn format_accepted(v: &Value) -> String {
             a["reason"].as_str().unwrap_or(""),
             a["until_ms"]
                 .as_u64()
-                .map(|u| format!(" (through {})", switchyard::tls::certs::date(((u - 1) / 1000) as i64)))
+                .map(|u| format!(" (through {})", switchyard::calendar::date(((u - 1) / 1000) as i64)))
                 .unwrap_or_default(),
             if a["in_force"] == false { " EXPIRED" } else { "" }
         ));
@@ -175,7 +175,7 @@ fn format_sample(v: &Value) -> String {
         v["field"].as_str().unwrap_or(""),
         v["at_ms"]
             .as_u64()
-            .map(|ms| switchyard::tls::certs::datetime((ms / 1000) as i64))
+            .map(|ms| switchyard::calendar::datetime((ms / 1000) as i64))
             .unwrap_or_default(),
         v["method"].as_str().unwrap_or(""),
         v["target"].as_str().unwrap_or("")

@@ -21,7 +21,7 @@ fn pct(x: f64) -> String {
 /// `HH:MM` (UTC) of a Unix time in ms.
 fn clock(ms: u64) -> String {
     // `YYYY-MM-DD HH:MM:SSZ`
-    crate::tls::certs::datetime((ms / 1000) as i64)[11..16].to_string()
+    crate::calendar::datetime((ms / 1000) as i64)[11..16].to_string()
 }
 
 /// Overlaid histograms of old and new latency on shared log bins.

@@ -9,7 +9,7 @@ use similar::{ChangeTag, TextDiff};
 use super::charts::{latency_svg, rate_svg};
 use super::escape::escape;
 use super::model::{AcceptedView, EndpointReport, FieldReport, FieldVerdict, Report, SampleView};
-use crate::tls::certs::datetime;
+use crate::calendar::datetime;
 
 fn pct(x: f64) -> String {
     if x == 0.0 {

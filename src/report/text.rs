@@ -28,10 +28,10 @@ pub fn render(r: &Report) -> String {
         h.phase,
         h.served_old,
         h.served_new,
-        crate::tls::certs::datetime((r.generated_ms / 1000) as i64),
+        crate::calendar::datetime((r.generated_ms / 1000) as i64),
         r.since_ms.map_or(String::new(), |t| format!(
             " · since {}",
-            crate::tls::certs::datetime((t / 1000) as i64)
+            crate::calendar::datetime((t / 1000) as i64)
         ))
     );
     // The parts add up to the whole: every comparison is exactly one of these.

@@ -137,7 +137,7 @@ fn build(
         tracing::info!(
             certificate = %cert.label,
             names = %cert.names.join(","),
-            expires = %certs::date(cert.not_after),
+            expires = %crate::calendar::date(cert.not_after),
             "TLS certificate loaded"
         );
     }
