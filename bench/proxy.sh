@@ -52,11 +52,13 @@ mv "$WORK/proxy.conf" "$WORK/nginx-1.conf"
 NGINX_WORKERS=2 nginx_proxy "listen 127.0.0.1:18092;"
 mv "$WORK/proxy.conf" "$WORK/nginx-2.conf"
 
+# header_read_timeout as NGINX's client_header_timeout (60 s): both keep a quiet
+# keep-alive connection that long (hyper starts the header clock when idle).
 switchyard_conf() { # name port workers access_log
   cat > "$WORK/$1.yaml" <<CONF
 listen: "127.0.0.1:$2"
 admin: { listen: "127.0.0.1:$(($2 + 1))" }
-server: { workers: $3, max_connections: 19000 }
+server: { workers: $3, max_connections: 19000, header_read_timeout: 60s }
 backends:
   old: { url: "http://127.0.0.1:18081" }
   new: { url: "http://127.0.0.1:18081" }
@@ -129,18 +131,37 @@ for scenario in $SCENARIOS; do
       done
       table "HTTP/2 clients: h2load, 10 connections × 100 streams" nginx-h2 nginx-h2 switchyard-h2 ;;
     idle)
-      printf '\n10,000 idle keep-alive connections (each after one request)\n%-12s %12s %12s %10s %10s %12s\n' peer "RSS MB" "with 10k MB" "fds" "with 10k" "+RSS MB"
+      # RSS three times: when the last connection has had its answer; SETTLE
+      # seconds later, once quiet connections are set aside (a keep-alive
+      # connection quiet for 1–2 s is parked, see src/server/http1.rs); and
+      # after one more second carrying light traffic on another connection
+      # (wrk, 1 connection), as an edge holding idle connections also does:
+      # mimalloc returns freed pages to the system only when the thread
+      # allocates again after its purge delay (1 s), so a worker left fully
+      # idle keeps them. fds show all 10,000 are still open.
+      SETTLE=${SETTLE:-3}
+      printf '\n10,000 idle keep-alive connections (each after one request)\n%-12s %8s %10s %12s %14s %8s %9s %8s\n' peer "RSS MB" "at ready" "after ${SETTLE}s" "+1s traffic" "fds" "with 10k" "+RSS MB"
       for p in nginx switchyard; do
         rss() { local kb=0 q; for q in "${PID[$p]}" $(pgrep -P "${PID[$p]}" || true); do kb=$((kb + $(awk '/^VmRSS/ {print $2}' /proc/$q/status))); done; echo "$kb"; }
         fds() { local n=0 q; for q in "${PID[$p]}" $(pgrep -P "${PID[$p]}" || true); do n=$((n + $(ls /proc/$q/fd | wc -l))); done; echo "$n"; }
+        mb() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
         r0=$(rss); f0=$(fds)
         load "$TOOLS" idle --addr "127.0.0.1:${PORT[$p]}" --connections 10000 > "$WORK/idle-$p.out" & idler=$!
         for _ in $(seq 1 600); do grep -q '^ready' "$WORK/idle-$p.out" && break; kill -0 $idler 2>/dev/null || { echo "idle client failed"; exit 1; }; sleep 0.1; done
         grep -q '^ready' "$WORK/idle-$p.out" || { echo "idle client never ready"; exit 1; }
-        r1=$(rss); f1=$(fds)
-        kill $idler; wait $idler 2>/dev/null || true
-        printf '%-12s %12.1f %12.1f %10d %10d %12.1f\n' "$p" "$(awk -v k=$r0 'BEGIN{print k/1024}')" "$(awk -v k=$r1 'BEGIN{print k/1024}')" "$f0" "$f1" "$(awk -v a=$r0 -v b=$r1 'BEGIN{print (b-a)/1024}')"
-      done ;;
+        r1=$(rss)
+        sleep "$SETTLE"
+        r2=$(rss)
+        if [[ $p == switchyard ]]; then
+          parked=$(curl -s "http://127.0.0.1:$((${PORT[$p]} + 1))/metrics" | awk '$1 == "switchyard_connections_parked" {print $2}')
+        fi
+        load wrk -t1 -c1 -d1s "http://127.0.0.1:${PORT[$p]}/item" >/dev/null
+        r3=$(rss); f1=$(fds)
+        pkill -f "bench-tools idle --addr 127.0.0.1:${PORT[$p]}" || true
+        wait $idler 2>/dev/null || true
+        printf '%-12s %8s %10s %12s %14s %8d %9d %8s\n' "$p" "$(mb $r0)" "$(mb $r1)" "$(mb $r2)" "$(mb $r3)" "$f0" "$f1" "$(mb $((r3 - r0)))"
+      done
+      echo "switchyard_connections_parked after ${SETTLE}s: ${parked:-?}" ;;
     log)
       for p in switchyard switchyard-log; do wrk_run "$p" "$p" /item 50; done
       lines=$(wc -l < "$WORK/logs/switchyard-log.out")

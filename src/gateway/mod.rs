@@ -201,7 +201,7 @@ impl Gateway {
         // The last worker out closes the admin API (see ControlPlane).
         let workers_done = CancellationToken::new();
         let crew = WorkerCrew {
-            builder: crate::server::builder(&config.server),
+            protocols: Arc::new(crate::server::protocols(&config.server)),
             limit: Arc::new(Semaphore::new(config.server.max_connections)),
             shutdown: shutdown.clone(),
             drain: config.server.drain_timeout.get(),
@@ -240,7 +240,7 @@ impl Gateway {
             listener: admin_listener,
             admin,
             guard,
-            builder: crate::server::builder(&config.server),
+            protocols: Arc::new(crate::server::protocols(&config.server)),
             shutdown: shutdown.clone(),
             drain: config.server.drain_timeout.get(),
             workers_done,

@@ -27,7 +27,7 @@ pub(super) struct ControlPlane {
     pub(super) listener: std::net::TcpListener,
     pub(super) admin: Arc<AdminState>,
     pub(super) guard: Guard,
-    pub(super) builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    pub(super) protocols: Arc<crate::server::Protocols>,
     pub(super) shutdown: CancellationToken,
     pub(super) drain: std::time::Duration,
     /// Cancelled by the last worker out: the admin API outlives the
@@ -49,7 +49,7 @@ impl ControlPlane {
                     listener,
                     admin,
                     guard,
-                    builder,
+                    protocols,
                     shutdown,
                     drain,
                     workers_done,
@@ -73,7 +73,7 @@ impl ControlPlane {
                     crate::server::serve(
                         listener,
                         None,
-                        builder,
+                        protocols,
                         limit,
                         admin_stop,
                         drain,
@@ -89,7 +89,7 @@ impl ControlPlane {
 
 /// What every worker thread is started with.
 pub(super) struct WorkerCrew {
-    pub(super) builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    pub(super) protocols: Arc<crate::server::Protocols>,
     /// `server.max_connections`, across workers and listeners.
     pub(super) limit: Arc<Semaphore>,
     pub(super) shutdown: CancellationToken,
@@ -112,8 +112,8 @@ impl WorkerCrew {
         tls: Option<std::net::TcpListener>,
     ) -> Result<JoinHandle<()>, StartError> {
         let rt = runtime()?;
-        let (builder, limit, shutdown, drain, metrics) = (
-            self.builder.clone(),
+        let (protocols, limit, shutdown, drain, metrics) = (
+            self.protocols.clone(),
             self.limit.clone(),
             self.shutdown.clone(),
             self.drain,
@@ -130,7 +130,7 @@ impl WorkerCrew {
                         crate::server::serve(
                             socket,
                             tls,
-                            builder.clone(),
+                            protocols.clone(),
                             limit.clone(),
                             shutdown.clone(),
                             drain,

@@ -15,14 +15,35 @@ pub struct LiveMetrics {
     pub module_decisions: IntCounterVec,
     pub fallbacks: IntCounterVec,
     pub connections_active: IntGauge,
+    pub connections_parked: IntGauge,
     pub connections: IntCounter,
 }
 
+/// What a client connection's task updates.
+pub struct ConnectionGauges {
+    pub active: IntGauge,
+    pub parked: IntGauge,
+}
+
 impl LiveMetrics {
+    pub fn connection_gauges(&self) -> ConnectionGauges {
+        ConnectionGauges {
+            active: self.connections_active.clone(),
+            parked: self.connections_parked.clone(),
+        }
+    }
+
     pub(super) fn new(r: &Registry) -> Self {
         let connections_active =
             IntGauge::new("switchyard_connections_active", "Client connections open now.").expect("metric definition");
         r.register(Box::new(connections_active.clone()))
+            .expect("metric registered once");
+        let connections_parked = IntGauge::new(
+            "switchyard_connections_parked",
+            "Client connections open now that are quiet and set aside: HTTP/1.1 over plain TCP, holding no buffers until the client writes again.",
+        )
+        .expect("metric definition");
+        r.register(Box::new(connections_parked.clone()))
             .expect("metric registered once");
         let connections =
             IntCounter::new("switchyard_connections_total", "Client connections accepted.").expect("metric definition");
@@ -66,6 +87,7 @@ impl LiveMetrics {
                 &["module", "route", "decision"],
             ),
             connections_active,
+            connections_parked,
             connections,
         };
         // Counters with known label values exist from the start, so that

@@ -22,7 +22,7 @@ use prometheus::{
 
 pub use edge::{EdgeMetrics, HANDSHAKE_FAILURES};
 pub use fleet::FleetMetrics;
-pub use live::{LiveMetrics, RouteMetrics, SideMetrics};
+pub use live::{ConnectionGauges, LiveMetrics, RouteMetrics, SideMetrics};
 pub use mirror::{
     MirrorCounters, MirrorMetrics, CAPTURE_RESULTS, COMPARISON_RESULTS, MIRROR_BACKENDS, SHADOW_OUTCOMES,
 };

@@ -1,8 +1,10 @@
 //! Listeners and connection serving: HTTP/1.1 and HTTP/2 (prior-knowledge
-//! h2c, or ALPN after a TLS handshake) on one port via hyper-util's `auto`
-//! builder, with connection upgrades (WebSocket) let through, limits on header
-//! size and count, a header read timeout against slowloris, a cap on open
-//! connections, and graceful shutdown that lets in-flight requests finish.
+//! h2c, or ALPN after a TLS handshake) on one port, told apart by the first
+//! bytes (`connection.rs`), with connection upgrades (WebSocket) let
+//! through, limits on header size and count, a header read timeout against
+//! slowloris, quiet HTTP/1.1 connections set aside without hyper's buffers
+//! (`http1.rs`), a cap on open connections, and graceful shutdown that lets
+//! in-flight requests finish.
 //!
 //! Each worker owns a `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads connections across event loops with no shared accept lock.
@@ -15,19 +17,24 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectionGauges, Metrics};
 use crate::proxy::ProxyBody;
 use crate::tls::Terminator;
+
+mod activity;
+mod client_io;
+mod connection;
+mod http1;
+
+pub use connection::Protocols;
 
 /// Binds a listening socket with `SO_REUSEPORT` (and `SO_REUSEADDR`).
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -80,10 +87,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-/// The connection builder with the configured limits.
-pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
+/// hyper's HTTP/1.1 and HTTP/2 servers with the configured limits.
+pub fn protocols(cfg: &ServerConfig) -> Protocols {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout.get())
         .max_buf_size(cfg.max_header_bytes.max(8192))
@@ -94,14 +101,19 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         // cancelled, rather than finished for nobody.
         .half_close(false)
         .writev(false);
-    b.http2()
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(cfg.max_header_bytes as u32)
         .max_concurrent_streams(cfg.http2_max_concurrent_streams)
         // WebSocket over HTTP/2 (RFC 8441); plain CONNECT is still refused.
         .enable_connect_protocol()
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+    Protocols {
+        http1,
+        http2,
+        header_read_timeout: cfg.header_read_timeout.get(),
+    }
 }
 
 /// Accepts and serves connections until `shutdown`, then lets open
@@ -112,7 +124,7 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 pub async fn serve<H, F>(
     listener: std::net::TcpListener,
     tls: Option<Arc<Terminator>>,
-    builder: auto::Builder<TokioExecutor>,
+    protocols: Arc<Protocols>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
     drain: Duration,
@@ -129,9 +141,16 @@ pub async fn serve<H, F>(
             return;
         }
     };
-    let graceful = GracefulShutdown::new();
-    // Shared by the connections' tasks: one count per connection, no copy.
-    let builder = Arc::new(builder);
+    let connections = TaskTracker::new();
+    // What every connection's task needs, behind one count: the gauges it
+    // moves rather than a clone of every metric.
+    let shared = Arc::new(Listening {
+        protocols,
+        shutdown: shutdown.clone(),
+        gauges: metrics.as_ref().map(|m| m.live.connection_gauges()),
+        handler,
+        tls,
+    });
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -158,21 +177,31 @@ pub async fn serve<H, F>(
             m.live.connections.inc();
             m.live.connections_active.inc();
         }
-        let handler = handler.clone();
-        let metrics = metrics.clone();
-        let (watcher, builder, tls) = (graceful.watcher(), builder.clone(), tls.clone());
-        tokio::spawn(async move {
-            let who = crate::pipeline::Peer::new(peer);
+        let shared = shared.clone();
+        connections.spawn(async move {
+            let Listening {
+                protocols,
+                shutdown,
+                gauges,
+                handler,
+                tls,
+            } = &*shared;
+            let parked = gauges.as_ref().map(|g| &g.parked);
+            let handler = handler.clone();
             let result = match tls {
-                None => serve_io(stream, who, &builder, handler, watcher).await,
+                None => {
+                    let who = Arc::new(crate::pipeline::Peer::new(peer));
+                    connection::serve(stream, who, protocols, handler, shutdown, parked).await
+                }
                 // Boxed: the handshake's and the TLS stream's state would
-                // otherwise size every plain connection's task too (5.9 KB
-                // instead of 1.9 KB, held as long as the connection is open).
+                // otherwise size every plain connection's task too, held as
+                // long as the connection is open.
                 Some(tls) => {
-                    Box::pin(async move {
+                    Box::pin(async {
                         match tls.accept(stream).await {
                             Ok((stream, handshake)) => {
-                                serve_io(stream, who.with_tls(handshake), &builder, handler, watcher).await
+                                let who = Arc::new(crate::pipeline::Peer::new(peer).with_tls(handshake));
+                                connection::serve(stream, who, protocols, handler, shutdown, parked).await
                             }
                             Err(reason) => {
                                 tracing::debug!(peer = %peer, reason, "TLS handshake failed");
@@ -186,37 +215,27 @@ pub async fn serve<H, F>(
             if let Err(e) = result {
                 tracing::debug!(peer = %peer, error = %chain(e.as_ref()), "connection ended with an error");
             }
-            if let Some(m) = metrics {
-                m.live.connections_active.dec();
+            if let Some(g) = gauges {
+                g.active.dec();
             }
             drop(permit);
         });
     }
     drop(listener);
+    connections.close();
     tokio::select! {
-        _ = graceful.shutdown() => tracing::debug!("connections drained"),
+        _ = connections.wait() => tracing::debug!("connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(drain = ?drain, "drain time over; closing remaining connections"),
     }
 }
 
-/// Serves one connection, plain or TLS, until it ends or shutdown drains
-/// it.
-async fn serve_io<I, H, F>(
-    io: I,
-    who: crate::pipeline::Peer,
-    builder: &auto::Builder<TokioExecutor>,
+/// One listener's share of every connection it accepted.
+struct Listening<H> {
+    protocols: Arc<Protocols>,
+    shutdown: CancellationToken,
+    gauges: Option<ConnectionGauges>,
     handler: H,
-    watcher: hyper_util::server::graceful::Watcher,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, Arc<crate::pipeline::Peer>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ProxyBody>, std::convert::Infallible>> + Send + 'static,
-{
-    let who = Arc::new(who);
-    let service = service_fn(move |req| handler(req, who.clone()));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    watcher.watch(conn.into_owned()).await
+    tls: Option<Arc<Terminator>>,
 }
 
 /// An error and its causes on one line: hyper's own message ("error from

@@ -1,0 +1,130 @@
+//! One accepted connection, from its first bytes to its close: which HTTP
+//! it speaks (HTTP/2's connection preface, which prior-knowledge h2c and
+//! ALPN `h2` clients alike send first, or else HTTP/1.1), then hyper's
+//! server for that protocol.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::IntGauge;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::activity::{Activity, Service};
+use super::client_io::ClientIo;
+use super::http1::Parkable;
+use crate::pipeline::Peer;
+use crate::proxy::boxed::BoxError;
+use crate::proxy::ProxyBody;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// hyper's servers for both protocols, with the configured limits.
+pub struct Protocols {
+    pub http1: http1::Builder,
+    pub http2: http2::Builder<TokioExecutor>,
+    /// Also how long a new connection may stay silent.
+    pub header_read_timeout: Duration,
+}
+
+/// Serves one connection until it ends, or until `shutdown` and the
+/// requests in flight on it are answered.
+pub async fn serve<I, H, F>(
+    mut io: I,
+    peer: Arc<Peer>,
+    protocols: &Protocols,
+    handler: H,
+    shutdown: &CancellationToken,
+    parked: Option<&IntGauge>,
+) -> Result<(), BoxError>
+where
+    I: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    // Boxed: a connection's task holds no room for this once it is done.
+    let first = Box::pin(async {
+        tokio::select! {
+            first = tokio::time::timeout(protocols.header_read_timeout, first_bytes(&mut io)) => match first {
+                Ok(first) => first.map(Some),
+                // Silent since it connected: closed as an unfinished head is.
+                Err(_) => Ok(None),
+            },
+            _ = shutdown.cancelled() => Ok(None),
+        }
+    })
+    .await?;
+    let Some(first) = first.filter(|first| !first.is_empty()) else {
+        return Ok(());
+    };
+    let activity = Arc::new(Activity::default());
+    let service = Service::new(handler, peer, activity.clone());
+    let h2 = first.starts_with(PREFACE);
+    let io = ClientIo::new(io, first.freeze(), activity.clone());
+    if !h2 {
+        return super::http1::serve(
+            io,
+            service,
+            activity,
+            &protocols.http1,
+            protocols.header_read_timeout,
+            shutdown,
+            parked,
+        )
+        .await;
+    }
+    // Boxed: an HTTP/2 connection's state would otherwise size every
+    // HTTP/1.1 connection's task too.
+    Box::pin(async move {
+        let mut conn = pin!(protocols.http2.serve_connection(TokioIo::new(io), service));
+        tokio::select! {
+            r = conn.as_mut() => return r.map_err(Into::into),
+            _ = shutdown.cancelled() => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        conn.await.map_err(Into::into)
+    })
+    .await
+}
+
+/// Reads until the bytes either are HTTP/2's preface or cannot be (or the
+/// client closed: then what came, perhaps nothing). A plain socket is read
+/// at once, without waiting for the event loop, when its client already
+/// wrote (as it mostly has); one opened ahead of need holds only the
+/// socket, no buffer, until its client speaks.
+async fn first_bytes<I: Parkable + AsyncRead + Unpin>(io: &mut I) -> std::io::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(4096);
+    if let Some(socket) = io.socket() {
+        loop {
+            match socket.try_read_buf(&mut buf) {
+                Ok(0) => return Ok(buf),
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    buf = BytesMut::new();
+                    socket.readable().await?;
+                    buf.reserve(4096);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    loop {
+        if !buf.is_empty() {
+            let n = buf.len().min(PREFACE.len());
+            if buf[..n] != PREFACE[..n] || n == PREFACE.len() {
+                return Ok(buf);
+            }
+        }
+        if io.read_buf(&mut buf).await? == 0 {
+            return Ok(buf);
+        }
+    }
+}

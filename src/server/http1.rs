@@ -1,0 +1,224 @@
+//! One client's HTTP/1.1 connection: served by hyper while it is in use,
+//! set aside when it has gone quiet.
+//!
+//! hyper keeps a connection's read and write buffers, its parser state and
+//! header cache from the first request until the connection closes — about
+//! 20 KB per keep-alive connection that a client holds open and idle, which
+//! is most of them at a CDN edge. NGINX frees its buffers between requests.
+//! Here, a plain-TCP connection that has begun no request and has nothing
+//! in flight or unsent for a whole check interval (one to two seconds of
+//! quiet) is taken back from hyper (`into_parts`, without shutting the
+//! socket) and parked: the task then holds only the socket until the client
+//! writes again, when a fresh hyper connection takes over, with anything
+//! hyper had read put back in front.
+//!
+//! Parking changes nothing the client can see. A parked connection is
+//! still closed after `server.header_read_timeout` of quiet, as hyper
+//! would; a head left half-sent is served on at once (never parked) and
+//! keeps the deadline its first byte started, so a slow sender cannot reset
+//! its slowloris clock by pausing; connections over TLS are not parked
+//! (the TLS session's own buffers would stay anyway).
+
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use prometheus::IntGauge;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::{sleep, sleep_until, Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use super::activity::{Activity, Service};
+use super::client_io::ClientIo;
+use crate::pipeline::Peer;
+use crate::proxy::boxed::BoxError;
+use crate::proxy::ProxyBody;
+
+/// How often a connection hyper is serving is looked at; two looks in a
+/// row that find it quiet park it.
+pub const QUIET_CHECK: Duration = Duration::from_secs(1);
+
+/// A client connection that can wait for bytes without hyper: the plain
+/// TCP socket. TLS streams cannot (rustls may hold decrypted bytes the
+/// socket's readiness says nothing about).
+pub trait Parkable {
+    fn socket(&self) -> Option<&TcpStream>;
+}
+
+impl Parkable for TcpStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl<I> Parkable for tokio_rustls::server::TlsStream<I> {
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+/// Why hyper stopped serving a connection.
+enum Served<I, H> {
+    /// The connection is over (closed, failed or upgraded).
+    Ended(Result<(), hyper::Error>),
+    /// Quiet since `since`: the socket and service, taken back from hyper
+    /// with whatever it had read put back in front.
+    Quiet {
+        io: ClientIo<I>,
+        service: Service<H>,
+        since: Instant,
+    },
+    /// A half-sent head outlived the header deadline.
+    HeadTimedOut,
+}
+
+/// Serves `io` until the connection ends or, on `shutdown`, has finished
+/// the request in flight.
+pub async fn serve<I, H, F>(
+    mut io: ClientIo<I>,
+    mut service: Service<H>,
+    activity: Arc<Activity>,
+    builder: &http1::Builder,
+    header_read_timeout: Duration,
+    shutdown: &CancellationToken,
+    parked: Option<&IntGauge>,
+) -> Result<(), BoxError>
+where
+    I: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    // Set while a head begun before a park is unfinished: (requests begun
+    // then, the time its deadline runs out).
+    let mut unfinished_head: Option<(u64, Instant)> = None;
+    loop {
+        // Boxed: hyper's connection and the polling state exist only while
+        // the client is active; a parked connection's task keeps just the
+        // socket.
+        let since;
+        (io, service, since) = match Box::pin(active(io, service, builder, &activity, unfinished_head, shutdown)).await
+        {
+            Served::Ended(r) => return r.map_err(Into::into),
+            Served::HeadTimedOut => return Ok(()),
+            Served::Quiet { io, service, since } => (io, service, since),
+        };
+        let deadline = since + header_read_timeout;
+        if io.has_unread() {
+            // Part of a head: serve on, under the deadline it started.
+            let started = activity.started();
+            unfinished_head = match unfinished_head {
+                Some((at, first)) if at == started => Some((at, first)),
+                _ => Some((started, deadline)),
+            };
+            continue;
+        }
+        unfinished_head = None;
+        let socket = io.get_ref().socket().expect("only plain sockets are parked");
+        let _parked = parked.map(Parked::new);
+        tokio::select! {
+            ready = socket.readable() => ready?,
+            _ = sleep_until(deadline) => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// hyper serves the connection until it ends, or is found quiet twice in
+/// a row `QUIET_CHECK` apart (plain sockets only). On `shutdown` it is
+/// asked to finish the request in flight and close.
+async fn active<I, H, F>(
+    io: ClientIo<I>,
+    service: Service<H>,
+    builder: &http1::Builder,
+    activity: &Activity,
+    unfinished_head: Option<(u64, Instant)>,
+    shutdown: &CancellationToken,
+) -> Served<I, H>
+where
+    I: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let parkable = io.get_ref().socket().is_some() && !shutdown.is_cancelled();
+    let mut conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let mut cancelled = pin!(shutdown.cancelled());
+    let mut draining = false;
+    // Made when hyper first waits with nothing in flight: a connection
+    // closed after one request never touches the timer wheel.
+    let mut check: Option<Pin<Box<Sleep>>> = None;
+    // What the previous check saw, if the connection was quiet then.
+    let mut quiet: Option<(u64, Instant)> = None;
+    let mut head_deadline = unfinished_head.map(|(begun, at)| (begun, Box::pin(sleep_until(at))));
+    // Ok: hyper is done with the connection; Err: quiet since then.
+    let stopped = poll_fn(|cx| -> Poll<Result<Served<I, H>, Instant>> {
+        if !draining && cancelled.as_mut().poll(cx).is_ready() {
+            draining = true;
+            Pin::new(&mut conn).graceful_shutdown();
+        }
+        if let Poll::Ready(r) = Pin::new(&mut conn).poll(cx) {
+            return Poll::Ready(Ok(Served::Ended(r)));
+        }
+        if let Some((begun, deadline)) = &mut head_deadline {
+            if activity.started() == *begun && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(Served::HeadTimedOut));
+            }
+        }
+        if draining || !parkable {
+            return Poll::Pending;
+        }
+        let check = match &mut check {
+            Some(check) => check,
+            None if activity.is_quiet() => check.insert(Box::pin(sleep(QUIET_CHECK))),
+            None => return Poll::Pending,
+        };
+        while check.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let seen = activity.is_quiet().then(|| activity.started());
+            match (quiet, seen) {
+                (Some((before, since)), Some(started)) if before == started => {
+                    return Poll::Ready(Err(since));
+                }
+                (_, Some(started)) => quiet = Some((started, now)),
+                (_, None) => quiet = None,
+            }
+            check.as_mut().reset(now + QUIET_CHECK);
+        }
+        Poll::Pending
+    })
+    .await;
+    match stopped {
+        Ok(served) => served,
+        Err(since) => {
+            let parts = conn
+                .into_parts()
+                .expect("a connection found quiet has not been upgraded");
+            let (mut io, service) = (parts.io.into_inner(), parts.service);
+            io.unread(parts.read_buf);
+            Served::Quiet { io, service, since }
+        }
+    }
+}
+
+/// Counts a connection in `switchyard_connections_parked` while it is.
+struct Parked<'a>(&'a IntGauge);
+
+impl<'a> Parked<'a> {
+    fn new(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
