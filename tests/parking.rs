@@ -12,14 +12,9 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::Response;
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
 use support::raw::statuses;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -189,29 +184,7 @@ async fn a_quiet_connection_still_closes_after_the_header_read_timeout() {
 #[tokio::test]
 async fn an_answer_streaming_through_a_pause_is_never_set_aside() {
     let go_on = Arc::new(Notify::new());
-    let events = {
-        let go_on = go_on.clone();
-        Arc::new(move |_req| {
-            let go_on = go_on.clone();
-            Box::pin(async move {
-                let frames = futures_util::stream::unfold(0, move |n| {
-                    let go_on = go_on.clone();
-                    async move {
-                        match n {
-                            0 => Some((Ok::<_, Infallible>(Frame::data(Bytes::from("data: first\n\n"))), 1)),
-                            1 => {
-                                go_on.notified().await;
-                                Some((Ok(Frame::data(Bytes::from("data: second\n\n"))), 2))
-                            }
-                            _ => None,
-                        }
-                    }
-                });
-                Response::new(StreamBody::new(frames).boxed())
-            }) as std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
-        }) as Handler
-    };
-    let old = Origin::start(events).await;
+    let old = Origin::start(events(go_on.clone())).await;
     let new = Origin::named("new").await;
     let g = gateway(&backends(&old, &new));
     let mut s = TcpStream::connect(g.proxy_addr).await.unwrap();

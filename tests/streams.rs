@@ -15,32 +15,6 @@ use http_body_util::{BodyExt, StreamBody};
 use support::*;
 use tokio::sync::Notify;
 
-/// An event stream: one event, then a second once `go_on` is notified.
-fn events(go_on: Arc<Notify>) -> Handler {
-    Arc::new(move |_req| {
-        let go_on = go_on.clone();
-        Box::pin(async move {
-            let frames = futures_util::stream::unfold(0, move |n| {
-                let go_on = go_on.clone();
-                async move {
-                    match n {
-                        0 => Some((Ok::<_, Infallible>(Frame::data(Bytes::from("data: first\n\n"))), 1)),
-                        1 => {
-                            go_on.notified().await;
-                            Some((Ok(Frame::data(Bytes::from("data: second\n\n"))), 2))
-                        }
-                        _ => None,
-                    }
-                }
-            });
-            let mut r = Response::new(StreamBody::new(frames).boxed());
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static("text/event-stream"));
-            r
-        })
-    })
-}
-
 #[tokio::test]
 async fn server_sent_events_arrive_one_by_one_and_are_not_compared() {
     let (old_go, new_go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));

@@ -68,7 +68,7 @@ impl ClientError {
 
     /// What a hyper error on a request body says about the client.
     fn from_hyper(e: &hyper::Error) -> Self {
-        let detail = chain(e);
+        let detail = super::error::chain(e);
         let fault = if e.is_incomplete_message() || e.is_canceled() {
             ClientFault::Aborted
         } else if e.is_parse() || e.is_user() {
@@ -114,17 +114,6 @@ fn fault_of_source(e: &(dyn std::error::Error + 'static)) -> ClientFault {
         source = s.source();
     }
     ClientFault::Framing
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 const SENDING: u8 = 0;

@@ -213,7 +213,7 @@ pub async fn serve<H, F>(
                 }
             };
             if let Err(e) = result {
-                tracing::debug!(peer = %peer, error = %chain(e.as_ref()), "connection ended with an error");
+                tracing::debug!(peer = %peer, error = %crate::proxy::error::chain(e.as_ref()), "connection ended with an error");
             }
             if let Some(g) = gauges {
                 g.active.dec();
@@ -236,17 +236,4 @@ struct Listening<H> {
     gauges: Option<ConnectionGauges>,
     handler: H,
     tls: Option<Arc<Terminator>>,
-}
-
-/// An error and its causes on one line: hyper's own message ("error from
-/// user's Body stream") says little without the backend's reason under it.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

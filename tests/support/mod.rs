@@ -331,6 +331,35 @@ pub async fn get_whole(c: &HttpClient, url: &str, within: Duration) -> Result<By
         .unwrap_or_else(|_| panic!("{url}: the exchange did not end within {within:?}"))
 }
 
+/// An event stream: one event, then a second once `go_on` is notified.
+pub fn events(go_on: Arc<tokio::sync::Notify>) -> Handler {
+    Arc::new(move |_req| {
+        let go_on = go_on.clone();
+        Box::pin(async move {
+            let frames = futures_util::stream::unfold(0, move |n| {
+                let go_on = go_on.clone();
+                async move {
+                    match n {
+                        0 => Some((
+                            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from("data: first\n\n"))),
+                            1,
+                        )),
+                        1 => {
+                            go_on.notified().await;
+                            Some((Ok(http_body::Frame::data(Bytes::from("data: second\n\n"))), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            let mut r = Response::new(http_body_util::StreamBody::new(frames).boxed());
+            r.headers_mut()
+                .insert("content-type", http::HeaderValue::from_static("text/event-stream"));
+            r
+        })
+    })
+}
+
 /// Waits for `cond` to hold, polling, up to `within`; panics with `what`.
 pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut cond: F) {
     let deadline = Instant::now() + within;
