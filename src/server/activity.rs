@@ -66,6 +66,24 @@ impl Drop for InFlight {
     }
 }
 
+/// The gateway's request path for one request: what every connection of a
+/// listener calls, whichever protocol carries it.
+pub trait Handler: Send + Sync + 'static {
+    type Answering: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static;
+    fn handle(&self, req: Request<Incoming>, peer: Arc<Peer>) -> Self::Answering;
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    type Answering = F;
+    fn handle(&self, req: Request<Incoming>, peer: Arc<Peer>) -> F {
+        self(req, peer)
+    }
+}
+
 /// The gateway's request path as hyper's service for one connection.
 pub struct Service<H> {
     handler: H,
@@ -81,21 +99,22 @@ impl<H> Service<H> {
             activity,
         }
     }
+
+    /// What the connection's requests have done so far.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
 }
 
-impl<H, F> hyper::service::Service<Request<Incoming>> for Service<H>
-where
-    H: Fn(Request<Incoming>, Arc<Peer>) -> F,
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
-{
+impl<H: Handler> hyper::service::Service<Request<Incoming>> for Service<H> {
     type Response = Response<Answer>;
     type Error = Infallible;
-    type Future = Answering<F>;
+    type Future = Answering<H::Answering>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.enter();
         Answering {
-            inner: (self.handler)(req, self.peer.clone()),
+            inner: self.handler.handle(req, self.peer.clone()),
             in_flight: Some(in_flight),
         }
     }

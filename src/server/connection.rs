@@ -3,27 +3,22 @@
 //! ALPN `h2` clients alike send first, or else HTTP/1.1), then hyper's
 //! server for that protocol.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus::IntGauge;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use super::activity::{Activity, Service};
+use super::activity::{Activity, Handler, Service};
 use super::client_io::ClientIo;
-use super::http1::Parkable;
+use super::http1::ClientStream;
 use crate::pipeline::Peer;
 use crate::proxy::boxed::BoxError;
-use crate::proxy::ProxyBody;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -37,19 +32,14 @@ pub struct Protocols {
 
 /// Serves one connection until it ends, or until `shutdown` and the
 /// requests in flight on it are answered.
-pub async fn serve<I, H, F>(
+pub async fn serve<I: ClientStream, H: Handler>(
     mut io: I,
     peer: Arc<Peer>,
     protocols: &Protocols,
     handler: H,
     shutdown: &CancellationToken,
     parked: Option<&IntGauge>,
-) -> Result<(), BoxError>
-where
-    I: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
-{
+) -> Result<(), BoxError> {
     // Boxed: a connection's task holds no room for this once it is done.
     let first = Box::pin(async {
         tokio::select! {
@@ -73,7 +63,6 @@ where
         return super::http1::serve(
             io,
             service,
-            activity,
             &protocols.http1,
             protocols.header_read_timeout,
             shutdown,
@@ -100,7 +89,7 @@ where
 /// at once, without waiting for the event loop, when its client already
 /// wrote (as it mostly has); one opened ahead of need holds only the
 /// socket, no buffer, until its client speaks.
-async fn first_bytes<I: Parkable + AsyncRead + Unpin>(io: &mut I) -> std::io::Result<BytesMut> {
+async fn first_bytes<I: ClientStream>(io: &mut I) -> std::io::Result<BytesMut> {
     let mut buf = BytesMut::with_capacity(4096);
     if let Some(socket) = io.socket() {
         loop {

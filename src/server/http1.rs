@@ -15,19 +15,15 @@
 //! Parking changes nothing the client can see. A parked connection is
 //! still closed after `server.header_read_timeout` of quiet, as hyper
 //! would; a head left half-sent is served on at once (never parked) and
-//! keeps the deadline its first byte started, so a slow sender cannot reset
-//! its slowloris clock by pausing; connections over TLS are not parked
+//! keeps the deadline of the first quiet check that found it unfinished, so
+//! a slow sender cannot reset its slowloris clock by pausing; connections over TLS are not parked
 //! (the TLS session's own buffers would stay anyway).
 
-use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use prometheus::IntGauge;
@@ -36,30 +32,29 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::activity::{Activity, Service};
+use super::activity::{Handler, Service};
 use super::client_io::ClientIo;
-use crate::pipeline::Peer;
 use crate::proxy::boxed::BoxError;
-use crate::proxy::ProxyBody;
 
 /// How often a connection hyper is serving is looked at; two looks in a
 /// row that find it quiet park it.
 pub const QUIET_CHECK: Duration = Duration::from_secs(1);
 
-/// A client connection that can wait for bytes without hyper: the plain
-/// TCP socket. TLS streams cannot (rustls may hold decrypted bytes the
-/// socket's readiness says nothing about).
-pub trait Parkable {
+/// A client's byte stream, plain or TLS. Only a plain TCP socket can wait
+/// for bytes without hyper, so only it is parked: rustls may hold
+/// decrypted bytes the socket's readiness says nothing about.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The socket itself, when nothing sits between it and hyper.
     fn socket(&self) -> Option<&TcpStream>;
 }
 
-impl Parkable for TcpStream {
+impl ClientStream for TcpStream {
     fn socket(&self) -> Option<&TcpStream> {
         Some(self)
     }
 }
 
-impl<I> Parkable for tokio_rustls::server::TlsStream<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for tokio_rustls::server::TlsStream<I> {
     fn socket(&self) -> Option<&TcpStream> {
         None
     }
@@ -82,20 +77,14 @@ enum Served<I, H> {
 
 /// Serves `io` until the connection ends or, on `shutdown`, has finished
 /// the request in flight.
-pub async fn serve<I, H, F>(
+pub async fn serve<I: ClientStream, H: Handler>(
     mut io: ClientIo<I>,
     mut service: Service<H>,
-    activity: Arc<Activity>,
     builder: &http1::Builder,
     header_read_timeout: Duration,
     shutdown: &CancellationToken,
     parked: Option<&IntGauge>,
-) -> Result<(), BoxError>
-where
-    I: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
-{
+) -> Result<(), BoxError> {
     // Set while a head begun before a park is unfinished: (requests begun
     // then, the time its deadline runs out).
     let mut unfinished_head: Option<(u64, Instant)> = None;
@@ -104,20 +93,19 @@ where
         // the client is active; a parked connection's task keeps just the
         // socket.
         let since;
-        (io, service, since) = match Box::pin(active(io, service, builder, &activity, unfinished_head, shutdown)).await
-        {
+        (io, service, since) = match Box::pin(active(io, service, builder, unfinished_head, shutdown)).await {
             Served::Ended(r) => return r.map_err(Into::into),
             Served::HeadTimedOut => return Ok(()),
             Served::Quiet { io, service, since } => (io, service, since),
         };
         let deadline = since + header_read_timeout;
         if io.has_unread() {
-            // Part of a head: serve on, under the deadline it started.
-            let started = activity.started();
-            unfinished_head = match unfinished_head {
-                Some((at, first)) if at == started => Some((at, first)),
-                _ => Some((started, deadline)),
-            };
+            // Part of a head: serve on, under the deadline its quiet
+            // started (the first one, if the same head was set aside before).
+            let started = service.activity().started();
+            unfinished_head = unfinished_head
+                .filter(|(begun, _)| *begun == started)
+                .or(Some((started, deadline)));
             continue;
         }
         unfinished_head = None;
@@ -134,19 +122,15 @@ where
 /// hyper serves the connection until it ends, or is found quiet twice in
 /// a row `QUIET_CHECK` apart (plain sockets only). On `shutdown` it is
 /// asked to finish the request in flight and close.
-async fn active<I, H, F>(
+async fn active<I: ClientStream, H: Handler>(
     io: ClientIo<I>,
     service: Service<H>,
     builder: &http1::Builder,
-    activity: &Activity,
     unfinished_head: Option<(u64, Instant)>,
     shutdown: &CancellationToken,
-) -> Served<I, H>
-where
-    I: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
-{
+) -> Served<I, H> {
+    // The service moves into hyper's connection; its counters are shared.
+    let activity = service.activity().clone();
     let parkable = io.get_ref().socket().is_some() && !shutdown.is_cancelled();
     let mut conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     let mut cancelled = pin!(shutdown.cancelled());

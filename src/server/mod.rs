@@ -9,14 +9,11 @@
 //! Each worker owns a `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads connections across event loops with no shared accept lock.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
@@ -26,8 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
 use crate::metrics::{ConnectionGauges, Metrics};
-use crate::proxy::ProxyBody;
 use crate::tls::Terminator;
+use activity::Handler;
 
 mod activity;
 mod client_io;
@@ -121,7 +118,7 @@ pub fn protocols(cfg: &ServerConfig) -> Protocols {
 /// connection first shakes hands, on its own task (a slow handshake holds
 /// up no one) under the handshake deadline.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve<H, F>(
+pub async fn serve<H: Handler + Clone>(
     listener: std::net::TcpListener,
     tls: Option<Arc<Terminator>>,
     protocols: Arc<Protocols>,
@@ -130,10 +127,7 @@ pub async fn serve<H, F>(
     drain: Duration,
     metrics: Option<Metrics>,
     handler: H,
-) where
-    H: Fn(Request<Incoming>, Arc<crate::pipeline::Peer>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ProxyBody>, std::convert::Infallible>> + Send + 'static,
-{
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
