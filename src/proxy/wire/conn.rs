@@ -75,7 +75,8 @@ impl Connection {
         let stream = stream.into();
         Self {
             stream,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            // Allocated by the first read (see `finished_exchange`).
+            buf: BytesMut::new(),
             served: 0,
             permit: None,
             stamped: false,
@@ -101,7 +102,15 @@ impl Connection {
         self.served > 0
     }
 
+    /// Called with the buffer empty, as the connection goes back to the
+    /// pool. The buffer goes too: a pool holds as many idle connections as
+    /// the busiest moment needed (hundreds, after a burst), and NGINX's
+    /// kept-alive upstream connections hold no buffer either. The next
+    /// exchange's first read takes a fresh one, most often the block just
+    /// freed.
     pub(super) fn finished_exchange(&mut self) {
+        debug_assert!(self.buf.is_empty());
+        self.buf = BytesMut::new();
         self.served = self.served.saturating_add(1);
         self.timed = false;
         self.last_arrival = None;
