@@ -100,6 +100,11 @@ impl<H> Service<H> {
         }
     }
 
+    /// The client end of the connection.
+    pub fn peer(&self) -> &Arc<Peer> {
+        &self.peer
+    }
+
     /// What the connection's requests have done so far.
     pub fn activity(&self) -> &Arc<Activity> {
         &self.activity

@@ -52,6 +52,12 @@ impl<I> ClientIo<I> {
     pub fn get_ref(&self) -> &I {
         &self.inner
     }
+
+    /// The stream alone, once nothing is left unread.
+    pub fn into_inner(self) -> I {
+        debug_assert!(self.unread.is_empty());
+        self.inner
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {

@@ -10,13 +10,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus::IntGauge;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Handler, Service};
 use super::client_io::ClientIo;
-use super::http1::ClientStream;
+use super::http1::{ClientStream, SetAside};
 use crate::pipeline::Peer;
 use crate::proxy::boxed::BoxError;
 
@@ -38,8 +37,7 @@ pub async fn serve<I: ClientStream, H: Handler>(
     protocols: &Protocols,
     handler: H,
     shutdown: &CancellationToken,
-    parked: Option<&IntGauge>,
-) -> Result<(), BoxError> {
+) -> Result<Option<SetAside<H>>, BoxError> {
     // Boxed: a connection's task holds no room for this once it is done.
     let first = Box::pin(async {
         tokio::select! {
@@ -53,33 +51,25 @@ pub async fn serve<I: ClientStream, H: Handler>(
     })
     .await?;
     let Some(first) = first.filter(|first| !first.is_empty()) else {
-        return Ok(());
+        return Ok(None);
     };
     let activity = Arc::new(Activity::default());
     let service = Service::new(handler, peer, activity.clone());
     let h2 = first.starts_with(PREFACE);
     let io = ClientIo::new(io, first.freeze(), activity.clone());
     if !h2 {
-        return super::http1::serve(
-            io,
-            service,
-            &protocols.http1,
-            protocols.header_read_timeout,
-            shutdown,
-            parked,
-        )
-        .await;
+        return super::http1::serve(io, service, &protocols.http1, protocols.header_read_timeout, shutdown).await;
     }
     // Boxed: an HTTP/2 connection's state would otherwise size every
     // HTTP/1.1 connection's task too.
     Box::pin(async move {
         let mut conn = pin!(protocols.http2.serve_connection(TokioIo::new(io), service));
         tokio::select! {
-            r = conn.as_mut() => return r.map_err(Into::into),
+            r = conn.as_mut() => return r.map(|()| None).map_err(Into::into),
             _ = shutdown.cancelled() => {}
         }
         conn.as_mut().graceful_shutdown();
-        conn.await.map_err(Into::into)
+        conn.await.map(|()| None).map_err(Into::into)
     })
     .await
 }

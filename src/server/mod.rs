@@ -3,8 +3,10 @@
 //! bytes (`connection.rs`), with connection upgrades (WebSocket) let
 //! through, limits on header size and count, a header read timeout against
 //! slowloris, quiet HTTP/1.1 connections set aside without hyper's buffers
-//! (`http1.rs`), a cap on open connections, and graceful shutdown that lets
-//! in-flight requests finish.
+//! (`http1.rs`) on a small task of their own (`parked.rs`), a cap on open
+//! connections that follows a connection from task to task
+//! (`listening.rs`), and graceful shutdown that lets in-flight requests
+//! finish.
 //!
 //! Each worker owns a `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads connections across event loops with no shared accept lock.
@@ -22,14 +24,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::metrics::{ConnectionGauges, Metrics};
+use crate::metrics::Metrics;
 use crate::tls::Terminator;
 use activity::Handler;
+use listening::{Listening, Open};
 
 mod activity;
 mod client_io;
 mod connection;
 mod http1;
+mod listening;
+mod parked;
 
 pub use connection::Protocols;
 
@@ -135,15 +140,13 @@ pub async fn serve<H: Handler + Clone>(
             return;
         }
     };
-    let connections = TaskTracker::new();
-    // What every connection's task needs, behind one count: the gauges it
-    // moves rather than a clone of every metric.
     let shared = Arc::new(Listening {
         protocols,
         shutdown: shutdown.clone(),
         gauges: metrics.as_ref().map(|m| m.live.connection_gauges()),
         handler,
         tls,
+        connections: TaskTracker::new(),
     });
     loop {
         let permit = tokio::select! {
@@ -169,65 +172,49 @@ pub async fn serve<H: Handler + Clone>(
         let _ = stream.set_nodelay(true);
         if let Some(m) = &metrics {
             m.live.connections.inc();
-            m.live.connections_active.inc();
         }
-        let shared = shared.clone();
-        connections.spawn(async move {
+        let open = Open::new(shared.clone(), permit);
+        shared.connections.spawn(async move {
             let Listening {
                 protocols,
                 shutdown,
-                gauges,
                 handler,
                 tls,
-            } = &*shared;
-            let parked = gauges.as_ref().map(|g| &g.parked);
+                ..
+            } = &*open.listening;
             let handler = handler.clone();
-            let result = match tls {
+            let served = match tls {
                 None => {
                     let who = Arc::new(crate::pipeline::Peer::new(peer));
-                    connection::serve(stream, who, protocols, handler, shutdown, parked).await
+                    connection::serve(stream, who, protocols, handler, shutdown).await
                 }
                 // Boxed: the handshake's and the TLS stream's state would
-                // otherwise size every plain connection's task too, held as
-                // long as the connection is open.
+                // otherwise size every plain connection's task too.
                 Some(tls) => {
                     Box::pin(async {
                         match tls.accept(stream).await {
                             Ok((stream, handshake)) => {
                                 let who = Arc::new(crate::pipeline::Peer::new(peer).with_tls(handshake));
-                                connection::serve(stream, who, protocols, handler, shutdown, parked).await
+                                connection::serve(stream, who, protocols, handler, shutdown).await
                             }
                             Err(reason) => {
                                 tracing::debug!(peer = %peer, reason, "TLS handshake failed");
-                                Ok(())
+                                Ok(None)
                             }
                         }
                     })
                     .await
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!(peer = %peer, error = %crate::proxy::error::chain(e.as_ref()), "connection ended with an error");
-            }
-            if let Some(g) = gauges {
-                g.active.dec();
-            }
-            drop(permit);
+            parked::ended(open, peer, served);
         });
     }
     drop(listener);
+    let connections = shared.connections.clone();
+    drop(shared);
     connections.close();
     tokio::select! {
         _ = connections.wait() => tracing::debug!("connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(drain = ?drain, "drain time over; closing remaining connections"),
     }
-}
-
-/// One listener's share of every connection it accepted.
-struct Listening<H> {
-    protocols: Arc<Protocols>,
-    shutdown: CancellationToken,
-    gauges: Option<ConnectionGauges>,
-    handler: H,
-    tls: Option<Arc<Terminator>>,
 }
