@@ -68,7 +68,7 @@ impl ClientError {
 
     /// What a hyper error on a request body says about the client.
     fn from_hyper(e: &hyper::Error) -> Self {
-        let detail = super::error::chain(e);
+        let detail = super::error_chain::chain(e);
         let fault = if e.is_incomplete_message() || e.is_canceled() {
             ClientFault::Aborted
         } else if e.is_parse() || e.is_user() {

@@ -5,6 +5,7 @@ pub mod boxed;
 pub mod budget;
 pub mod client_body;
 pub mod error;
+pub mod error_chain;
 pub mod fallback;
 pub mod forward;
 pub mod forwarded;

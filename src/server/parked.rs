@@ -44,7 +44,7 @@ pub fn ended<H: Handler>(open: Open<H>, peer: SocketAddr, served: Result<Option<
         }
         Ok(None) => {}
         Err(e) => {
-            tracing::debug!(peer = %peer, error = %crate::proxy::error::chain(e.as_ref()), "connection ended with an error");
+            tracing::debug!(peer = %peer, error = %crate::proxy::error_chain::chain(e.as_ref()), "connection ended with an error");
         }
     }
 }
