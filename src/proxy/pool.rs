@@ -90,9 +90,20 @@ impl IdleConnections {
         });
     }
 
+    /// Closes what outlived `idle_timeout` or was closed by the backend;
+    /// what stays and has been idle for a whole tick gives back its read
+    /// buffer. Here, off the request path: a connection reused at once
+    /// keeps its buffer.
     fn reap(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain_mut(|c| now.duration_since(c.since) <= self.idle_timeout && c.conn.is_open());
+        idle.retain_mut(|c| {
+            let idle_for = now.duration_since(c.since);
+            let keep = idle_for <= self.idle_timeout && c.conn.is_open();
+            if keep && idle_for >= self.reap_every {
+                c.conn.shed_buffer();
+            }
+            keep
+        });
     }
 
     #[cfg(test)]
@@ -297,6 +308,28 @@ mod tests {
             assert!(Instant::now() < deadline, "the closed connection was never reaped");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_left_idle_gives_back_its_read_buffer() {
+        let idle = pool(Duration::from_secs(60));
+        let (conn, _server) = connected_pair().await;
+        assert!(conn.buffer_capacity() > 0);
+        idle.checkin(conn);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = idle.idle.lock().unwrap().front().map(|c| c.conn.buffer_capacity());
+            if held == Some(0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "an idle connection still holds {held:?} bytes of buffer"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut conn = idle.checkout().expect("still pooled");
+        assert!(conn.is_open());
     }
 
     #[tokio::test]

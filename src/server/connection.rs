@@ -56,7 +56,7 @@ pub async fn serve<I: ClientStream, H: Handler>(
     let activity = Arc::new(Activity::default());
     let service = Service::new(handler, peer, activity.clone());
     let h2 = first.starts_with(PREFACE);
-    let io = ClientIo::new(io, first.freeze(), activity.clone());
+    let io = ClientIo::new(io, first.freeze(), activity);
     if !h2 {
         return super::http1::serve(io, service, &protocols.http1, protocols.header_read_timeout, shutdown).await;
     }

@@ -75,8 +75,7 @@ impl Connection {
         let stream = stream.into();
         Self {
             stream,
-            // Allocated by the first read (see `finished_exchange`).
-            buf: BytesMut::new(),
+            buf: BytesMut::with_capacity(READ_CHUNK),
             served: 0,
             permit: None,
             stamped: false,
@@ -102,18 +101,25 @@ impl Connection {
         self.served > 0
     }
 
-    /// Called with the buffer empty, as the connection goes back to the
-    /// pool. The buffer goes too: a pool holds as many idle connections as
-    /// the busiest moment needed (hundreds, after a burst), and NGINX's
-    /// kept-alive upstream connections hold no buffer either. The next
-    /// exchange's first read takes a fresh one, most often the block just
-    /// freed.
     pub(super) fn finished_exchange(&mut self) {
-        debug_assert!(self.buf.is_empty());
-        self.buf = BytesMut::new();
         self.served = self.served.saturating_add(1);
         self.timed = false;
         self.last_arrival = None;
+    }
+
+    /// Frees the read buffer of a connection left idle, if nothing is in it:
+    /// a pool holds as many idle connections as its busiest moment needed
+    /// (hundreds, after a burst), and NGINX's kept-alive upstream
+    /// connections hold no buffer either. The next read takes a fresh one.
+    pub fn shed_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    #[cfg(test)]
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Whether an idle connection is still open (see [`BackendStream::is_open`]).
