@@ -230,7 +230,7 @@ async fn a_log_pipe_nobody_reads_never_stalls_a_worker() {
     // within a few hundred access lines. Before, every worker then blocked
     // in its next log write, and requests hung.
     let r = Running::start(&cfg, &[], false).unwrap();
-    // More requests than the access log's queue holds (16,384 lines).
+    // More lines than the access log's queue holds (2 MB, about 8,000).
     let c = client();
     let tasks: Vec<_> = (0..16)
         .map(|t| {

@@ -125,6 +125,9 @@ impl WorkerCrew {
             .name(format!("switchyard-w{i}"))
             .spawn(move || {
                 rt.block_on(async move {
+                    // This worker's access lines go to the writer a batch at
+                    // a time; the tick ends with the event loop.
+                    tokio::spawn(crate::logging::gather_access_lines());
                     let listen = |socket, tls| {
                         let worker = worker.clone();
                         crate::server::serve(
@@ -156,6 +159,7 @@ impl WorkerCrew {
                     // connections; they get the same drain time.
                     worker.tunnels().wait_closed().await;
                 });
+                crate::logging::flush_access_lines();
                 if left.fetch_sub(1, Ordering::SeqCst) == 1 {
                     done.cancel();
                 }

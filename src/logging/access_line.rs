@@ -8,17 +8,15 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::NonBlocking;
 use tracing_subscriber::layer::{Context, Layer};
 
 /// Writes each event it is given as one access log line.
 pub(super) struct AccessLines {
-    pub(super) writer: NonBlocking,
+    pub(super) sink: super::batches::AccessSink,
     pub(super) json: bool,
 }
 
@@ -50,9 +48,9 @@ impl<S: Subscriber> Layer<S> for AccessLines {
                 event.record(&mut Text { line });
             }
             line.push('\n');
-            // Lossy and never blocking: a full queue drops the line and
-            // counts it (`switchyard_log_lines_dropped_total{sink="access"}`).
-            let _ = self.writer.clone().write_all(line.as_bytes());
+            // Lossy and never blocking: a full queue drops lines and counts
+            // them (`switchyard_log_lines_dropped_total{sink="access"}`).
+            self.sink.line(line.as_bytes());
         });
     }
 }

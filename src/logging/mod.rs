@@ -7,11 +7,13 @@
 //! pipe, a stuck collector) lines are dropped and counted
 //! (`switchyard_log_lines_dropped_total`), never the event loop stalled. The
 //! access log has a queue of its own, so a flood of requests cannot push
-//! warnings and errors out. `logging.level` filters the log, not the access
+//! warnings and errors out, and each worker hands its access lines over in
+//! batches ([`batches`]). `logging.level` filters the log, not the access
 //! log: `access_log: true` writes a line per request at any level.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tracing::Subscriber;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
@@ -24,20 +26,25 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use crate::config::{LogFormat, LoggingConfig};
 
 mod access_line;
+mod batches;
+
+pub use batches::{flush as flush_access_lines, gather_on_this_thread as gather_access_lines};
 
 /// The target of access log lines.
 pub const ACCESS: &str = "switchyard::access";
 
-/// Lines queued per sink before new ones are dropped.
+/// Lines queued before new ones are dropped.
 const LOG_QUEUE: usize = 16_384;
-const ACCESS_QUEUE: usize = 16_384;
 
-static DROPS: OnceLock<[(&'static str, ErrorCounter); 2]> = OnceLock::new();
+/// Lines each sink dropped: the log's (counted by its writer) and the
+/// access log's.
+static DROPS: OnceLock<(ErrorCounter, Arc<AtomicU64>)> = OnceLock::new();
 
 /// Keeps the log writers running; dropping it flushes what is queued (up to
-/// about a second). Hold it until the process is done.
+/// about a second each). Hold it until the process is done.
 pub struct LogGuard {
-    _guards: [WorkerGuard; 2],
+    _log: WorkerGuard,
+    _access: batches::AccessGuard,
 }
 
 /// Installs the global subscriber. `None` when one is installed already
@@ -50,22 +57,21 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info")));
-    // Each writer thread drains its queue into a buffer and flushes when the
-    // queue is empty: a busy access log is written a batch of lines per
-    // system call, not a call per line.
-    let writer = |name: &str, lines: usize| {
-        NonBlockingBuilder::default()
-            .lossy(true)
-            .buffered_lines_limit(lines)
-            .thread_name(name)
-            .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()))
+    // The writer thread drains its queue into a buffer and flushes when the
+    // queue is empty: a busy log is written many lines per system call.
+    let (log_writer, log_guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE)
+        .thread_name("switchyard-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let (access_sink, access_guard) = match batches::AccessSink::start(std::io::stderr(), "switchyard-access-log") {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: cannot start the access log's writer thread: {e}");
+            return None;
+        }
     };
-    let (log_writer, log_guard) = writer("switchyard-log", LOG_QUEUE);
-    let (access_writer, access_guard) = writer("switchyard-access-log", ACCESS_QUEUE);
-    let counters = [
-        ("log", log_writer.error_counter()),
-        ("access", access_writer.error_counter()),
-    ];
+    let counters = (log_writer.error_counter(), access_sink.dropped());
     let json = cfg.format == LogFormat::Json;
     // The access sink is there even with `access_log: false`: a reload may
     // turn it on, and the request path decides per request whether to log.
@@ -73,7 +79,7 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
         .with(sink(log_writer, json, filter))
         .with(
             access_line::AccessLines {
-                writer: access_writer,
+                sink: access_sink,
                 json,
             }
             .with_filter(filter_fn(|m| m.target() == ACCESS)),
@@ -82,7 +88,8 @@ pub fn init(cfg: &LoggingConfig) -> Option<LogGuard> {
         .ok()?;
     let _ = DROPS.set(counters);
     Some(LogGuard {
-        _guards: [log_guard, access_guard],
+        _log: log_guard,
+        _access: access_guard,
     })
 }
 
@@ -109,6 +116,11 @@ where
 pub fn dropped_lines() -> Vec<(&'static str, u64)> {
     DROPS
         .get()
-        .map(|d| d.iter().map(|(sink, c)| (*sink, c.dropped_lines() as u64)).collect())
+        .map(|(log, access)| {
+            vec![
+                ("log", log.dropped_lines() as u64),
+                ("access", access.load(Ordering::Relaxed)),
+            ]
+        })
         .unwrap_or_default()
 }

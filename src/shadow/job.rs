@@ -168,10 +168,12 @@ impl Job {
                 return;
             }
         };
-        let shadow = self.exchange(&upstreams, target);
+        // Each exchange's future is several KB: boxed, the job's own stays
+        // small, and spawning it copies a few hundred bytes, not 10 KB.
+        let shadow = Box::pin(self.exchange(&upstreams, target));
         let twin = async {
             match baseline {
-                Some(b) => Some(self.exchange(&upstreams, b.side).await),
+                Some(b) => Some(Box::pin(self.exchange(&upstreams, b.side)).await),
                 None => None,
             }
         };

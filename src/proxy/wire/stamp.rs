@@ -103,22 +103,43 @@ pub fn poll_read(
 ) -> Poll<io::Result<(usize, Option<SystemTime>)>> {
     loop {
         ready!(tcp.poll_read_ready(cx))?;
-        match tcp.try_io(Interest::READABLE, || recv(tcp, buf)) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return Poll::Ready(other),
+        let mut drained = None;
+        let read = tcp.try_io(Interest::READABLE, || {
+            let (n, at) = recv(tcp, buf)?;
+            if n > 0 && n < CHUNK {
+                // Less than asked for: the socket is empty. Said as
+                // `WouldBlock`, it makes tokio forget the readiness (as its
+                // own reads do on a short read), so that the next check of
+                // an idle connection ([`super::BackendStream::is_open`])
+                // needs no system call to know it is still quiet.
+                drained = Some((n, at));
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok((n, at))
+        });
+        match (read, drained) {
+            (_, Some(got)) => return Poll::Ready(Ok(got)),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (other, None) => return Poll::Ready(other),
         }
     }
 }
 
+thread_local! {
+    /// What `recvmsg` reads into before the bytes join the connection's
+    /// buffer: it takes initialised memory, and zeroing a chunk of the
+    /// buffer on every read (8 KB for a 300-byte answer) cost more than
+    /// copying what came.
+    static SCRATCH: std::cell::RefCell<Box<[u8; CHUNK]>> = std::cell::RefCell::new(Box::new([0; CHUNK]));
+}
+
 fn recv(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<(usize, Option<SystemTime>)> {
-    let start = buf.len();
-    // recvmsg takes initialised memory: zeroing one small chunk is the
-    // price of not reaching for `unsafe`.
-    buf.resize(start + CHUNK, 0);
-    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-    let got = {
-        let mut iov = [io::IoSliceMut::new(&mut buf[start..])];
-        recvmsg::<()>(tcp.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT).map(|msg| {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let (n, at) = {
+            let mut iov = [io::IoSliceMut::new(&mut scratch[..])];
+            let msg = recvmsg::<()>(tcp.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+                .map_err(io::Error::from)?;
             let at = msg.cmsgs().ok().and_then(|mut c| {
                 c.find_map(|m| match m {
                     ControlMessageOwned::ScmTimestampns(ts) => {
@@ -128,18 +149,10 @@ fn recv(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<(usize, Option<System
                 })
             });
             (msg.bytes, at)
-        })
-    };
-    match got {
-        Ok((n, at)) => {
-            buf.truncate(start + n);
-            Ok((n, at))
-        }
-        Err(e) => {
-            buf.truncate(start);
-            Err(io::Error::from(e))
-        }
-    }
+        };
+        buf.extend_from_slice(&scratch[..n]);
+        Ok((n, at))
+    })
 }
 
 #[cfg(test)]
@@ -171,5 +184,32 @@ mod tests {
             at + Duration::from_millis(40) < read_at,
             "stamped at arrival, not at the late read"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_that_empties_the_socket_leaves_no_readiness_behind() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        enable(&client);
+        let mut buf = BytesMut::new();
+        server.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+        let (n, _) = std::future::poll_fn(|cx| poll_read(&client, cx, &mut buf))
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"HTTP/1.1 204 No Content\r\n\r\n");
+        // The pool asks this of every idle connection before reusing it: a
+        // readiness left set costs a probing read each time.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(
+            client.poll_read_ready(&mut cx).is_pending(),
+            "still marked readable after a short read"
+        );
+        // A later answer is still seen.
+        server.write_all(b"more").await.unwrap();
+        let (n, _) = std::future::poll_fn(|cx| poll_read(&client, cx, &mut buf))
+            .await
+            .unwrap();
+        assert_eq!(n, 4);
     }
 }
