@@ -298,16 +298,21 @@ mod tests {
         AccessSink::start(out.clone(), "test-access-log").unwrap()
     }
 
+    /// A worker's kind of event loop.
+    fn event_loop() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     const LINE: &[u8] = b"{\"method\":\"GET\",\"path\":\"/a\",\"status\":200}\n";
 
     #[test]
     fn a_worker_hands_its_lines_over_in_one_batch_not_one_by_one() {
         let out = Calls::default();
         let (sink, _guard) = sink(&out);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = event_loop();
         let shut = out.gate.lock().unwrap();
         // This thread keeps no batch yet: the line goes straight to the
         // writer, which is then stuck writing it.
@@ -337,10 +342,7 @@ mod tests {
     fn a_quiet_worker_still_hands_its_last_lines_over_after_the_wait() {
         let out = Calls::default();
         let (sink, _guard) = sink(&out);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = event_loop();
         rt.block_on(async {
             tokio::spawn(gather_on_this_thread());
             sink.line(LINE);
