@@ -171,6 +171,26 @@ fn float_tolerance() {
 }
 
 #[test]
+fn a_header_sent_as_two_lines_equals_it_joined_on_one() {
+    let mut a = ex("{}");
+    let mut b = ex("{}");
+    a.headers.append("vary", "accept".parse().unwrap());
+    a.headers.append("vary", "origin".parse().unwrap());
+    b.headers.insert("vary", "accept, origin".parse().unwrap());
+    a.headers.insert("etag", "\"1\"".parse().unwrap());
+    b.headers.insert("etag", "\"1\"".parse().unwrap());
+    let r = DiffRules::new(Vec::<String>::new(), &[], &[], 0.0).unwrap();
+    assert!(compare(&a, &b, &r).differences.is_empty());
+    b.headers.insert("vary", "accept".parse().unwrap());
+    let got: Vec<String> = compare(&a, &b, &r)
+        .differences
+        .into_iter()
+        .map(|d| d.location)
+        .collect();
+    assert_eq!(got, vec!["header:vary".to_string()]);
+}
+
+#[test]
 fn status_and_headers() {
     let mut a = ex("{}");
     let mut b = ex("{}");
