@@ -154,8 +154,6 @@ async fn active<I: ClientStream, H: Handler>(
     // The service moves into hyper's connection; its counters are shared.
     let activity = service.activity().clone();
     let parkable = io.get_ref().socket().is_some() && !shutdown.is_cancelled();
-    // A box of its own, apart from this future's: together they would
-    // share the task's size class (see the module's comment).
     let mut conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     let mut cancelled = pin!(shutdown.cancelled());
     let mut draining = false;
