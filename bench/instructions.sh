@@ -5,16 +5,25 @@
 # can be measured. Kernel work (syscalls) is not counted: compare it with
 # `strace -c -f` (both proxies make 2 writev + 2 recvfrom per request).
 #
+# `mirror` counts a mirrored request instead: NGINX's `mirror` (the second
+# answer dropped) against Switchyard with shadow 100 % (both answers read,
+# compared and reported), all threads, at an open-loop RATE (default 300)
+# req/s from bench-tools, so that neither sheds a mirror under callgrind.
+# KEEP=DIR keeps each proxy's callgrind file there for callgrind_annotate.
+#
 # Needs nginx, wrk and valgrind. Not run by CI.
-# Usage: bench/instructions.sh [seconds=10]
+# Usage: bench/instructions.sh [seconds=10] [mirror]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-for tool in nginx wrk valgrind callgrind_annotate; do
+MODE=${2:-plain}
+RATE=${RATE:-300}
+for tool in nginx wrk valgrind callgrind_annotate callgrind_control; do
   command -v $tool >/dev/null || { echo "needs $tool: apt-get install -y nginx wrk valgrind"; exit 1; }
 done
-cargo build --release --quiet
-BIN=target/release/switchyard
+cargo build --release --quiet --bin switchyard --example bench-tools
+BIN=${BIN:-target/release/switchyard}
+TOOLS=target/release/examples/bench-tools
 WORK=$(mktemp -d)
 chmod 755 "$WORK"   # nginx workers run as nobody
 pids=()
@@ -36,7 +45,10 @@ worker_processes 1; master_process off; daemon off; pid $WORK/proxy.pid; error_l
 events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000;
   upstream origin { server 127.0.0.1:18281; keepalive 64; }
-  server { listen 127.0.0.1:18290; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+  upstream other { server 127.0.0.1:18282; keepalive 64; }
+  server { listen 127.0.0.1:18290;
+    location / { $( [[ $MODE == mirror ]] && echo 'mirror /mirror; mirror_request_body off;' ) proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /mirror { internal; proxy_pass http://other\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
 cat > "$WORK/sy.yaml" <<CONF
 listen: "127.0.0.1:18300"
@@ -46,6 +58,7 @@ backends:
   old: { url: "http://127.0.0.1:18281" }
   new: { url: "http://127.0.0.1:18282" }
 logging: { level: warn }
+shadow: { percent: $( [[ $MODE == mirror ]] && echo 100 || echo 0 ) }
 CONF
 
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
@@ -55,20 +68,38 @@ wait_port 18281
 declare -A IR REQ
 measure() { # name port command...
   local name=$1 port=$2; shift 2
-  valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
+  # Counting starts with the load: start-up (reading the config, the
+  # system's CA roots) is not a request's cost.
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_port "$port"
-  REQ[$name]=$(wrk -t1 -c10 -d"${SECS}s" "http://127.0.0.1:$port/item" | awk '/requests in/ {print $1}')
+  local tries=0
+  until [[ $(callgrind_control -i on "$pid" 2>/dev/null) == *OK.* ]]; do
+    tries=$((tries + 1)); [[ $tries -lt 20 ]] || { echo "callgrind_control cannot reach $name (pid $pid)"; exit 1; }
+    sleep 0.5
+  done
+  if [[ $MODE == mirror ]]; then
+    REQ[$name]=$($TOOLS load --url "http://127.0.0.1:$port/api" --rate "$RATE" --seconds "$SECS" | awk '/^sent/ {print $2}')
+    [[ $name == switchyard ]] && curl -s http://127.0.0.1:18301/metrics | grep -E '^switchyard_(shadow_drops_total|comparisons_total)' | awk '$2 > 0 {print "  " $0}'
+  else
+    REQ[$name]=$(wrk -t1 -c10 -d"${SECS}s" "http://127.0.0.1:$port/item" | awk '/requests in/ {print $1}')
+  fi
   kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   IR[$name]=$(callgrind_annotate "$WORK/$name.cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  [[ -n ${KEEP:-} ]] && cp "$WORK/$name.cg" "$KEEP/$name.cg"
+  return 0
 }
 measure nginx 18290 nginx -c "$WORK/proxy.conf" -p "$WORK"
 measure switchyard 18300 "$BIN" serve -c "$WORK/sy.yaml" --reset-state
 
-printf '\n%-12s %10s %16s %12s\n' proxy requests "instructions/req" "× nginx"
+echo
+[[ $MODE == mirror ]] && echo "every request mirrored (NGINX: mirror, answer dropped; Switchyard: shadow 100 %, compared)"
+printf '%-12s %10s %16s %12s\n' proxy requests "instructions/req" "× nginx"
 for p in nginx switchyard; do
   per=$(awk -v i="${IR[$p]}" -v r="${REQ[$p]}" 'BEGIN { printf "%.0f", i / r }')
+  # Counting that never switched on reads as a few instructions a request.
+  [[ $per -ge 1000 ]] || { echo "$p: $per instructions a request: callgrind did not count the load; run again"; exit 1; }
   base=$(awk -v i="${IR[nginx]}" -v r="${REQ[nginx]}" 'BEGIN { print i / r }')
   printf '%-12s %10s %16s %12.2f\n' "$p" "${REQ[$p]}" "$per" "$(awk -v a="$per" -v b="$base" 'BEGIN { print a / b }')"
 done

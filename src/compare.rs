@@ -3,14 +3,14 @@
 //! own OS thread so that diffing never competes with the event loops for a
 //! turn, and the live path only ever does a non-blocking `try_send` to it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MirrorCounters};
 use crate::report::collector::Collector;
 use crate::report::store::{self, Record, Store};
 use crate::report::tally::Verdict;
@@ -172,6 +172,7 @@ impl Analysis {
             rewrite_all: false,
             written_since: since,
             cell,
+            series: HashMap::new(),
         };
         let handle = std::thread::Builder::new()
             .name("switchyard-analysis".into())
@@ -216,6 +217,10 @@ struct Worker {
     written_since: Option<u64>,
     /// Where the accepted differences are read from, per comparison.
     cell: SnapshotCell,
+    /// Each route's comparison series, by route name (a route renamed by a
+    /// reload leaves its few handles behind: bounded by the names a config
+    /// ever had).
+    series: HashMap<Arc<str>, MirrorCounters>,
 }
 
 /// Waits up to `wait` for work, then lets more gather for [`GATHER`] and
@@ -275,11 +280,7 @@ impl Worker {
             let mut c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
             c.ingest(&pair, now_ms(), &snap.rollout.accepted)
         };
-        self.metrics
-            .mirror
-            .comparisons
-            .with_label_values(&[&pair.route, ingested.verdict.as_str()])
-            .inc();
+        self.count_comparison(&pair.route, ingested.verdict.as_str());
         self.analysis.diffs.push(GuardVerdict {
             real: ingested.verdict == Verdict::Diff,
             old_error: pair.old.status >= 500,
@@ -288,7 +289,9 @@ impl Worker {
         if ingested.verdict == Verdict::Diff {
             tracing::debug!(endpoint = %ingested.endpoint, request_id = %pair.request_id, fields = ingested.real.len(), "real difference");
         }
-        self.dirty.insert(ingested.endpoint.clone());
+        if !self.dirty.contains(&ingested.endpoint) {
+            self.dirty.insert(ingested.endpoint.clone());
+        }
         let mut rotated = false;
         if let Some(store) = &mut self.store {
             for (field, sample) in ingested.real {
@@ -305,6 +308,18 @@ impl Worker {
         }
         if rotated {
             self.write_tallies(true);
+        }
+    }
+
+    /// Counts a comparison's result under its route, through the route's
+    /// series resolved the first time it is seen.
+    fn count_comparison(&mut self, route: &Arc<str>, result: &str) {
+        if !self.series.contains_key(&**route) {
+            self.series
+                .insert(route.clone(), MirrorCounters::new(&self.metrics, route));
+        }
+        if let Some(series) = self.series.get(&**route) {
+            series.compared(result);
         }
     }
 

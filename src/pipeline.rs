@@ -154,7 +154,7 @@ impl Worker {
         }
         // The CLI pointed at the proxy port (an easy slip in an incident):
         // answered here, never forwarded, so `rollback` cannot reach a backend.
-        if parts.headers.contains_key(ADMIN_CALL_HEADER) {
+        if parts.headers.contains_key(&ADMIN_CALL_HEADER) {
             return misdirected_admin_call(self.shared.admin_addr);
         }
         let method = parts.method.clone();
@@ -542,8 +542,9 @@ impl Peer {
 }
 
 /// Sent by Switchyard's CLI on every admin call; the proxy answers such a
-/// request itself with `421` naming the admin API.
-pub const ADMIN_CALL_HEADER: &str = "x-switchyard-admin-call";
+/// request itself with `421` naming the admin API. A name, not text: each
+/// request looks it up, and text would be parsed into a name every time.
+pub static ADMIN_CALL_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchyard-admin-call");
 
 fn misdirected_admin_call(admin: std::net::SocketAddr) -> Response<ProxyBody> {
     let reach = if admin.ip().is_unspecified() {

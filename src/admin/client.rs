@@ -53,7 +53,7 @@ impl AdminClient {
         let mut req = Request::builder()
             .method(method)
             .uri(&url)
-            .header(crate::pipeline::ADMIN_CALL_HEADER, "1");
+            .header(&crate::pipeline::ADMIN_CALL_HEADER, "1");
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }

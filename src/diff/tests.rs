@@ -191,6 +191,29 @@ fn a_header_sent_as_two_lines_equals_it_joined_on_one() {
 }
 
 #[test]
+fn headers_sent_alike_in_another_order_are_alike_and_one_changed_value_is_found() {
+    let mut a = ex("{}");
+    let mut b = ex("{}");
+    for (name, value) in [("etag", "\"1\""), ("server", "origin"), ("cache-control", "no-store")] {
+        a.headers.append(name, value.parse().unwrap());
+    }
+    for (name, value) in [("cache-control", "no-store"), ("etag", "\"1\""), ("server", "origin")] {
+        b.headers.append(name, value.parse().unwrap());
+    }
+    let r = DiffRules::new(Vec::<String>::new(), &[], &[], 0.0).unwrap();
+    assert!(compare(&a, &b, &r).differences.is_empty(), "order is not a difference");
+    // Same order, same count, one value changed: the fast path must not hide it.
+    let mut c = a.clone();
+    c.headers.insert("server", "other".parse().unwrap());
+    let got: Vec<String> = compare(&a, &c, &r)
+        .differences
+        .into_iter()
+        .map(|d| d.location)
+        .collect();
+    assert_eq!(got, vec!["header:server".to_string()]);
+}
+
+#[test]
 fn status_and_headers() {
     let mut a = ex("{}");
     let mut b = ex("{}");

@@ -113,7 +113,7 @@ fn live_path(
             ShadowRuntime::start(config.shadow.workers)
                 .map_err(|e| StartError::Setup(format!("cannot start the mirrors' threads: {e}")))?,
             Some(pairs),
-            metrics.clone(),
+            metrics,
         ),
         limits: Limits::default(),
     }))

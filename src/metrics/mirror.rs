@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 use super::{counter, histogram};
 
@@ -91,28 +91,45 @@ impl MirrorMetrics {
 /// Where mirrors go, as the `backend` label says it.
 pub const MIRROR_BACKENDS: [&str; 4] = ["old", "new", "old_twin", "old_repeat"];
 
-/// A mirrored route's `switchyard_shadow_requests_total` series (and its
-/// comparison results), resolved once when the route is built: they exist
-/// at zero from the start, and counting one costs no label lookup on the
-/// live path.
+/// The sides a pair's latencies are observed under, resolved per route.
+const PAIR_SIDES: [&str; 2] = ["old", "new"];
+
+/// A mirrored route's `switchyard_shadow_requests_total` series, its
+/// comparison results and its pair latencies, resolved once when the route
+/// is built: they exist at zero from the start, and counting one costs no
+/// label lookup (two hashes, a lock and a map search each) per mirror.
 #[derive(Clone)]
 pub struct MirrorCounters {
-    series: Arc<[[IntCounter; SHADOW_OUTCOMES.len()]; MIRROR_BACKENDS.len()]>,
+    series: Arc<Series>,
+}
+
+struct Series {
+    requests: [[IntCounter; SHADOW_OUTCOMES.len()]; MIRROR_BACKENDS.len()],
+    comparisons: [IntCounter; COMPARISON_RESULTS.len()],
+    pair_duration: [Histogram; PAIR_SIDES.len()],
+    /// For a side beyond [`PAIR_SIDES`], looked up by label.
+    pair_duration_by_label: HistogramVec,
+    route: Arc<str>,
 }
 
 impl MirrorCounters {
     pub fn new(m: &super::Metrics, route: &str) -> Self {
-        for result in COMPARISON_RESULTS {
-            m.mirror.comparisons.with_label_values(&[route, result]);
-        }
         Self {
-            series: Arc::new(MIRROR_BACKENDS.map(|b| {
-                std::array::from_fn(|i| {
-                    m.mirror
-                        .shadow_requests
-                        .with_label_values(&[b, route, SHADOW_OUTCOMES[i]])
-                })
-            })),
+            series: Arc::new(Series {
+                requests: MIRROR_BACKENDS.map(|b| {
+                    std::array::from_fn(|i| {
+                        m.mirror
+                            .shadow_requests
+                            .with_label_values(&[b, route, SHADOW_OUTCOMES[i]])
+                    })
+                }),
+                comparisons: std::array::from_fn(|i| {
+                    m.mirror.comparisons.with_label_values(&[route, COMPARISON_RESULTS[i]])
+                }),
+                pair_duration: PAIR_SIDES.map(|b| m.mirror.pair_duration.with_label_values(&[b, route])),
+                pair_duration_by_label: m.mirror.pair_duration.clone(),
+                route: route.into(),
+            }),
         }
     }
 
@@ -122,7 +139,89 @@ impl MirrorCounters {
         let o = SHADOW_OUTCOMES.iter().position(|x| *x == outcome);
         debug_assert!(b.is_some() && o.is_some(), "unknown mirror series {backend}/{outcome}");
         if let (Some(b), Some(o)) = (b, o) {
-            self.series[b][o].inc();
+            self.series.requests[b][o].inc();
+        }
+    }
+
+    /// Counts one comparison result (a name from [`COMPARISON_RESULTS`]).
+    pub fn compared(&self, result: &str) {
+        let r = COMPARISON_RESULTS.iter().position(|x| *x == result);
+        debug_assert!(r.is_some(), "unknown comparison result {result}");
+        if let Some(r) = r {
+            self.series.comparisons[r].inc();
+        }
+    }
+
+    /// Observes one side's latency in a pair.
+    pub fn observe_pair(&self, backend: &str, seconds: f64) {
+        match PAIR_SIDES.iter().position(|x| *x == backend) {
+            Some(i) => self.series.pair_duration[i].observe(seconds),
+            None => self
+                .series
+                .pair_duration_by_label
+                .with_label_values(&[backend, &self.series.route])
+                .observe(seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, starts: &str) -> String {
+        text.lines()
+            .find(|l| l.starts_with(starts))
+            .unwrap_or_else(|| panic!("no line starting {starts} in\n{text}"))
+            .to_string()
+    }
+
+    #[test]
+    fn resolved_series_count_under_their_own_labels() {
+        let m = crate::metrics::Metrics::new();
+        let pay = MirrorCounters::new(&m, "pay");
+        let _other = MirrorCounters::new(&m, "search");
+        let text = m.render();
+        // Resolved at the route's build: every series is there at zero.
+        assert!(text.contains(r#"switchyard_comparisons_total{result="diff",route="pay"} 0"#));
+        assert!(text.contains(r#"switchyard_pair_duration_seconds_count{backend="new",route="pay"} 0"#));
+
+        pay.compared("diff");
+        pay.compared("diff");
+        pay.compared("match");
+        pay.observe_pair("old", 0.002);
+        pay.observe_pair("new", 0.003);
+        pay.observe_pair("new", 0.004);
+        // A side beyond the resolved two is still counted, by its label.
+        pay.observe_pair("old_twin", 0.005);
+        pay.inc("new", "completed");
+        let text = m.render();
+        for (series, want) in [
+            (r#"switchyard_comparisons_total{result="diff",route="pay"}"#, "2"),
+            (r#"switchyard_comparisons_total{result="match",route="pay"}"#, "1"),
+            (r#"switchyard_comparisons_total{result="diff",route="search"}"#, "0"),
+            (
+                r#"switchyard_pair_duration_seconds_count{backend="old",route="pay"}"#,
+                "1",
+            ),
+            (
+                r#"switchyard_pair_duration_seconds_count{backend="new",route="pay"}"#,
+                "2",
+            ),
+            (
+                r#"switchyard_pair_duration_seconds_count{backend="old_twin",route="pay"}"#,
+                "1",
+            ),
+            (
+                r#"switchyard_pair_duration_seconds_count{backend="new",route="search"}"#,
+                "0",
+            ),
+            (
+                r#"switchyard_shadow_requests_total{backend="new",outcome="completed",route="pay"}"#,
+                "1",
+            ),
+        ] {
+            assert_eq!(line(&text, series).rsplit(' ').next(), Some(want), "{series}");
         }
     }
 }

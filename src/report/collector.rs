@@ -196,8 +196,16 @@ impl Collector {
         // three bodies for a match would be spent for nothing.
         let mut sample_base: Option<Sample> = None;
 
-        let e = self.endpoints.entry(key.clone()).or_default();
-        e.route = pair.route.to_string();
+        // The key is handed back in `Ingested`: cloned only for a new endpoint.
+        if !self.endpoints.contains_key(&key) {
+            self.endpoints.insert(key.clone(), EndpointStats::default());
+        }
+        let Some(e) = self.endpoints.get_mut(&key) else {
+            unreachable!("inserted above");
+        };
+        if e.route != *pair.route {
+            e.route = pair.route.to_string();
+        }
         e.compared += 1;
         // Latencies compare only between requests sent at the same instant:
         // new against old, or, when old went out apart from a mirrored new,

@@ -197,7 +197,6 @@ impl Job {
         };
         let (shadow, twin, live) = tokio::join!(shadow, twin, live);
 
-        let route = &self.route;
         let d = &self.dispatcher;
         let Some(live) = live else {
             // The client went away: no comparison for a half-seen answer.
@@ -230,7 +229,6 @@ impl Job {
                 _ => {}
             }
         }
-        let m = &d.metrics;
         let ((captured, status, headers, latency, live_sent), (shadow, shadow_hold, shadow_sent, shadow_end)) =
             match (live, shadow) {
                 (Ok(live), Ok(shadow)) => (live, shadow),
@@ -245,9 +243,9 @@ impl Job {
                     // analysis queue had no room for is a shed comparison.
                     let queued = d.queue.as_ref().is_none_or(|q| q.try_send(failed).is_ok());
                     if queued {
-                        m.mirror.comparisons.with_label_values(&[route, "error"]).inc();
+                        self.counters.compared("error");
                     } else {
-                        m.mirror.comparisons.with_label_values(&[route, "dropped"]).inc();
+                        self.counters.compared("dropped");
                         d.shed(Shed::Queue);
                     }
                     return;
@@ -255,7 +253,7 @@ impl Job {
             };
         if captured.over_budget {
             // The live answer's copy is incomplete: nothing fair to compare.
-            m.mirror.comparisons.with_label_values(&[route, "dropped"]).inc();
+            self.counters.compared("dropped");
             d.shed(Shed::BufferedBytes);
             return;
         }
@@ -269,14 +267,10 @@ impl Job {
             truncated: captured.truncated,
             latency,
         };
-        m.mirror
-            .pair_duration
-            .with_label_values(&[self.live.as_str(), route])
-            .observe(live_exchange.latency.as_secs_f64());
-        m.mirror
-            .pair_duration
-            .with_label_values(&[target.as_str(), route])
-            .observe(shadow.latency.as_secs_f64());
+        self.counters
+            .observe_pair(self.live.as_str(), live_exchange.latency.as_secs_f64());
+        self.counters
+            .observe_pair(target.as_str(), shadow.latency.as_secs_f64());
         let ((old, old_end), (new, new_end)) = if self.live == Side::New {
             ((shadow, shadow_end), (live_exchange, live_end))
         } else {
@@ -320,7 +314,7 @@ impl Job {
         if let Some(q) = &d.queue {
             if let Err(TrySendError::Full(_)) = q.try_send(Work::Compare(Box::new(pair))) {
                 // Analysis is behind: shed the comparison, not the traffic.
-                m.mirror.comparisons.with_label_values(&[&self.route, "dropped"]).inc();
+                self.counters.compared("dropped");
                 d.shed(Shed::Queue);
             }
         }

@@ -40,14 +40,11 @@ pub use runtime::ShadowRuntime;
 /// Whether an answer is an event stream (`text/event-stream`): streamed to
 /// the client as it comes, never read whole for a comparison.
 pub fn is_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
+    // Bytes, not text: asked of every mirrored answer.
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        let media = v.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
+        media.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+    })
 }
 
 /// A mirrored request and every answer to it, ready to compare.
@@ -153,7 +150,6 @@ pub struct Dispatcher {
     budget: Arc<Budget>,
     runtime: Arc<ShadowRuntime>,
     queue: Option<SyncSender<Work>>,
-    metrics: Metrics,
     /// `switchyard_shadow_drops_total`, by [`Shed`], resolved once.
     drops: Arc<[IntCounter; 4]>,
 }
@@ -164,7 +160,7 @@ impl Dispatcher {
         budget: Arc<Budget>,
         runtime: Arc<ShadowRuntime>,
         queue: Option<SyncSender<Work>>,
-        metrics: Metrics,
+        metrics: &Metrics,
     ) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
@@ -173,7 +169,6 @@ impl Dispatcher {
             queue,
             // Resolved once, which also exports every reason at zero.
             drops: Arc::new(Shed::ALL.map(|why| metrics.mirror.shadow_drops.with_label_values(&[why.as_str()]))),
-            metrics,
         }
     }
 
@@ -185,5 +180,26 @@ impl Dispatcher {
     /// Bytes of mirrored bodies held now.
     pub fn buffered_bytes(&self) -> usize {
         self.budget.used()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stream;
+
+    #[test]
+    fn an_event_stream_is_known_by_its_media_type_alone() {
+        let with = |value: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(value));
+            is_stream(&h)
+        };
+        assert!(with("text/event-stream"));
+        assert!(with("Text/Event-Stream; charset=utf-8"));
+        assert!(with(" text/event-stream ;charset=utf-8"));
+        assert!(!with("text/event-streams"));
+        assert!(!with("application/json"));
+        assert!(!with("text/plain; profile=text/event-stream"));
+        assert!(!is_stream(&http::HeaderMap::new()));
     }
 }

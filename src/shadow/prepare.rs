@@ -239,8 +239,12 @@ impl Dispatcher {
             timeout: cfg.timeout.get(),
             cap: cfg.max_response_bytes,
         };
+        // Boxed: the task then holds a pointer, and tokio's moves of it (at
+        // spawn, and when the task's stage is set on completion) copy a few
+        // bytes, not the job's 3 KB.
+        let run = Box::pin(job.run(rx));
         self.runtime.spawn(async move {
-            job.run(rx).await;
+            run.await;
             drop(permit);
         });
         Ok((
