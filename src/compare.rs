@@ -3,7 +3,7 @@
 //! own OS thread so that diffing never competes with the event loops for a
 //! turn, and the live path only ever does a non-blocking `try_send` to it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -172,7 +172,6 @@ impl Analysis {
             rewrite_all: false,
             written_since: since,
             cell,
-            series: HashMap::new(),
         };
         let handle = std::thread::Builder::new()
             .name("switchyard-analysis".into())
@@ -217,10 +216,6 @@ struct Worker {
     written_since: Option<u64>,
     /// Where the accepted differences are read from, per comparison.
     cell: SnapshotCell,
-    /// Each route's comparison series, by route name (a route renamed by a
-    /// reload leaves its few handles behind: bounded by the names a config
-    /// ever had).
-    series: HashMap<Arc<str>, MirrorCounters>,
 }
 
 /// Waits up to `wait` for work, then lets more gather for [`GATHER`] and
@@ -266,7 +261,7 @@ impl Worker {
 
     fn take(&mut self, work: Work) {
         match work {
-            Work::Compare(pair) => self.process(*pair),
+            Work::Compare(pair, counters) => self.process(*pair, &counters),
             Work::Failed { route, method, target } => {
                 let mut c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
                 c.record_error(&route, method.as_str(), &target, now_ms());
@@ -274,13 +269,13 @@ impl Worker {
         }
     }
 
-    fn process(&mut self, pair: Pair) {
+    fn process(&mut self, pair: Pair, counters: &MirrorCounters) {
         let snap = self.cell.load();
         let ingested = {
             let mut c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());
             c.ingest(&pair, now_ms(), &snap.rollout.accepted)
         };
-        self.count_comparison(&pair.route, ingested.verdict.as_str());
+        counters.compared(ingested.verdict.as_str());
         self.analysis.diffs.push(GuardVerdict {
             real: ingested.verdict == Verdict::Diff,
             old_error: pair.old.status >= 500,
@@ -308,18 +303,6 @@ impl Worker {
         }
         if rotated {
             self.write_tallies(true);
-        }
-    }
-
-    /// Counts a comparison's result under its route, through the route's
-    /// series resolved the first time it is seen.
-    fn count_comparison(&mut self, route: &Arc<str>, result: &str) {
-        if !self.series.contains_key(&**route) {
-            self.series
-                .insert(route.clone(), MirrorCounters::new(&self.metrics, route));
-        }
-        if let Some(series) = self.series.get(&**route) {
-            series.compared(result);
         }
     }
 

@@ -13,6 +13,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
 
+/// Waits until the client's socket has bytes (or an error) to read. Not
+/// `TcpStream::readable()`: its future carries a waiter node of its own
+/// (152 bytes); polling the socket's readiness keeps the waker in the
+/// socket's registration, which every connection has anyway. Every future
+/// that waits on an idle client socket holds this instead.
+pub(super) async fn readable(socket: &tokio::net::TcpStream) -> io::Result<()> {
+    std::future::poll_fn(|cx| socket.poll_read_ready(cx)).await
+}
+
 pub struct ClientIo<I> {
     unread: Bytes,
     inner: I,

@@ -88,9 +88,7 @@ async fn first_bytes<I: ClientStream>(io: &mut I) -> std::io::Result<BytesMut> {
                 Ok(_) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     buf = BytesMut::new();
-                    // The socket's own readiness, as a parked connection
-                    // waits (`parked.rs`): no waiter node in this future.
-                    std::future::poll_fn(|cx| socket.poll_read_ready(cx)).await?;
+                    super::client_io::readable(socket).await?;
                     buf.reserve(4096);
                 }
                 Err(e) => return Err(e),

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use super::activity::{Handler, Service};
-use super::client_io::ClientIo;
+use super::client_io::{self, ClientIo};
 use super::http1::SetAside;
 use super::listening::Open;
 use crate::proxy::boxed::BoxError;
@@ -56,11 +56,7 @@ async fn parked<H: Handler>(open: Open<H>, socket: TcpStream, service: Service<H
     let spoke = {
         let _parked = open.listening.gauges.as_ref().map(|g| Parked::new(&g.parked));
         tokio::select! {
-            // Not `socket.readable()`: its future carries a waiter node of
-            // its own (152 bytes); polling the socket's readiness keeps the
-            // waker in the socket's registration, which every connection
-            // has anyway.
-            ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)) => ready.is_ok(),
+            ready = client_io::readable(&socket) => ready.is_ok(),
             _ = sleep_until(deadline) => false,
             _ = open.listening.shutdown.cancelled() => false,
         }

@@ -312,7 +312,7 @@ impl Job {
             hold,
         };
         if let Some(q) = &d.queue {
-            if let Err(TrySendError::Full(_)) = q.try_send(Work::Compare(Box::new(pair))) {
+            if let Err(TrySendError::Full(_)) = q.try_send(Work::Compare(Box::new(pair), self.counters.clone())) {
                 // Analysis is behind: shed the comparison, not the traffic.
                 self.counters.compared("dropped");
                 d.shed(Shed::Queue);

@@ -29,7 +29,7 @@ use prometheus::IntCounter;
 use tokio::sync::Semaphore;
 
 use crate::diff::Exchange;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MirrorCounters};
 use crate::proxy::budget::{Budget, Hold};
 use crate::side::Side;
 
@@ -105,8 +105,9 @@ pub struct Ends {
 
 /// What the analysis thread is handed.
 pub enum Work {
-    /// Both sides answered: compare them.
-    Compare(Box<Pair>),
+    /// Both sides answered: compare them, and count the result in the
+    /// route's series.
+    Compare(Box<Pair>, MirrorCounters),
     /// A side failed: nothing to compare, but the report counts it.
     Failed {
         route: Arc<str>,
