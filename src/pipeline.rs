@@ -329,12 +329,14 @@ impl Worker {
             _ => None,
         };
         upstream.aim(&mut parts);
-        if mirror.is_active() {
-            // Timed as its mirror is: from the write to the head's arrival.
-            parts.extensions.insert(crate::proxy::wire::Timed);
-        }
         let req = Request::from_parts(parts, body);
+        let mut timing = None;
         let result = match switch {
+            // Timed as its mirror is: from the write to the head's arrival.
+            None if mirror.is_active() => upstream.send_timed(req, upstream.timeout()).await.map(|(resp, t)| {
+                timing = t;
+                resp
+            }),
             None => upstream.send(req).await,
             Some((ask, client)) => {
                 let metrics = TunnelMetrics {
@@ -394,7 +396,7 @@ impl Worker {
                 let (mut rp, rb) = resp.into_parts();
                 rp.headers.reserve(3);
                 // The comparison sees the backend's answer, not our additions.
-                let body = mirror.attach(rb, &rp);
+                let body = mirror.attach(rb, &rp, timing);
                 if snap.config.server.served_by_header {
                     rp.headers.insert(&X_SERVED_BY, side.header_value());
                 }

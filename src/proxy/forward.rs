@@ -18,7 +18,7 @@ use super::error::ProxyError;
 use super::inbound::Inbound;
 use super::limit::{ConnectionLimit, Limits};
 use super::pool::{Http1Pool, PoolError, Switch, TlsConnect};
-use super::wire::ExchangeError;
+use super::wire::{ExchangeError, Timing};
 use crate::config::{BackendConfig, BackendProtocol, HostHeader};
 use crate::side::Side;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -125,6 +125,11 @@ impl Upstream {
         self.side
     }
 
+    /// The backend's `timeout` for a response head.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The URI of `pq` on this backend: origin-form for HTTP/1.1 (what goes
     /// on the wire, with no reparse), absolute for the HTTP/2 client.
     pub fn uri_for(&self, pq: Option<&PathAndQuery>) -> Uri {
@@ -169,24 +174,38 @@ impl Upstream {
     /// Sends the request and waits for the response head, within the
     /// timeout. The head comes back without hop-by-hop fields.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Inbound>, ProxyError> {
-        self.send_within(req, self.timeout).await
+        self.send_within(req, self.timeout, false).await.map(|(resp, _)| resp)
+    }
+
+    /// [`Self::send`], timed where the transport can ([`Timing`]: our
+    /// HTTP/1.1 leg), within `timeout`: a mirrored request and its live
+    /// twin, a replayed one.
+    pub async fn send_timed(
+        &self,
+        req: Request<ProxyBody>,
+        timeout: Duration,
+    ) -> Result<(Response<Inbound>, Option<Timing>), ProxyError> {
+        self.send_within(req, timeout, true).await
     }
 
     /// Sends the request; `timeout` for the response head starts once the
     /// client's upload is over (a slow client is on its own clock, the
     /// body timeout), or once the backend stopped taking the upload.
-    pub async fn send_within(
+    /// The timing travels beside the response, not in its extensions:
+    /// a map allocated for it per exchange showed in profiles.
+    async fn send_within(
         &self,
         req: Request<ProxyBody>,
         timeout: Duration,
-    ) -> Result<Response<Inbound>, ProxyError> {
+        timed: bool,
+    ) -> Result<(Response<Inbound>, Option<Timing>), ProxyError> {
         let side = self.side;
         let timed_out = ProxyError::Timeout { side, timeout };
         let upload = req.body().upload();
         match &self.transport {
-            Transport::Http1 => match within(timeout, upload, std::pin::pin!(self.http1.send(req))).await {
+            Transport::Http1 => match within(timeout, upload, std::pin::pin!(self.http1.send(req, timed))).await {
                 None => Err(timed_out),
-                Some(Ok(resp)) => Ok(resp.map(Inbound::from)),
+                Some(Ok((resp, timing))) => Ok((resp.map(Inbound::from), timing)),
                 Some(Err(e)) => Err(pool_error(side, &self.backend_name, e)),
             },
             Transport::Hyper(client, limit) => {
@@ -204,7 +223,7 @@ impl Upstream {
                         // The HTTP/1.1 leg drops these as it parses; hyper keeps them.
                         super::headers::strip_hop_by_hop(&mut parts.headers);
                         let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone(), permit);
-                        Ok(Response::from_parts(parts, body))
+                        Ok((Response::from_parts(parts, body), None))
                     }
                     Some(Err(e)) if e.is_connect() => Err(connect_error(side, &self.backend_name, &e)),
                     Some(Err(e)) => Err(classify(side, &e)),

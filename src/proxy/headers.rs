@@ -14,10 +14,17 @@ pub static X_SHADOW: HeaderName = HeaderName::from_static("x-switchyard-shadow")
 
 /// Whether a header describes one connection rather than the message.
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-    ) || name.as_str().starts_with("proxy-")
+    // Asked of every header of every message: the length rules out most
+    // names before any bytes are compared.
+    let n = name.as_str().as_bytes();
+    let listed = match n.len() {
+        2 => n == b"te",
+        7 => n == b"trailer" || n == b"upgrade",
+        10 => n == b"connection" || n == b"keep-alive",
+        17 => n == b"transfer-encoding",
+        _ => false,
+    };
+    listed || n.starts_with(b"proxy-")
 }
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -128,6 +135,37 @@ mod tests {
             );
         }
         m
+    }
+
+    #[test]
+    fn hop_by_hop_names_and_their_near_misses() {
+        for hop in [
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "proxy-x",
+        ] {
+            assert!(is_hop_by_hop(&HeaderName::from_static(hop)), "{hop}");
+        }
+        for end_to_end in [
+            "tk",
+            "trailers",
+            "upgradx",
+            "connexion",
+            "keep-alivf",
+            "transfer-encodinx",
+            "proxy",
+            "xproxy-a",
+            "content-type",
+            "date",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(end_to_end)), "{end_to_end}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::body::ProxyBody;
 use super::limit::{ConnectionLimit, Reclaim, Saturated};
-use super::wire::{encode_request, BackendBody, Connection, ExchangeError};
+use super::wire::{encode_request, BackendBody, Connection, ExchangeError, Timing};
 
 struct Idle {
     conn: Connection,
@@ -213,8 +213,13 @@ impl Http1Pool {
     }
 
     /// Sends a request (origin-form URI, `Host` set, hop-by-hop headers
-    /// gone) and waits for the response head.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<BackendBody>, PoolError> {
+    /// gone) and waits for the response head; `timed`, also when the
+    /// request went out and its answer's head came in.
+    pub async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        timed: bool,
+    ) -> Result<(Response<BackendBody>, Option<Timing>), PoolError> {
         let (parts, body) = req.into_parts();
         let mut head = Vec::new();
         let framing = encode_request(&parts, &body.size_hint(), &mut head);
@@ -222,7 +227,6 @@ impl Http1Pool {
         // out answers nothing; a request with no body to replay and safe to
         // repeat is sent once more on a fresh connection.
         let replayable = framing == super::wire::RequestFraming::Empty && parts.method.is_idempotent();
-        let timed = parts.extensions.get::<super::wire::Timed>().is_some();
         let mut body = Some(body);
         let mut conn = match self.idle.checkout() {
             Some(conn) => conn,
@@ -236,12 +240,9 @@ impl Http1Pool {
                         super::wire::HeadError::Upgrade,
                     )));
                 }
-                Ok((mut resp, timing)) => {
-                    if timed {
-                        resp.parts.extensions.insert(timing);
-                    }
+                Ok((resp, timing)) => {
                     let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
-                    return Ok(Response::from_parts(resp.parts, body));
+                    return Ok((Response::from_parts(resp.parts, body), timed.then_some(timing)));
                 }
                 Err(e) if replayable && conn.reused() && e.nothing_received() => {
                     tracing::debug!(error = %e, backend = %self.idle.authority, "kept-alive connection was closed; retrying");

@@ -62,7 +62,6 @@ impl Replayer {
             .map_err(|e| format!("target {:?} is not a path: {e}", r.target))?;
         *req.headers_mut() = headers(r)?;
         req.headers_mut().insert(&X_SHADOW, HeaderValue::from_static("1"));
-        req.extensions_mut().insert(crate::proxy::wire::Timed);
         let (mut parts, body) = req.into_parts();
         upstream.aim(&mut parts);
         Ok(Request::from_parts(parts, body))
@@ -75,12 +74,11 @@ impl Replayer {
         let upstream = self.upstreams.get(side).ok_or("no such backend")?;
         let req = self.request(side, r, body)?;
         let started = Instant::now();
-        let resp = upstream
-            .send_within(req, self.timeout)
+        let (resp, timing) = upstream
+            .send_timed(req, self.timeout)
             .await
             .map_err(|e| format!("{name}: {e}"))?;
         let (parts, body) = resp.into_parts();
-        let timing = crate::proxy::wire::Timing::of(&parts.extensions);
         let latency = timing.map_or_else(|| started.elapsed(), |t| t.to_head());
         if crate::shadow::is_stream(&parts.headers) {
             return Err(format!("{name} answered with an event stream; it is not compared"));

@@ -116,7 +116,6 @@ impl Job {
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req.headers_mut().insert(&X_SHADOW, HeaderValue::from_static("1"));
-        req.extensions_mut().insert(crate::proxy::wire::Timed);
         let (mut parts, body) = req.into_parts();
         upstream.aim(&mut parts);
         Request::from_parts(parts, body)
@@ -130,8 +129,8 @@ impl Job {
         let started = Instant::now();
         let started_at = SystemTime::now();
         let work = async {
-            let resp = upstream
-                .send_within(self.request(upstream), self.timeout)
+            let (resp, timing) = upstream
+                .send_timed(self.request(upstream), self.timeout)
                 .await
                 .map_err(|e| match e {
                     ProxyError::Timeout { .. } => Failed::Timeout,
@@ -139,7 +138,6 @@ impl Job {
                     _ => Failed::Error,
                 })?;
             let (parts, body) = resp.into_parts();
-            let timing = crate::proxy::wire::Timing::of(&parts.extensions);
             let latency = timing.map_or_else(|| started.elapsed(), |t| t.to_head());
             if super::is_stream(&parts.headers) {
                 // Dropping the body closes the connection: the stream is

@@ -20,6 +20,7 @@ use super::Shed;
 use crate::proxy::budget::Hold;
 use crate::proxy::client_body::{ClientBody, ClientError};
 use crate::proxy::tee::Tee;
+use crate::proxy::wire::Timing;
 use crate::proxy::{Inbound, ProxyBody, ProxyError};
 use crate::route::Route;
 use crate::side::Side;
@@ -57,8 +58,9 @@ impl Mirror {
         }
     }
 
-    /// Wraps the live response body in a tee when mirrored.
-    pub fn attach(self, body: Inbound, head: &http::response::Parts) -> ProxyBody {
+    /// Wraps the live response body in a tee when mirrored; `timing` is
+    /// the live exchange's, when its transport timed it.
+    pub fn attach(self, body: Inbound, head: &http::response::Parts, timing: Option<Timing>) -> ProxyBody {
         let (Some(tx), Some(hold)) = (self.tx, self.hold) else {
             return ProxyBody::stream(body);
         };
@@ -67,7 +69,6 @@ impl Mirror {
             return ProxyBody::stream(body);
         }
         let (tee, rx) = Tee::new(body, self.cap, hold);
-        let timing = crate::proxy::wire::Timing::of(&head.extensions);
         let _ = tx.send(LiveOutcome::Head {
             status: head.status.as_u16(),
             headers: head.headers.clone(),
@@ -79,7 +80,7 @@ impl Mirror {
     }
 
     /// Whether a mirror waits for the live answer: then the live request
-    /// is timed as the mirrored one is ([`crate::proxy::wire::Timed`]).
+    /// is timed as the mirrored one is ([`Timing`]).
     pub fn is_active(&self) -> bool {
         self.tx.is_some()
     }

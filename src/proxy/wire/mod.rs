@@ -23,5 +23,5 @@ pub use conn::{Connection, ExchangeError};
 pub use head::{
     encode_request, parse_length, parse_response, HeadError, RequestFraming, ResponseFraming, ResponseHead,
 };
-pub use stamp::{enable as enable_stamps, keep_on as keep_stamps_on, together, Timed, Timing, SAME_INSTANT};
+pub use stamp::{enable as enable_stamps, keep_on as keep_stamps_on, together, Timing, SAME_INSTANT};
 pub use stream::BackendStream;

@@ -21,8 +21,8 @@ use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFla
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// When a request went out and when its answer's head came in. On a
-/// response from the HTTP/1.1 leg as an extension.
+/// When a request went out and when its answer's head came in: returned
+/// beside a timed response by the HTTP/1.1 leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     /// Just before the request head was written.
@@ -34,11 +34,6 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// The timing a response carries, if it was timed.
-    pub fn of(extensions: &http::Extensions) -> Option<Timing> {
-        extensions.get::<Timing>().copied()
-    }
-
     /// Time from the request's write to its body's last bytes, when both
     /// ends were stamped.
     pub fn to_end(timing: Option<Timing>, ended_at: Option<SystemTime>) -> Option<Duration> {
@@ -71,10 +66,6 @@ pub fn together(a: Option<SystemTime>, b: Option<SystemTime>) -> bool {
         _ => false,
     }
 }
-
-/// A request extension: time this exchange ([`Timing`] on the response).
-#[derive(Clone, Copy, Debug)]
-pub struct Timed;
 
 /// Bytes read per stamped read: a response head and a small body.
 const CHUNK: usize = 8 * 1024;

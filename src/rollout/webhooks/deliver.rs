@@ -3,7 +3,7 @@
 //! backoff), and the gates' calls.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,8 +30,10 @@ const HOOK_QUEUE: usize = 64;
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 
+type HookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 pub struct Webhooks {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: OnceLock<HookClient>,
     tx: mpsc::Sender<Notice>,
     cell: SnapshotCell,
     deliveries: IntCounterVec,
@@ -53,6 +55,47 @@ impl Webhooks {
         admin: String,
         guard: Arc<std::sync::Mutex<crate::rollout::checks::GuardReport>>,
     ) -> Result<(Arc<Webhooks>, mpsc::Receiver<Notice>), String> {
+        let client = OnceLock::new();
+        // Built at start when a hook needs TLS, so that a missing trust
+        // store is said at once; otherwise at the first delivery: reading
+        // the system's roots takes milliseconds a gateway without hooks
+        // (most) never needs.
+        if cell
+            .load()
+            .config
+            .rollout
+            .webhooks
+            .iter()
+            .any(|h| h.url.starts_with("https://"))
+        {
+            let _ = client.set(Self::build_client(&cell)?);
+        }
+        for hook in &cell.load().config.rollout.webhooks {
+            for result in ["delivered", "failed", "dropped"] {
+                deliveries.with_label_values(&[hook.name.as_str(), result]);
+            }
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Ok((
+            Arc::new(Webhooks {
+                client,
+                tx,
+                cell,
+                deliveries,
+                links: Links {
+                    status: format!("{admin}/status"),
+                    report: format!("{admin}/report"),
+                },
+                gateway,
+                guard,
+                gates: GateState::default(),
+            }),
+            rx,
+        ))
+    }
+
+    /// One client for every hook; HTTPS verified against the system's roots.
+    fn build_client(cell: &SnapshotCell) -> Result<HookClient, String> {
         let trust = crate::tls::backend::Trust {
             ca_file: None,
             server_name: None,
@@ -86,29 +129,16 @@ impl Webhooks {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        for hook in &cell.load().config.rollout.webhooks {
-            for result in ["delivered", "failed", "dropped"] {
-                deliveries.with_label_values(&[hook.name.as_str(), result]);
-            }
+        Ok(Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
+    }
+
+    /// The client, built on first use when no hook needed it at start.
+    fn client(&self) -> Result<&HookClient, String> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
-        Ok((
-            Arc::new(Webhooks {
-                client,
-                tx,
-                cell,
-                deliveries,
-                links: Links {
-                    status: format!("{admin}/status"),
-                    report: format!("{admin}/report"),
-                },
-                gateway,
-                guard,
-                gates: GateState::default(),
-            }),
-            rx,
-        ))
+        let built = Self::build_client(&self.cell)?;
+        Ok(self.client.get_or_init(|| built))
     }
 
     fn hooks(&self, event: WebhookEvent) -> Vec<WebhookConfig> {
@@ -261,7 +291,7 @@ impl Webhooks {
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("{}: {e}", hook.url))?;
-        let resp = tokio::time::timeout(hook.timeout.get(), self.client.request(req))
+        let resp = tokio::time::timeout(hook.timeout.get(), self.client()?.request(req))
             .await
             .map_err(|_| format!("no answer within {}", hook.timeout))?
             .map_err(|e| std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()))?;
@@ -339,4 +369,55 @@ fn is_change(event: WebhookEvent) -> bool {
 
 fn parse_event(name: &str) -> WebhookEvent {
     serde_json::from_value(serde_json::Value::String(name.into())).unwrap_or(WebhookEvent::Changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::rollout::state::RolloutState;
+    use crate::snapshot::{Published, Snapshot};
+
+    fn webhooks(hooks: &str) -> Arc<Webhooks> {
+        let yaml = format!(
+            "backends: {{ old: {{ url: 'http://127.0.0.1:1' }}, new: {{ url: 'http://127.0.0.1:2' }} }}\nrollout: {{ webhooks: [{hooks}] }}\n"
+        );
+        let cfg = Arc::new(Config::from_yaml(&yaml, "t").unwrap());
+        let m = Metrics::new();
+        let snap = Snapshot::build(cfg, RolloutState::initial(0.0), 0, &m).unwrap();
+        let cell = Arc::new(Published::new(snap));
+        let guard = Arc::new(std::sync::Mutex::new(Default::default()));
+        let (hooks, _rx) = Webhooks::new(
+            cell,
+            m.rollout.webhook_deliveries.clone(),
+            "gw".into(),
+            "http://a".into(),
+            guard,
+        )
+        .unwrap();
+        hooks
+    }
+
+    #[test]
+    fn the_hooks_client_is_built_at_start_only_when_a_hook_needs_tls() {
+        // Reading the system's trust store is most of a gateway's start-up
+        // work; without an https:// hook it waits for the first delivery.
+        assert!(webhooks("").client.get().is_none());
+        assert!(
+            webhooks("{ name: chat, url: 'http://127.0.0.1:9/x', events: [changed] }")
+                .client
+                .get()
+                .is_none()
+        );
+        let tls = webhooks("{ name: chat, url: 'https://127.0.0.1:9/x', events: [changed] }");
+        assert!(tls.client.get().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_builds_the_client_it_lacks() {
+        let hooks = webhooks("{ name: chat, url: 'http://127.0.0.1:9/x', events: [changed] }");
+        assert!(hooks.client().is_ok());
+        assert!(hooks.client.get().is_some());
+    }
 }
