@@ -5,6 +5,9 @@
 # can be measured. Kernel work (syscalls) is not counted: compare it with
 # `strace -c -f` (both proxies make 2 writev + 2 recvfrom per request).
 #
+# `close` counts a request on a connection of its own (`Connection: close`):
+# accept, the first read, the close.
+#
 # `mirror` counts a mirrored request instead: NGINX's `mirror` (the second
 # answer dropped) against Switchyard with shadow 100 % (both answers read,
 # compared and reported), all threads, at an open-loop RATE (default 300)
@@ -12,7 +15,7 @@
 # KEEP=DIR keeps each proxy's callgrind file there for callgrind_annotate.
 #
 # Needs nginx, wrk and valgrind. Not run by CI.
-# Usage: bench/instructions.sh [seconds=10] [mirror]
+# Usage: bench/instructions.sh [seconds=10] [plain|close|mirror]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -82,7 +85,9 @@ measure() { # name port command...
     REQ[$name]=$($TOOLS load --url "http://127.0.0.1:$port/api" --rate "$RATE" --seconds "$SECS" | awk '/^sent/ {print $2}')
     [[ $name == switchyard ]] && curl -s http://127.0.0.1:18301/metrics | grep -E '^switchyard_(shadow_drops_total|comparisons_total)' | awk '$2 > 0 {print "  " $0}'
   else
-    REQ[$name]=$(wrk -t1 -c10 -d"${SECS}s" "http://127.0.0.1:$port/item" | awk '/requests in/ {print $1}')
+    local close=()
+    [[ $MODE == close ]] && close=(-H "Connection: close")
+    REQ[$name]=$(wrk -t1 -c10 -d"${SECS}s" "${close[@]}" "http://127.0.0.1:$port/item" | awk '/requests in/ {print $1}')
   fi
   kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -95,6 +100,7 @@ measure switchyard 18300 "$BIN" serve -c "$WORK/sy.yaml" --reset-state
 
 echo
 [[ $MODE == mirror ]] && echo "every request mirrored (NGINX: mirror, answer dropped; Switchyard: shadow 100 %, compared)"
+[[ $MODE == close ]] && echo "a connection per request (Connection: close)"
 printf '%-12s %10s %16s %12s\n' proxy requests "instructions/req" "× nginx"
 for p in nginx switchyard; do
   per=$(awk -v i="${IR[$p]}" -v r="${REQ[$p]}" 'BEGIN { printf "%.0f", i / r }')

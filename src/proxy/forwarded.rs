@@ -18,7 +18,29 @@ use crate::config::cidr::Ranges;
 /// A client address as it goes into `X-Forwarded-For` (IPv4-mapped IPv6
 /// written as IPv4). Made once per connection.
 pub fn client_value(client: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&unmapped(client).to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    let text = match unmapped(client) {
+        // By hand: `Display` through the formatter, then a copy into the
+        // value, cost 1.5k instructions per connection in profiles.
+        IpAddr::V4(v4) => {
+            let mut out = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out[n] = b'.';
+                    n += 1;
+                }
+                for (at_least, digit) in [(100, octet / 100), (10, octet / 10 % 10), (0, octet % 10)] {
+                    if octet >= at_least {
+                        out[n] = b'0' + digit;
+                        n += 1;
+                    }
+                }
+            }
+            return HeaderValue::from_bytes(&out[..n]).unwrap_or(HeaderValue::from_static("unknown"));
+        }
+        v6 => v6.to_string(),
+    };
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 fn unmapped(ip: IpAddr) -> IpAddr {
@@ -125,6 +147,25 @@ pub fn set(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_address_is_written_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "192.168.100.9",
+            "1.20.255.3",
+            "100.10.1.0",
+            "2001:db8::1",
+            "::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(client_value(ip), ip.to_string().as_str());
+        }
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(client_value(mapped), "203.0.113.7");
+    }
 
     fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -3,8 +3,9 @@
 //! ALPN `h2` clients alike send first, or else HTTP/1.1), then hyper's
 //! server for that protocol.
 
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -81,17 +82,26 @@ pub async fn serve<I: ClientStream, H: Handler>(
 /// socket, no buffer, until its client speaks.
 async fn first_bytes<I: ClientStream>(io: &mut I) -> std::io::Result<BytesMut> {
     let mut buf = BytesMut::with_capacity(4096);
-    if let Some(socket) = io.socket() {
+    if io.socket().is_some() {
         loop {
-            match socket.try_read_buf(&mut buf) {
-                Ok(0) => return Ok(buf),
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            // Read as `poll_read` does, not `try_read_buf`: a read that
+            // leaves room in the buffer tells tokio the socket is drained,
+            // so hyper's next read waits for the event loop instead of
+            // costing a `recvfrom` that answers EAGAIN (one per connection).
+            let attempt =
+                std::future::poll_fn(|cx| Poll::Ready(tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf)))
+                    .await;
+            match attempt {
+                Poll::Ready(Ok(0)) => return Ok(buf),
+                Poll::Ready(Ok(_)) => break,
+                Poll::Pending => {
                     buf = BytesMut::new();
-                    super::client_io::readable(socket).await?;
+                    if let Some(socket) = io.socket() {
+                        super::client_io::readable(socket).await?;
+                    }
                     buf.reserve(4096);
                 }
-                Err(e) => return Err(e),
+                Poll::Ready(Err(e)) => return Err(e),
             }
         }
     }

@@ -51,6 +51,14 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// `TCP_NODELAY` on the listener: every socket it accepts inherits it
+/// (Linux), so no connection costs a system call to set it, as one per
+/// accept did.
+fn undelayed(listener: std::net::TcpListener) -> io::Result<std::net::TcpListener> {
+    socket2::SockRef::from(&listener).set_nodelay(true)?;
+    Ok(listener)
+}
+
 /// Fails when something already listens on `addr`. `SO_REUSEPORT` would
 /// otherwise let a second gateway bind the same address and silently take
 /// part of the connections; a bind without it is refused by the kernel
@@ -133,7 +141,7 @@ pub async fn serve<H: Handler + Clone>(
     metrics: Option<Metrics>,
     handler: H,
 ) {
-    let listener = match TcpListener::from_std(listener) {
+    let listener = match undelayed(listener).and_then(TcpListener::from_std) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot register listener");
@@ -169,7 +177,6 @@ pub async fn serve<H: Handler + Clone>(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         if let Some(m) = &metrics {
             m.live.connections.inc();
         }
@@ -216,5 +223,25 @@ pub async fn serve<H: Handler + Clone>(
     tokio::select! {
         _ = connections.wait() => tracing::debug!("connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(drain = ?drain, "drain time over; closing remaining connections"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay_from_their_listener() {
+        // Bound without it, as a test or an embedding program might.
+        let listener = undelayed(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "an accepted socket would wait on Nagle's algorithm"
+        );
     }
 }
