@@ -30,6 +30,16 @@ const HOOK_QUEUE: usize = 64;
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 
+/// Whether a hook of the running config is reached over TLS.
+fn any_https(cell: &SnapshotCell) -> bool {
+    cell.load()
+        .config
+        .rollout
+        .webhooks
+        .iter()
+        .any(|h| h.url.starts_with("https://"))
+}
+
 type HookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub struct Webhooks {
@@ -60,14 +70,7 @@ impl Webhooks {
         // store is said at once; otherwise at the first delivery: reading
         // the system's roots takes milliseconds a gateway without hooks
         // (most) never needs.
-        if cell
-            .load()
-            .config
-            .rollout
-            .webhooks
-            .iter()
-            .any(|h| h.url.starts_with("https://"))
-        {
+        if any_https(&cell) {
             let _ = client.set(Self::build_client(&cell)?);
         }
         for hook in &cell.load().config.rollout.webhooks {
@@ -108,14 +111,7 @@ impl Webhooks {
         let tls = match crate::tls::backend::client_config("rollout.webhooks", trust, &[]) {
             Ok(tls) => tls,
             Err(e) => {
-                if cell
-                    .load()
-                    .config
-                    .rollout
-                    .webhooks
-                    .iter()
-                    .any(|h| h.url.starts_with("https://"))
-                {
+                if any_https(cell) {
                     tracing::warn!(target: "switchyard::webhooks", error = %e, "https:// webhooks cannot be verified: their calls will fail");
                 }
                 crate::tls::backend::unused()?
