@@ -44,14 +44,14 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
-    socket.set_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(socket.into())
 }
 
-/// `TCP_NODELAY` on the listener: every socket it accepts inherits it
+/// `TCP_NODELAY` on the listener, here for every listener served (the
+/// workers' and the admin API's): every socket it accepts inherits it
 /// (Linux), so no connection costs a system call to set it, as one per
 /// accept did.
 fn undelayed(listener: std::net::TcpListener) -> io::Result<std::net::TcpListener> {
@@ -144,7 +144,7 @@ pub async fn serve<H: Handler + Clone>(
     let listener = match undelayed(listener).and_then(TcpListener::from_std) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(error = %e, "cannot register listener");
+            tracing::error!(error = %e, "cannot set up the listener (TCP_NODELAY, then the event loop's registration); not serving it");
             return;
         }
     };
