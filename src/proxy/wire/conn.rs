@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::head::{parse_response, HeadError, RequestFraming, ResponseHead};
+use super::names::KnownNames;
 use super::stamp::{self, Timing};
 use super::stream::BackendStream;
 use crate::proxy::body::ProxyBody;
@@ -28,6 +29,8 @@ const COALESCE: usize = 16 * 1024;
 pub struct Connection {
     stream: BackendStream,
     pub(super) buf: BytesMut,
+    /// The header names its last answer carried.
+    names: KnownNames,
     /// Exchanges completed on this connection.
     served: u32,
     /// Its place under the backend's `max_connections`, given back on close.
@@ -76,6 +79,7 @@ impl Connection {
         Self {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            names: KnownNames::default(),
             served: 0,
             permit: None,
             stamped: false,
@@ -159,22 +163,26 @@ impl Connection {
         method: &Method,
         timed: bool,
     ) -> Result<(ResponseHead, Timing), ExchangeError> {
-        let buf = &mut self.buf;
+        let answer = Answer {
+            buf: &mut self.buf,
+            names: &mut self.names,
+            method,
+        };
         self.timed = timed && self.stamped;
         match &mut self.stream {
             BackendStream::Plain(tcp) if self.timed => {
                 let (rd, wr) = tcp.split();
-                let (head, timing) = exchange_on(Stamped(rd), wr, buf, head, body, framing, method).await?;
+                let (head, timing) = exchange_on(Stamped(rd), wr, answer, head, body, framing).await?;
                 self.last_arrival = Some(timing.head).filter(|_| timing.kernel);
                 Ok((head, timing))
             }
             BackendStream::Plain(tcp) => {
                 let (rd, wr) = tcp.split();
-                exchange_on(Unstamped(rd), wr, buf, head, body, framing, method).await
+                exchange_on(Unstamped(rd), wr, answer, head, body, framing).await
             }
             BackendStream::Tls(tls) => {
                 let (rd, wr) = tokio::io::split(&mut **tls);
-                exchange_on(Unstamped(rd), wr, buf, head, body, framing, method).await
+                exchange_on(Unstamped(rd), wr, answer, head, body, framing).await
             }
         }
     }
@@ -207,25 +215,33 @@ impl<R: AsyncRead + Unpin> ReadMore for Unstamped<R> {
     }
 }
 
+/// Where a response head is read and what it is read with: the
+/// connection's buffer and the names its last answer carried, and the
+/// request's method (the answer to a HEAD has no body).
+struct Answer<'a> {
+    buf: &'a mut BytesMut,
+    names: &'a mut KnownNames,
+    method: &'a Method,
+}
+
 /// One exchange over a connection's read and write halves.
 async fn exchange_on<R: ReadMore, W: AsyncWrite + Unpin>(
     mut rd: R,
     mut wr: W,
-    buf: &mut BytesMut,
+    answer: Answer<'_>,
     head: &[u8],
     body: ProxyBody,
     framing: RequestFraming,
-    method: &Method,
 ) -> Result<(ResponseHead, Timing), ExchangeError> {
     let sent = SystemTime::now();
     wr.write_all(head).await?;
     if framing == RequestFraming::Empty {
         // TLS may hold the head back until asked to flush.
         wr.flush().await?;
-        return read_head(&mut rd, buf, method, sent).await;
+        return read_head(&mut rd, answer, sent).await;
     }
     let send = write_body(&mut wr, body, framing);
-    let recv = read_head(&mut rd, buf, method, sent);
+    let recv = read_head(&mut rd, answer, sent);
     tokio::pin!(send, recv);
     tokio::select! {
         biased;
@@ -251,14 +267,14 @@ async fn exchange_on<R: ReadMore, W: AsyncWrite + Unpin>(
 
 async fn read_head<R: ReadMore>(
     rd: &mut R,
-    buf: &mut BytesMut,
-    method: &Method,
+    answer: Answer<'_>,
     sent: SystemTime,
 ) -> Result<(ResponseHead, Timing), ExchangeError> {
+    let Answer { buf, names, method } = answer;
     let mut arrived = None;
     loop {
         if !buf.is_empty() {
-            if let Some(head) = parse_response(buf, method)? {
+            if let Some(head) = parse_response(buf, method, names)? {
                 let timing = Timing {
                     sent,
                     head: arrived.unwrap_or_else(SystemTime::now),

@@ -1,14 +1,17 @@
 //! Message heads on the backend leg: the request head as bytes, written in
 //! one pass over the already-rewritten header map, and the response head
 //! parsed with `httparse` into `http` types whose values share the read
-//! buffer instead of copying it.
+//! buffer instead of copying it, and whose names the connection mostly
+//! knows from its last answer ([`KnownNames`]).
 
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::SizeHint;
+
+use super::names::{KnownNames, Role};
 
 /// A response head larger than this is refused (NGINX's default for
 /// `proxy_buffer_size` is far smaller; this leaves room for big cookies).
@@ -132,8 +135,12 @@ pub struct ResponseHead {
 
 /// Parses a final response head from the front of `buf`, consuming it.
 /// `Ok(None)` means more bytes are needed; informational (1xx) heads are
-/// consumed and skipped.
-pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, HeadError> {
+/// consumed and skipped. `names` are the connection's, from its last answer.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    method: &Method,
+    names: &mut KnownNames,
+) -> Result<Option<ResponseHead>, HeadError> {
     loop {
         // Uninitialised slots: zeroing 128 of them per response showed in profiles.
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -170,7 +177,7 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
             _ => {}
         }
         let status = StatusCode::from_u16(code).map_err(|e| HeadError::Malformed(e.to_string()))?;
-        return build(&head, &indices, status, minor, method).map(Some);
+        return build(&head, &indices, status, minor, method, names).map(Some);
     }
 }
 
@@ -180,6 +187,7 @@ fn build(
     status: StatusCode,
     minor: u8,
     method: &Method,
+    names: &mut KnownNames,
 ) -> Result<ResponseHead, HeadError> {
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
     // Room for what the pipeline adds (served-by, Via, request id).
@@ -189,47 +197,56 @@ fn build(
     let mut chunked = false;
     let mut encoded = false;
     let mut close = version == Version::HTTP_10;
-    for &[ns, ne, vs, ve] in indices {
-        let name =
-            HeaderName::from_bytes(&head[ns..ne]).map_err(|_| HeadError::Malformed("invalid header name".into()))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-            .map_err(|_| HeadError::Malformed(format!("invalid value for header {name}")))?;
-        if name == CONTENT_LENGTH {
-            let n =
-                parse_length(value.as_bytes()).ok_or_else(|| HeadError::Malformed("invalid Content-Length".into()))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::ConflictingLength);
+    for (at, &[ns, ne, vs, ve]) in indices.iter().enumerate() {
+        let (name, role) = names
+            .name(at, &head[ns..ne])
+            .map_err(|_| HeadError::Malformed("invalid header name".into()))?;
+        let raw = &head[vs..ve];
+        match role {
+            Role::Length => {
+                let n = parse_length(raw).ok_or_else(|| HeadError::Malformed("invalid Content-Length".into()))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::ConflictingLength);
+                }
+                length = Some(n);
             }
-            length = Some(n);
-        } else if name == TRANSFER_ENCODING {
-            encoded = true;
-            // Only a final `chunked` delimits the body; anything else runs
-            // until the connection closes.
-            chunked = value
-                .as_bytes()
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    if version == Version::HTTP_10 {
-                        close = false;
+            Role::TransferCoding => {
+                encoded = true;
+                // Only a final `chunked` delimits the body; anything else
+                // runs until the connection closes.
+                chunked = raw
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Role::Connection => {
+                for token in raw.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        if version == Version::HTTP_10 {
+                            close = false;
+                        }
+                    } else if let Ok(n) = HeaderName::from_bytes(token) {
+                        named.push(n);
                     }
-                } else if let Ok(n) = HeaderName::from_bytes(token) {
-                    named.push(n);
                 }
             }
+            Role::Upgrade | Role::HopByHop | Role::EndToEnd => {}
         }
         // Hop-by-hop fields were for this connection alone: read above,
         // never passed on (the pipeline strips them from hyper's responses).
         // A switch of protocols names its protocol in `Upgrade`, which the
         // client must see.
-        let switch_protocol = status == StatusCode::SWITCHING_PROTOCOLS && name == http::header::UPGRADE;
-        if switch_protocol || !crate::proxy::headers::is_hop_by_hop(&name) {
+        let passed_on = match role {
+            Role::Length | Role::EndToEnd => true,
+            Role::Upgrade => status == StatusCode::SWITCHING_PROTOCOLS,
+            Role::TransferCoding | Role::Connection | Role::HopByHop => false,
+        };
+        if passed_on {
+            let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+                .map_err(|_| HeadError::Malformed(format!("invalid value for header {name}")))?;
             headers.append(name, value);
         }
     }
@@ -280,7 +297,7 @@ mod tests {
 
     fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         let mut buf = BytesMut::from(raw.as_bytes());
-        parse_response(&mut buf, &method)
+        parse_response(&mut buf, &method, &mut KnownNames::default())
     }
 
     fn head(raw: &str) -> ResponseHead {
@@ -290,7 +307,9 @@ mod tests {
     #[test]
     fn a_length_delimited_response() {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"[..]);
-        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        let h = parse_response(&mut buf, &Method::GET, &mut KnownNames::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(h.parts.status, 200);
         assert_eq!(h.framing, ResponseFraming::Length(5));
         assert!(h.keep_alive);
@@ -405,6 +424,48 @@ mod tests {
         );
         let big = format!("HTTP/1.1 200 OK\r\nx-big: {}", "a".repeat(MAX_HEAD_BYTES + 1));
         assert_eq!(parse(&big, Method::GET).unwrap_err(), HeadError::TooLarge);
+    }
+
+    /// What a parse gives, in a form two parses can be compared by.
+    fn outcome(r: Result<Option<ResponseHead>, HeadError>) -> String {
+        match r {
+            Ok(Some(h)) => format!(
+                "{} {:?} {:?} keep_alive={} {:?}",
+                h.parts.status,
+                h.parts.version,
+                h.framing,
+                h.keep_alive,
+                h.parts.headers.iter().collect::<Vec<_>>()
+            ),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_connection_that_remembers_names_parses_every_head_as_a_fresh_one_would() {
+        // Heads one connection might answer in turn: the same names, other
+        // cases and orders, names that become hop-by-hop or framing at a
+        // place an end-to-end one held, fewer and more fields, bad ones.
+        let heads = [
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nSERVER: nginx\r\ncontent-type: text/plain\r\ncontent-length: 3\r\nconnection: keep-alive\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nTransfer-Encoding: chunked\r\nContent-Type: a\r\nConnection: close, x-a\r\nX-A: 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nConnection: x-b\r\nServer: nginx\r\nX-B: 2\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nServer: nginx\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServe r: nginx\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nServer: nginx\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nProxy-Foo: 1\r\nKeep-Alive: timeout=5\r\nServer: nginx\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+        ];
+        let mut names = KnownNames::default();
+        for (round, raw) in heads.iter().chain(heads.iter().rev()).enumerate() {
+            let remembered = parse_response(&mut BytesMut::from(raw.as_bytes()), &Method::GET, &mut names);
+            let fresh = parse(raw, Method::GET);
+            assert_eq!(outcome(remembered), outcome(fresh), "head {round}: {raw:?}");
+        }
     }
 
     fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
