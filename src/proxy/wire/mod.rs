@@ -21,6 +21,9 @@ mod stream;
 pub use body::BackendBody;
 pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
 pub use conn::{Connection, ExchangeError};
-pub use head::{encode_request, parse_length, HeadError, RequestFraming, ResponseFraming, ResponseHead};
+pub use head::{
+    encode_request, parse_length, parse_response, HeadError, RequestFraming, ResponseFraming, ResponseHead,
+};
+pub use names::KnownNames;
 pub use stamp::{enable as enable_stamps, keep_on as keep_stamps_on, together, Timing, SAME_INSTANT};
 pub use stream::BackendStream;
