@@ -190,6 +190,7 @@ fn build(
     names: &mut KnownNames,
 ) -> Result<ResponseHead, HeadError> {
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     // Room for what the pipeline adds (served-by, Via, request id).
     let mut headers = HeaderMap::with_capacity(indices.len() + 4);
     let mut named: Vec<HeaderName> = Vec::new();
@@ -239,26 +240,19 @@ fn build(
         // never passed on (the pipeline strips them from hyper's responses).
         // A switch of protocols names its protocol in `Upgrade`, which the
         // client must see.
-        let passed_on = match role {
-            Role::Length | Role::EndToEnd => true,
-            Role::Upgrade => status == StatusCode::SWITCHING_PROTOCOLS,
-            Role::TransferCoding | Role::Connection | Role::HopByHop => false,
-        };
-        if passed_on {
+        if role.passed_on(switching) {
             let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
                 .map_err(|_| HeadError::Malformed(format!("invalid value for header {name}")))?;
             headers.append(name, value);
         }
     }
     for n in named {
-        if !(status == StatusCode::SWITCHING_PROTOCOLS && n == http::header::UPGRADE) {
+        if !(switching && n == http::header::UPGRADE) {
             headers.remove(n);
         }
     }
-    let bodiless = *method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status == StatusCode::SWITCHING_PROTOCOLS;
+    let bodiless =
+        *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED || switching;
     let framing = if bodiless {
         ResponseFraming::Empty
     } else if encoded {
@@ -287,7 +281,7 @@ fn build(
     Ok(ResponseHead {
         parts,
         framing,
-        keep_alive: !close && framing != ResponseFraming::UntilClose && status != StatusCode::SWITCHING_PROTOCOLS,
+        keep_alive: !close && framing != ResponseFraming::UntilClose && !switching,
     })
 }
 

@@ -37,6 +37,16 @@ pub(super) enum Role {
 }
 
 impl Role {
+    /// Whether the field goes on to the client; `switching`: in a `101
+    /// Switching Protocols` answer.
+    pub(super) fn passed_on(self, switching: bool) -> bool {
+        match self {
+            Role::Length | Role::EndToEnd => true,
+            Role::Upgrade => switching,
+            Role::TransferCoding | Role::Connection | Role::HopByHop => false,
+        }
+    }
+
     fn of(name: &HeaderName) -> Role {
         if name == CONTENT_LENGTH {
             Role::Length
@@ -145,8 +155,17 @@ mod tests {
         for (at, (raw, role)) in cases.into_iter().enumerate() {
             let (name, got) = names.name(at, raw.as_bytes()).unwrap();
             assert_eq!(got, role, "{raw}");
-            let passed_on = matches!(got, Role::Length | Role::EndToEnd);
-            assert_eq!(passed_on, !crate::proxy::headers::is_hop_by_hop(&name), "{raw}");
+            assert_eq!(
+                got.passed_on(false),
+                !crate::proxy::headers::is_hop_by_hop(&name),
+                "{raw}"
+            );
+            // Only a switch of protocols passes a hop-by-hop field on: its `Upgrade`.
+            assert_eq!(
+                got.passed_on(true),
+                got.passed_on(false) || got == Role::Upgrade,
+                "{raw}"
+            );
             // Found again at its place, with the same role.
             assert_eq!(names.name(at, raw.as_bytes()).unwrap(), (name, role));
         }
