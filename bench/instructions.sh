@@ -13,6 +13,8 @@
 # compared and reported), all threads, at an open-loop RATE (default 300)
 # req/s from bench-tools, so that neither sheds a mirror under callgrind.
 # KEEP=DIR keeps each proxy's callgrind file there for callgrind_annotate.
+# THREADS=1 also splits Switchyard's count by thread (live worker, mirrors,
+# analysis, the rest), named by what runs on each.
 #
 # Needs nginx, wrk and valgrind. Not run by CI.
 # Usage: bench/instructions.sh [seconds=10] [plain|close|mirror]
@@ -68,12 +70,24 @@ wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev
 nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!)
 wait_port 18281
 
+# What a thread of Switchyard is, from the code it spent its count in.
+thread_role() {
+  local top
+  top=$(callgrind_annotate --inclusive=yes "$1" 2>/dev/null)
+  if grep -q 'pipeline::Worker::serve' <<<"$top"; then echo "live worker"
+  elif grep -q 'shadow::job' <<<"$top"; then echo "mirrors"
+  elif grep -q 'compare::' <<<"$top"; then echo "analysis"
+  else echo "other"; fi
+}
+
 declare -A IR REQ
 measure() { # name port command...
   local name=$1 port=$2; shift 2
   # Counting starts with the load: start-up (reading the config, the
   # system's CA roots) is not a request's cost.
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
+  local split=()
+  [[ ${THREADS:-} == 1 && $name == switchyard ]] && split=(--separate-threads=yes)
+  valgrind --tool=callgrind "${split[@]}" --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_port "$port"
   local tries=0
@@ -91,8 +105,19 @@ measure() { # name port command...
   fi
   kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  IR[$name]=$(callgrind_annotate "$WORK/$name.cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  [[ -n ${KEEP:-} ]] && cp "$WORK/$name.cg" "$KEEP/$name.cg"
+  local f ir total=0
+  : > "$WORK/$name.threads"
+  # One file, or one per thread (name.cg-01, …) with THREADS=1.
+  for f in "$WORK/$name.cg" "$WORK/$name.cg"-*; do
+    [[ -f $f ]] || continue
+    # With one file per thread, the plain name holds no counts.
+    ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}') || continue
+    [[ -n $ir ]] || continue
+    total=$((total + ir))
+    echo "$ir $(thread_role "$f")" >> "$WORK/$name.threads"
+    [[ -n ${KEEP:-} ]] && cp "$f" "$KEEP/"
+  done
+  IR[$name]=$total
   return 0
 }
 measure nginx 18290 nginx -c "$WORK/proxy.conf" -p "$WORK"
@@ -109,3 +134,8 @@ for p in nginx switchyard; do
   base=$(awk -v i="${IR[nginx]}" -v r="${REQ[nginx]}" 'BEGIN { print i / r }')
   printf '%-12s %10s %16s %12.2f\n' "$p" "${REQ[$p]}" "$per" "$(awk -v a="$per" -v b="$base" 'BEGIN { print a / b }')"
 done
+if [[ ${THREADS:-} == 1 ]]; then
+  echo
+  echo "Switchyard by thread (instructions per request):"
+  awk -v r="${REQ[switchyard]}" '{ ir = $1; $1 = ""; sub(/^ /, ""); by[$0] += ir } END { for (k in by) printf "  %-12s %10.0f\n", k, by[k] / r }' "$WORK/switchyard.threads" | sort -k1,1
+fi

@@ -174,7 +174,9 @@ impl Upstream {
     /// Sends the request and waits for the response head, within the
     /// timeout. The head comes back without hop-by-hop fields.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Inbound>, ProxyError> {
-        self.send_within(req, self.timeout, false).await.map(|(resp, _)| resp)
+        self.send_within(req, Some(self.timeout), false)
+            .await
+            .map(|(resp, _)| resp)
     }
 
     /// [`Self::send`], timed where the transport can ([`Timing`]: our
@@ -185,7 +187,17 @@ impl Upstream {
         req: Request<ProxyBody>,
         timeout: Duration,
     ) -> Result<(Response<Inbound>, Option<Timing>), ProxyError> {
-        self.send_within(req, timeout, true).await
+        self.send_within(req, Some(timeout), true).await
+    }
+
+    /// [`Self::send_timed`] with no deadline of its own, for a caller that
+    /// holds the whole exchange, head and body, under one (a mirror): one
+    /// timer per exchange instead of two.
+    pub async fn send_timed_under_callers_deadline(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Inbound>, Option<Timing>), ProxyError> {
+        self.send_within(req, None, true).await
     }
 
     /// Sends the request; `timeout` for the response head starts once the
@@ -196,11 +208,15 @@ impl Upstream {
     async fn send_within(
         &self,
         req: Request<ProxyBody>,
-        timeout: Duration,
+        timeout: Option<Duration>,
         timed: bool,
     ) -> Result<(Response<Inbound>, Option<Timing>), ProxyError> {
         let side = self.side;
-        let timed_out = ProxyError::Timeout { side, timeout };
+        // `None` never times out here.
+        let timed_out = ProxyError::Timeout {
+            side,
+            timeout: timeout.unwrap_or_default(),
+        };
         let upload = req.body().upload();
         match &self.transport {
             Transport::Http1 => match within(timeout, upload, std::pin::pin!(self.http1.send(req, timed))).await {
@@ -352,10 +368,13 @@ fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
 /// is held once: the request path's future (and every copy of it) is as
 /// large as all it holds.
 async fn within<T>(
-    timeout: Duration,
+    timeout: Option<Duration>,
     upload: Option<Arc<Upload>>,
     work: impl std::future::Future<Output = T>,
 ) -> Option<T> {
+    let Some(timeout) = timeout else {
+        return Some(work.await);
+    };
     let deadline = async move {
         if let Some(upload) = upload {
             upload.finished_or_stuck(timeout).await;

@@ -3,12 +3,13 @@
 //! The live response is never held back: each frame is passed on as soon as
 //! it arrives, and the copy is only a list of reference-counted chunks, held
 //! against the mirrors' byte budget (past it, the copy stops as if the cap
-//! had been reached). When the body ends the copy is handed to the
-//! comparison; if the client goes away first, the copy is dropped and the
-//! comparison learns it was cancelled.
+//! had been reached). When the body ends, the copy goes to the mirror with
+//! the answer's head in one message ([`LiveOutcome`]); if the client goes
+//! away first, the copy is dropped and the mirror learns it was cancelled.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -17,6 +18,34 @@ use tokio::sync::oneshot;
 
 use super::boxed::BoxError;
 use super::budget::Hold;
+
+/// What a mirror learns of the live answer, in one message once it is
+/// known whole, or known never to be compared. One message, and only at
+/// the end: the mirror runs on another thread, and each message that finds
+/// it waiting wakes it (a system call here, a context switch there); a
+/// message that arrives while its own exchange is still under way waits
+/// in the channel and wakes no one.
+#[derive(Debug)]
+pub enum LiveOutcome {
+    /// Boxed: the message is moved into the channel and out again, and a
+    /// pointer moves cheaper than the 300 bytes of a head and its copy.
+    Copied(Box<(LiveHead, Captured)>),
+    /// An event stream or other endless answer: streamed, never compared.
+    Stream,
+    /// The live side failed before answering.
+    Failed,
+}
+
+/// The live answer's head, as the mirror compares it.
+#[derive(Debug)]
+pub struct LiveHead {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    /// Time to the head.
+    pub latency: Duration,
+    /// When the live request went out, where it was timed.
+    pub sent: Option<SystemTime>,
+}
 
 /// What a tee saw of a body.
 #[derive(Debug)]
@@ -63,13 +92,14 @@ pin_project! {
         over_budget: bool,
         hold: Option<Hold>,
         trailers: Option<http::HeaderMap>,
-        done: Option<oneshot::Sender<Captured>>,
+        done: Option<(oneshot::Sender<LiveOutcome>, LiveHead)>,
     }
 }
 
 impl<B: Body + EndsAt> Tee<B> {
-    pub fn new(inner: B, cap: usize, hold: Hold) -> (Self, oneshot::Receiver<Captured>) {
-        let (tx, rx) = oneshot::channel();
+    /// Copies `inner`, the body of the answer whose head is `head`; the
+    /// copy goes to `to` when the body ends.
+    pub fn new(inner: B, head: LiveHead, cap: usize, hold: Hold, to: oneshot::Sender<LiveOutcome>) -> Self {
         let mut tee = Self {
             inner,
             chunks: Vec::new(),
@@ -79,14 +109,14 @@ impl<B: Body + EndsAt> Tee<B> {
             over_budget: false,
             hold: Some(hold),
             trailers: None,
-            done: Some(tx),
+            done: Some((to, head)),
         };
         if tee.inner.is_end_stream() {
             // hyper never polls a body that has ended already (a 204, a
             // HEAD, a gRPC trailers-only answer): its copy, empty, is
             // whole now.
-            if let (Some(tx), Some(hold)) = (tee.done.take(), tee.hold.take()) {
-                let _ = tx.send(Captured {
+            if let (Some((to, head)), Some(hold)) = (tee.done.take(), tee.hold.take()) {
+                let captured = Captured {
                     body: Bytes::new(),
                     truncated: false,
                     failed: false,
@@ -94,10 +124,11 @@ impl<B: Body + EndsAt> Tee<B> {
                     hold,
                     trailers: None,
                     ended_at: tee.inner.ended_at(),
-                });
+                };
+                let _ = to.send(LiveOutcome::Copied(Box::new((head, captured))));
             }
         }
-        (tee, rx)
+        tee
     }
 }
 
@@ -105,8 +136,8 @@ impl<B: EndsAt> TeeProj<'_, B> {
     /// Hands the copy over, once.
     fn finish(&mut self, failed: bool) {
         let ended_at = self.inner.as_ref().get_ref().ended_at();
-        if let (Some(tx), Some(hold)) = (self.done.take(), self.hold.take()) {
-            let _ = tx.send(Captured {
+        if let (Some((to, head)), Some(hold)) = (self.done.take(), self.hold.take()) {
+            let captured = Captured {
                 body: join(self.chunks, *self.len),
                 truncated: *self.truncated,
                 failed,
@@ -114,7 +145,8 @@ impl<B: EndsAt> TeeProj<'_, B> {
                 hold,
                 trailers: self.trailers.take(),
                 ended_at,
-            });
+            };
+            let _ = to.send(LiveOutcome::Copied(Box::new((head, captured))));
         }
     }
 }
@@ -217,22 +249,48 @@ mod tests {
         crate::proxy::budget::Budget::new(limit).hold()
     }
 
+    fn head(status: u16) -> LiveHead {
+        LiveHead {
+            status,
+            headers: http::HeaderMap::new(),
+            latency: Duration::from_millis(3),
+            sent: None,
+        }
+    }
+
+    /// A tee on `body` and the end its one message arrives at.
+    fn tee<B: Body + EndsAt>(body: B, cap: usize, hold: Hold) -> (Tee<B>, oneshot::Receiver<LiveOutcome>) {
+        let (tx, rx) = oneshot::channel();
+        (Tee::new(body, head(200), cap, hold, tx), rx)
+    }
+
+    fn copied(outcome: LiveOutcome) -> Captured {
+        match outcome {
+            LiveOutcome::Copied(copied) => {
+                let (head, captured) = *copied;
+                assert_eq!(head.status, 200, "the head travels with its copy");
+                captured
+            }
+            other => panic!("expected a copy, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn passes_everything_and_keeps_a_copy() {
-        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 1024, hold(1024));
+        let (tee, rx) = tee(chunks(&["hello ", "world"]), 1024, hold(1024));
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out, "hello world");
-        let c = rx.await.unwrap();
+        let c = copied(rx.await.unwrap());
         assert_eq!(c.body, "hello world");
         assert!(!c.truncated && !c.failed);
     }
 
     #[tokio::test]
     async fn copy_stops_at_the_cap_but_the_stream_does_not() {
-        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 8, hold(1024));
+        let (tee, rx) = tee(chunks(&["hello ", "world"]), 8, hold(1024));
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out, "hello world");
-        let c = rx.await.unwrap();
+        let c = copied(rx.await.unwrap());
         assert_eq!(c.body, "hello wo");
         assert!(c.truncated);
         assert_eq!(c.hold.bytes(), 8);
@@ -240,26 +298,40 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_budget_the_copy_stops_but_the_stream_does_not() {
-        let (tee, rx) = Tee::new(chunks(&["hello ", "world"]), 1024, hold(8));
+        let (tee, rx) = tee(chunks(&["hello ", "world"]), 1024, hold(8));
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out, "hello world");
-        let c = rx.await.unwrap();
+        let c = copied(rx.await.unwrap());
         assert_eq!(c.body, "hello ");
         assert!(c.truncated && c.over_budget);
     }
 
     #[test]
     fn a_body_that_has_ended_is_whole_at_once() {
-        let (tee, mut rx) = Tee::new(http_body_util::Empty::<Bytes>::new(), 8, hold(8));
+        let (tee, mut rx) = tee(http_body_util::Empty::<Bytes>::new(), 8, hold(8));
         // Never polled, as hyper treats an ended body.
-        let c = rx.try_recv().expect("handed over without a poll");
+        let c = copied(rx.try_recv().expect("handed over without a poll"));
         assert!(c.body.is_empty() && !c.failed && !c.truncated);
         drop(tee);
     }
 
     #[tokio::test]
+    async fn the_mirror_hears_once_when_the_body_has_ended_and_not_before() {
+        let (mut tee, mut rx) = tee(chunks(&["hello ", "world"]), 1024, hold(1024));
+        let first = tee.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "hello ");
+        assert!(
+            matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+            "a message before the end would wake the mirror for nothing"
+        );
+        while tee.frame().await.is_some() {}
+        let c = copied(rx.try_recv().expect("sent at the end"));
+        assert_eq!(c.body, "hello world");
+    }
+
+    #[tokio::test]
     async fn dropped_early_means_cancelled() {
-        let (tee, rx) = Tee::new(chunks(&["a", "b"]), 8, hold(8));
+        let (tee, rx) = tee(chunks(&["a", "b"]), 8, hold(8));
         drop(tee);
         assert!(rx.await.is_err());
     }

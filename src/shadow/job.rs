@@ -17,26 +17,10 @@ use crate::diff::Exchange;
 use crate::proxy::budget::Hold;
 use crate::proxy::forward::{Upstream, Upstreams};
 use crate::proxy::headers::X_SHADOW;
-use crate::proxy::tee::Captured;
+use crate::proxy::tee::{LiveHead, LiveOutcome};
 use crate::proxy::{Inbound, ProxyBody, ProxyError};
 use crate::side::Side;
 use crate::snapshot::Snapshot;
-
-/// What the live path gives the mirror task: the live answer's head, and
-/// later its body.
-pub(super) enum LiveOutcome {
-    Head {
-        status: u16,
-        headers: HeaderMap,
-        latency: Duration,
-        /// When the live request went out, when it was timed.
-        sent: Option<SystemTime>,
-        body: oneshot::Receiver<Captured>,
-    },
-    /// An event stream or other endless answer: streamed, never compared.
-    Stream,
-    Failed,
-}
 
 /// Where the noise baseline of a mirrored request comes from.
 #[derive(Clone, Copy, Debug)]
@@ -129,8 +113,9 @@ impl Job {
         let started = Instant::now();
         let started_at = SystemTime::now();
         let work = async {
+            // Head and body under the one deadline below.
             let (resp, timing) = upstream
-                .send_timed(self.request(upstream), self.timeout)
+                .send_timed_under_callers_deadline(self.request(upstream))
                 .await
                 .map_err(|e| match e {
                     ProxyError::Timeout { .. } => Failed::Timeout,
@@ -175,25 +160,29 @@ impl Job {
                 None => None,
             }
         };
-        let live = async {
-            match live_rx.await.ok()? {
-                LiveOutcome::Head {
+        let (shadow, twin) = tokio::join!(shadow, twin);
+        // Only now is the live answer awaited: when it comes while the
+        // mirror's own exchanges are under way, it waits in the channel and
+        // wakes no one; awaited alongside them, it would wake this thread
+        // once more for nothing.
+        let live = match live_rx.await {
+            Ok(LiveOutcome::Copied(copied)) if !copied.1.failed => {
+                let (head, mut captured) = *copied;
+                let LiveHead {
                     status,
-                    headers,
+                    mut headers,
                     latency,
                     sent,
-                    body,
-                } => {
-                    let mut captured = body.await.ok()?;
-                    let mut headers = headers;
-                    append_trailers(&mut headers, captured.trailers.take());
-                    (!captured.failed).then_some(Ok(Some((captured, status, headers, latency, sent))))
-                }
-                LiveOutcome::Stream => Some(Ok(None)),
-                LiveOutcome::Failed => Some(Err(())),
+                } = head;
+                append_trailers(&mut headers, captured.trailers.take());
+                Some(Ok(Some((captured, status, headers, latency, sent))))
             }
+            // The live body broke, or the client went away (the tee was
+            // dropped): a half-seen answer.
+            Ok(LiveOutcome::Copied(..)) | Err(_) => None,
+            Ok(LiveOutcome::Stream) => Some(Ok(None)),
+            Ok(LiveOutcome::Failed) => Some(Err(())),
         };
-        let (shadow, twin, live) = tokio::join!(shadow, twin, live);
 
         let d = &self.dispatcher;
         let Some(live) = live else {

@@ -14,12 +14,12 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use super::job::{Baseline, Job, LiveOutcome};
+use super::job::{Baseline, Job};
 use super::Dispatcher;
 use super::Shed;
 use crate::proxy::budget::Hold;
 use crate::proxy::client_body::{ClientBody, ClientError};
-use crate::proxy::tee::Tee;
+use crate::proxy::tee::{LiveHead, LiveOutcome, Tee};
 use crate::proxy::wire::Timing;
 use crate::proxy::{Inbound, ProxyBody, ProxyError};
 use crate::route::Route;
@@ -68,14 +68,13 @@ impl Mirror {
             let _ = tx.send(LiveOutcome::Stream);
             return ProxyBody::stream(body);
         }
-        let (tee, rx) = Tee::new(body, self.cap, hold);
-        let _ = tx.send(LiveOutcome::Head {
+        let head = LiveHead {
             status: head.status.as_u16(),
             headers: head.headers.clone(),
             latency: timing.map_or_else(|| self.started.elapsed(), |t| t.to_head()),
             sent: Some(timing.map_or(self.started_at, |t| t.sent)),
-            body: rx,
-        });
+        };
+        let tee = Tee::new(body, head, self.cap, hold, tx);
         ProxyBody::Tee { inner: Box::new(tee) }
     }
 
