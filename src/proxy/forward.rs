@@ -212,17 +212,13 @@ impl Upstream {
         timed: bool,
     ) -> Result<(Response<Inbound>, Option<Timing>), ProxyError> {
         let side = self.side;
-        // `None` never times out here.
-        let timed_out = ProxyError::Timeout {
-            side,
-            timeout: timeout.unwrap_or_default(),
-        };
+        let timed_out = |timeout| ProxyError::Timeout { side, timeout };
         let upload = req.body().upload();
         match &self.transport {
             Transport::Http1 => match within(timeout, upload, std::pin::pin!(self.http1.send(req, timed))).await {
-                None => Err(timed_out),
-                Some(Ok((resp, timing))) => Ok((resp.map(Inbound::from), timing)),
-                Some(Err(e)) => Err(pool_error(side, &self.backend_name, e)),
+                Err(ran_out) => Err(timed_out(ran_out)),
+                Ok(Ok((resp, timing))) => Ok((resp.map(Inbound::from), timing)),
+                Ok(Err(e)) => Err(pool_error(side, &self.backend_name, e)),
             },
             Transport::Hyper(client, limit) => {
                 let permit = limit.acquire().await.map_err(|s| ProxyError::Saturated {
@@ -233,16 +229,16 @@ impl Upstream {
                 // Boxed: hyper's client future is large, and would otherwise
                 // size every request's future on the HTTP/1.1 leg too.
                 match Box::pin(within(timeout, upload, client.request(req))).await {
-                    None => Err(timed_out),
-                    Some(Ok(resp)) => {
+                    Err(ran_out) => Err(timed_out(ran_out)),
+                    Ok(Ok(resp)) => {
                         let (mut parts, body) = resp.into_parts();
                         // The HTTP/1.1 leg drops these as it parses; hyper keeps them.
                         super::headers::strip_hop_by_hop(&mut parts.headers);
                         let body = Inbound::watched(body, self.read_timeout, self.backend_name.clone(), permit);
                         Ok((Response::from_parts(parts, body), None))
                     }
-                    Some(Err(e)) if e.is_connect() => Err(connect_error(side, &self.backend_name, &e)),
-                    Some(Err(e)) => Err(classify(side, &e)),
+                    Ok(Err(e)) if e.is_connect() => Err(connect_error(side, &self.backend_name, &e)),
+                    Ok(Err(e)) => Err(classify(side, &e)),
                 }
             }
         }
@@ -363,17 +359,17 @@ fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
     e.source().and_then(find_tls_error)
 }
 
-/// Runs `work` with `timeout` counted from the end of the upload; `None`
-/// when the time ran out. Given `work` pinned where it is made, so that it
-/// is held once: the request path's future (and every copy of it) is as
-/// large as all it holds.
+/// Runs `work` with `timeout` counted from the end of the upload (no
+/// deadline without one); the timeout that ran out when it did. Given
+/// `work` pinned where it is made, so that it is held once: the request
+/// path's future (and every copy of it) is as large as all it holds.
 async fn within<T>(
     timeout: Option<Duration>,
     upload: Option<Arc<Upload>>,
     work: impl std::future::Future<Output = T>,
-) -> Option<T> {
+) -> Result<T, Duration> {
     let Some(timeout) = timeout else {
-        return Some(work.await);
+        return Ok(work.await);
     };
     let deadline = async move {
         if let Some(upload) = upload {
@@ -383,8 +379,8 @@ async fn within<T>(
     };
     tokio::select! {
         biased;
-        done = work => Some(done),
-        () = deadline => None,
+        done = work => Ok(done),
+        () = deadline => Err(timeout),
     }
 }
 
