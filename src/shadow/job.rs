@@ -167,15 +167,9 @@ impl Job {
         // once more for nothing.
         let live = match live_rx.await {
             Ok(LiveOutcome::Copied(copied)) if !copied.1.failed => {
-                let (head, mut captured) = *copied;
-                let LiveHead {
-                    status,
-                    mut headers,
-                    latency,
-                    sent,
-                } = head;
-                append_trailers(&mut headers, captured.trailers.take());
-                Some(Ok(Some((captured, status, headers, latency, sent))))
+                let (mut head, mut captured) = *copied;
+                append_trailers(&mut head.headers, captured.trailers.take());
+                Some(Ok(Some((head, captured))))
             }
             // The live body broke, or the client went away (the tee was
             // dropped): a half-seen answer.
@@ -216,34 +210,39 @@ impl Job {
                 _ => {}
             }
         }
-        let ((captured, status, headers, latency, live_sent), (shadow, shadow_hold, shadow_sent, shadow_end)) =
-            match (live, shadow) {
-                (Ok(live), Ok(shadow)) => (live, shadow),
-                (_, Err(Failed::Dropped | Failed::Saturated)) => return,
-                _ => {
-                    let failed = Work::Failed {
-                        route: self.route.clone(),
-                        method: self.method,
-                        target: self.target,
-                    };
-                    // Counted where the report counts it too: a failure the
-                    // analysis queue had no room for is a shed comparison.
-                    let queued = d.queue.as_ref().is_none_or(|q| q.try_send(failed).is_ok());
-                    if queued {
-                        self.counters.compared("error");
-                    } else {
-                        self.counters.compared("dropped");
-                        d.shed(Shed::Queue);
-                    }
-                    return;
+        let ((head, captured), (shadow, shadow_hold, shadow_sent, shadow_end)) = match (live, shadow) {
+            (Ok(live), Ok(shadow)) => (live, shadow),
+            (_, Err(Failed::Dropped | Failed::Saturated)) => return,
+            _ => {
+                let failed = Work::Failed {
+                    route: self.route.clone(),
+                    method: self.method,
+                    target: self.target,
+                };
+                // Counted where the report counts it too: a failure the
+                // analysis queue had no room for is a shed comparison.
+                let queued = d.queue.as_ref().is_none_or(|q| q.try_send(failed).is_ok());
+                if queued {
+                    self.counters.compared("error");
+                } else {
+                    self.counters.compared("dropped");
+                    d.shed(Shed::Queue);
                 }
-            };
+                return;
+            }
+        };
         if captured.over_budget {
             // The live answer's copy is incomplete: nothing fair to compare.
             self.counters.compared("dropped");
             d.shed(Shed::BufferedBytes);
             return;
         }
+        let LiveHead {
+            status,
+            headers,
+            latency,
+            sent: live_sent,
+        } = head;
         let live_end = live_sent
             .zip(captured.ended_at)
             .and_then(|(sent, ended)| ended.duration_since(sent).ok());
