@@ -15,6 +15,9 @@
 # KEEP=DIR keeps each proxy's callgrind file there for callgrind_annotate.
 # THREADS=1 also splits Switchyard's count by thread (live worker, mirrors,
 # analysis, the rest), named by what runs on each.
+# CACHESIM=1 also simulates the caches (callgrind's --cache-sim, this
+# machine's cache sizes): first-level instruction and data misses per
+# request, which say why CPU time can differ more than instructions do.
 #
 # Needs nginx, wrk and valgrind. Not run by CI.
 # Usage: bench/instructions.sh [seconds=10] [plain|close|mirror]
@@ -80,14 +83,15 @@ thread_role() {
   else echo "other"; fi
 }
 
-declare -A IR REQ
+declare -A IR REQ I1 D1
 measure() { # name port command...
   local name=$1 port=$2; shift 2
   # Counting starts with the load: start-up (reading the config, the
   # system's CA roots) is not a request's cost.
-  local split=()
-  [[ ${THREADS:-} == 1 && $name == switchyard ]] && split=(--separate-threads=yes)
-  valgrind --tool=callgrind "${split[@]}" --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
+  local opts=()
+  [[ ${THREADS:-} == 1 && $name == switchyard ]] && opts=(--separate-threads=yes)
+  [[ ${CACHESIM:-} == 1 ]] && opts+=(--cache-sim=yes)
+  valgrind --tool=callgrind "${opts[@]}" --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_port "$port"
   local tries=0
@@ -105,7 +109,7 @@ measure() { # name port command...
   fi
   kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  local f ir total=0
+  local f ir total=0 misses i1=0 d1=0
   : > "$WORK/$name.threads"
   # One file, or one per thread (name.cg-01, …) with THREADS=1.
   for f in "$WORK/$name.cg" "$WORK/$name.cg"-*; do
@@ -114,10 +118,15 @@ measure() { # name port command...
     ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}') || continue
     [[ -n $ir ]] || continue
     total=$((total + ir))
+    if [[ ${CACHESIM:-} == 1 ]]; then
+      # Totals in the order Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
+      misses=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ { n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) { gsub(",", "", $i); v[++n] = $i } print v[4], v[5] + v[6] }')
+      i1=$((i1 + ${misses% *})); d1=$((d1 + ${misses#* }))
+    fi
     echo "$ir $(thread_role "$f")" >> "$WORK/$name.threads"
     [[ -n ${KEEP:-} ]] && cp "$f" "$KEEP/"
   done
-  IR[$name]=$total
+  IR[$name]=$total; I1[$name]=$i1; D1[$name]=$d1
   return 0
 }
 measure nginx 18290 nginx -c "$WORK/proxy.conf" -p "$WORK"
@@ -138,4 +147,13 @@ if [[ ${THREADS:-} == 1 ]]; then
   echo
   echo "Switchyard by thread (instructions per request):"
   awk -v r="${REQ[switchyard]}" '{ ir = $1; $1 = ""; sub(/^ /, ""); by[$0] += ir } END { for (k in by) printf "  %-12s %10.0f\n", k, by[k] / r }' "$WORK/switchyard.threads" | sort -k1,1
+fi
+if [[ ${CACHESIM:-} == 1 ]]; then
+  echo
+  echo "simulated first-level cache misses per request (instruction; data, read + write)"
+  printf '%-12s %12s %8s %12s %8s\n' proxy "I1 misses" "× nginx" "D1 misses" "× nginx"
+  for p in nginx switchyard; do
+    awk -v p="$p" -v i="${I1[$p]}" -v d="${D1[$p]}" -v r="${REQ[$p]}" -v bi="${I1[nginx]}" -v bd="${D1[nginx]}" -v br="${REQ[nginx]}" \
+      'BEGIN { printf "%-12s %12.0f %8.2f %12.0f %8.2f\n", p, i / r, (i / r) / (bi / br), d / r, (d / r) / (bd / br) }'
+  done
 fi

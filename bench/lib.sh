@@ -109,9 +109,11 @@ declare -A REQS RPS P99 USER_US SYS_US CPU_US FAILS
 measure() {
   local name=$1 pid=$2 parser=$3 u0 s0 u1 s1 out n r p f
   shift 3
+  [[ ${SYSCALLS:-0} == 1 ]] && syscalls_start "$pid"
   read -r u0 s0 < <(cpu_ticks "$pid")
   out=$("$@" 2>&1) || { echo "$name: the load failed:"; echo "$out"; exit 1; }
   read -r u1 s1 < <(cpu_ticks "$pid")
+  [[ ${SYSCALLS:-0} == 1 ]] && syscalls_stop
   read -r n r p f < <($parser <<<"$out")
   [[ $n -gt 0 ]] || { echo "$name: no requests done:"; echo "$out"; exit 1; }
   [[ $r == - ]] && r=$(awk -v n="$n" -v s="$SECS" 'BEGIN { print n / s }')
@@ -120,6 +122,35 @@ measure() {
   SYS_US[$name]=$(awk -v t=$((s1 - s0)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
   CPU_US[$name]=$(awk -v a="${USER_US[$name]}" -v b="${SYS_US[$name]}" 'BEGIN { printf "%.2f", a + b }')
   if [[ $f -gt 0 ]]; then echo "$name: $f of $n requests failed or were not 2xx"; fi
+  [[ ${SYSCALLS:-0} == 1 ]] && syscalls_report "$name" "$n"
+  return 0
+}
+
+# --- System calls per request (SYSCALLS=1) -----------------------------------
+# Kernel time is most of a small request's CPU for every proxy here, so
+# the calls made per request say where it can still be cut. Counted by the
+# kernel's syscall tracepoints (perf stat), on every thread of the proxy and
+# of its worker processes, over the same load run as the CPU figures. The
+# count itself costs some CPU: read ratios from a run without it.
+syscalls_start() {
+  command -v perf >/dev/null || { echo "SYSCALLS=1 needs perf: apt-get install -y linux-perf"; exit 1; }
+  local pids ack
+  pids=$(echo "$1" $(pgrep -P "$1" || true) | tr ' ' ,)
+  rm -f "$WORK/perf.ctl" "$WORK/perf.ack"; mkfifo "$WORK/perf.ctl" "$WORK/perf.ack"
+  # Attached with its events off, then switched on once attached (perf
+  # acknowledges), so the count covers the load run and nothing before it.
+  perf stat -x, -o "$WORK/syscalls.csv" -e 'syscalls:sys_enter_*' -D -1 \
+    --control "fifo:$WORK/perf.ctl,$WORK/perf.ack" -p "$pids" 2>"$WORK/perf.err" & SYSCALLS_PERF=$!
+  exec 8>"$WORK/perf.ctl" 9<"$WORK/perf.ack"
+  echo enable >&8
+  read -r -t 30 ack <&9 || { echo "perf stat never attached to $1:"; cat "$WORK/perf.err"; exit 1; }
+}
+syscalls_stop() { exec 8>&- 9<&-; kill -INT "$SYSCALLS_PERF"; wait "$SYSCALLS_PERF" 2>/dev/null || true; }
+# syscalls_report NAME REQUESTS: every call made at least 0.05 times a request.
+syscalls_report() {
+  awk -F, -v n="$2" -v name="$1" '$3 ~ /sys_enter_/ && $1 ~ /^[0-9]+$/ {
+      c=$1/n; sub(/syscalls:sys_enter_/, "", $3); t+=c; if (c >= 0.05) s=s sprintf(" %s %.2f", $3, c) }
+    END { printf "%s: %.2f system calls per request:%s\n", name, t, s }' "$WORK/syscalls.csv"
 }
 
 # table TITLE BASE NAME...: one row per measured NAME, ratios to BASE's.

@@ -25,9 +25,10 @@
 #            RSS and open fds of each proxy before and with them
 #   log      Switchyard's JSON access log on (to a file) against off
 #
-# Needs nginx, wrk, h2load and oha (apt-get install -y nginx wrk nghttp2-client;
-# cargo install oha). Not run by CI. BIN=path/to/another/switchyard compares
-# another build.
+# Needs nginx and wrk; h2load for `h2`, oha for `fixed` (apt-get install -y
+# nginx wrk nghttp2-client; cargo install oha). Not run by CI.
+# BIN=path/to/another/switchyard compares another build. SYSCALLS=1 also
+# prints each peer's system calls per request (perf's syscall tracepoints).
 # Usage: bench/proxy.sh [seconds=10] [scenario...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,11 @@ SECS=${1:-10}
 shift || true
 SCENARIOS=${*:-small workers2 fixed 64k 1m upload close h2 idle log}
 RATE=${RATE:-15000}
-for t in nginx wrk h2load oha; do
+# Only the tools the scenarios asked for: oha for `fixed`, h2load for `h2`.
+needs="nginx wrk"
+[[ " $SCENARIOS " == *" fixed "* ]] && needs+=" oha"
+[[ " $SCENARIOS " == *" h2 "* ]] && needs+=" h2load"
+for t in $needs; do
   command -v $t >/dev/null || { echo "needs $t: apt-get install -y nginx wrk nghttp2-client; cargo install oha"; exit 1; }
 done
 cargo build --release --quiet --bin switchyard --example bench-tools
