@@ -349,7 +349,10 @@ impl Worker {
                         .with_label_values(&[side.as_str()]),
                 };
                 let idle = snap.config.server.upgrade_idle_timeout.get();
-                self.tunnels.forward(upstream, req, &ask, client, idle, metrics).await
+                // Boxed, as the retry below: a rare path's state would
+                // otherwise size every request's future, which is copied
+                // whole into its box for each request.
+                Box::pin(self.tunnels.forward(upstream, req, &ask, client, idle, metrics)).await
             }
         };
         // 6b. fallback: new failed before any byte reached the client.
@@ -380,7 +383,7 @@ impl Worker {
                     mirror.abandon();
                     drop(result);
                     upstreams.old.aim(&mut again);
-                    let retried = upstreams.old.send(Request::from_parts(again, again_body)).await;
+                    let retried = Box::pin(upstreams.old.send(Request::from_parts(again, again_body))).await;
                     (Side::Old, retried, Mirror::none(), Some(why))
                 }
                 _ => (side, result, mirror, None),

@@ -215,40 +215,51 @@ impl Http1Pool {
     /// Sends a request (origin-form URI, `Host` set, hop-by-hop headers
     /// gone) and waits for the response head; `timed`, also when the
     /// request went out and its answer's head came in.
-    pub async fn send(
+    ///
+    /// Not an `async fn`: the head is encoded here, at the call, and the
+    /// future keeps only what the exchange needs (head, body, method)
+    /// instead of the whole request as well. Every request's future
+    /// holds this one and is copied whole into its box. Inlined always,
+    /// as `Upstream::send` is, so that it is built in place.
+    #[inline(always)]
+    pub fn send(
         &self,
         req: Request<ProxyBody>,
         timed: bool,
-    ) -> Result<(Response<BackendBody>, Option<Timing>), PoolError> {
+    ) -> impl std::future::Future<Output = Result<(Response<BackendBody>, Option<Timing>), PoolError>> + '_ {
         let (parts, body) = req.into_parts();
         let mut head = Vec::new();
         let framing = encode_request(&parts, &body.size_hint(), &mut head);
+        let method = parts.method;
         // A reused connection the backend closed just as the request went
         // out answers nothing; a request with no body to replay and safe to
         // repeat is sent once more on a fresh connection.
-        let replayable = framing == super::wire::RequestFraming::Empty && parts.method.is_idempotent();
+        let replayable = framing == super::wire::RequestFraming::Empty && method.is_idempotent();
+        // Taken where it is held: moved into a local, it would be held twice.
         let mut body = Some(body);
-        let mut conn = match self.idle.checkout() {
-            Some(conn) => conn,
-            None => self.connect_boxed().await?,
-        };
-        loop {
-            let sending = body.take().unwrap_or_else(ProxyBody::empty);
-            match conn.exchange(&head, sending, framing, &parts.method, timed).await {
-                Ok((resp, _)) if resp.parts.status == http::StatusCode::SWITCHING_PROTOCOLS => {
-                    return Err(PoolError::Exchange(ExchangeError::Head(
-                        super::wire::HeadError::Upgrade,
-                    )));
+        async move {
+            let mut conn = match self.idle.checkout() {
+                Some(conn) => conn,
+                None => self.connect_boxed().await?,
+            };
+            loop {
+                let sending = body.take().unwrap_or_else(ProxyBody::empty);
+                match conn.exchange(&head, sending, framing, &method, timed).await {
+                    Ok((resp, _)) if resp.parts.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                        return Err(PoolError::Exchange(ExchangeError::Head(
+                            super::wire::HeadError::Upgrade,
+                        )));
+                    }
+                    Ok((resp, timing)) => {
+                        let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
+                        return Ok((Response::from_parts(resp.parts, body), timed.then_some(timing)));
+                    }
+                    Err(e) if replayable && conn.reused() && e.nothing_received() => {
+                        tracing::debug!(error = %e, backend = %self.idle.authority, "kept-alive connection was closed; retrying");
+                        conn = self.connect_boxed().await?;
+                    }
+                    Err(e) => return Err(PoolError::Exchange(e)),
                 }
-                Ok((resp, timing)) => {
-                    let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
-                    return Ok((Response::from_parts(resp.parts, body), timed.then_some(timing)));
-                }
-                Err(e) if replayable && conn.reused() && e.nothing_received() => {
-                    tracing::debug!(error = %e, backend = %self.idle.authority, "kept-alive connection was closed; retrying");
-                    conn = self.connect_boxed().await?;
-                }
-                Err(e) => return Err(PoolError::Exchange(e)),
             }
         }
     }
