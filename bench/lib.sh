@@ -141,7 +141,10 @@ syscalls_start() {
   # acknowledges), so the count covers the load run and nothing before it.
   perf stat -x, -o "$WORK/syscalls.csv" -e 'syscalls:sys_enter_*' -D -1 \
     --control "fifo:$WORK/perf.ctl,$WORK/perf.ack" -p "$pids" 2>"$WORK/perf.err" & SYSCALLS_PERF=$!
-  exec 8>"$WORK/perf.ctl" 9<"$WORK/perf.ack"
+  # Opened read-write, which does not wait for the other end: a perf that
+  # fails before opening its fifos (no permission for the tracepoints)
+  # then ends in the error below instead of a hang.
+  exec 8<>"$WORK/perf.ctl" 9<>"$WORK/perf.ack"
   echo enable >&8
   read -r -t 30 ack <&9 || { echo "perf stat never attached to $1:"; cat "$WORK/perf.err"; exit 1; }
 }
