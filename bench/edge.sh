@@ -64,13 +64,19 @@ done
 BLOCKED=/admin97/x   # matched by rule 97, to check every peer has its rules
 
 nginx_origin 18081 18082
-upstreams="upstream old { server 127.0.0.1:18081; keepalive 256; }
+# HEADERS=same: NGINX also writes the forwarding, request id and Via
+# headers Switchyard writes (bench/same-headers.sh); the side header is
+# part of every peer's work already.
+source bench/same-headers.sh
+upstreams="$SAME_HEADERS_HTTP
+  upstream old { server 127.0.0.1:18081; keepalive 256; }
   upstream new { server 127.0.0.1:18082; keepalive 256; }
   limit_req_zone \$http_x_user_id zone=per_user:10m rate=1000000r/s;
   log_format edge escape=json '{\"time\":\"\$time_iso8601\",\"method\":\"\$request_method\",\"path\":\"\$uri\",\"side\":\"\$side\",\"status\":\$status,\"latency\":\$request_time,\"bytes\":\$body_bytes_sent,\"user\":\"\$http_x_user_id\"}';"
 proxying='limit_req zone=per_user burst=1000 nodelay;
     add_header x-served-by $side always;
-    proxy_http_version 1.1; proxy_set_header Connection "";'
+    proxy_http_version 1.1; proxy_set_header Connection "";
+    '"$SAME_HEADERS_LOCATION"
 
 map_rules=""
 for r in "${RULES[@]}"; do map_rules+="\"~$r\" 1; "; done

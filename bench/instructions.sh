@@ -12,6 +12,8 @@
 # answer dropped) against Switchyard with shadow 100 % (both answers read,
 # compared and reported), all threads, at an open-loop RATE (default 300)
 # req/s from bench-tools, so that neither sheds a mirror under callgrind.
+# HEADERS=same has NGINX write the headers Switchyard writes by default
+# (bench/same-headers.sh), which its bare proxy_pass leaves out.
 # KEEP=DIR keeps each proxy's callgrind file there for callgrind_annotate.
 # THREADS=1 also splits Switchyard's count by thread (live worker, mirrors,
 # analysis, the rest), named by what runs on each.
@@ -25,6 +27,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 MODE=${2:-plain}
+[[ $MODE =~ ^(plain|close|mirror)$ ]] || { echo "unknown mode $MODE (plain, close or mirror)"; exit 1; }
+source bench/same-headers.sh
 RATE=${RATE:-300}
 for tool in nginx wrk valgrind callgrind_annotate callgrind_control; do
   command -v $tool >/dev/null || { echo "needs $tool: apt-get install -y nginx wrk valgrind"; exit 1; }
@@ -54,8 +58,10 @@ events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000;
   upstream origin { server 127.0.0.1:18281; keepalive 64; }
   upstream other { server 127.0.0.1:18282; keepalive 64; }
+  $SAME_HEADERS_HTTP
   server { listen 127.0.0.1:18290;
-    location / { $( [[ $MODE == mirror ]] && echo 'mirror /mirror; mirror_request_body off;' ) proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { $( [[ $MODE == mirror ]] && echo 'mirror /mirror; mirror_request_body off;' ) proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      $SAME_HEADERS_LOCATION $SAME_HEADERS_SIDE }
     location = /mirror { internal; proxy_pass http://other\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
 cat > "$WORK/sy.yaml" <<CONF
@@ -135,6 +141,7 @@ measure switchyard 18300 "$BIN" serve -c "$WORK/sy.yaml" --reset-state
 echo
 [[ $MODE == mirror ]] && echo "every request mirrored (NGINX: mirror, answer dropped; Switchyard: shadow 100 %, compared)"
 [[ $MODE == close ]] && echo "a connection per request (Connection: close)"
+[[ ${HEADERS:-bare} == same ]] && echo "NGINX writing the headers Switchyard writes (HEADERS=same, bench/same-headers.sh)"
 printf '%-12s %10s %16s %12s\n' proxy requests "instructions/req" "× nginx"
 for p in nginx switchyard; do
   per=$(awk -v i="${IR[$p]}" -v r="${REQ[$p]}" 'BEGIN { printf "%.0f", i / r }')

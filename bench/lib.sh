@@ -48,13 +48,17 @@ nginx_origin() {
 
 # An NGINX reverse proxy (1 worker, upstream keep-alive) in front of the
 # origin on 18081: "$WORK/proxy.conf". $1 is the server block's own
-# directives (listen, TLS).
+# directives (listen, TLS). With HEADERS=same it writes the headers
+# Switchyard writes (bench/same-headers.sh).
 nginx_proxy() {
+  source bench/same-headers.sh
   nginx_conf proxy "upstream origin { server 127.0.0.1:18081; keepalive 256; }
+  $SAME_HEADERS_HTTP
   server {
     $1
     client_max_body_size 2m;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_request_buffering off; }
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_request_buffering off;
+      $SAME_HEADERS_LOCATION $SAME_HEADERS_SIDE }
   }"
 }
 
@@ -110,9 +114,11 @@ measure() {
   local name=$1 pid=$2 parser=$3 u0 s0 u1 s1 out n r p f
   shift 3
   [[ ${SYSCALLS:-0} == 1 ]] && syscalls_start "$pid"
+  [[ -n ${PROFILE:-} ]] && profile_start "$pid"
   read -r u0 s0 < <(cpu_ticks "$pid")
   out=$("$@" 2>&1) || { echo "$name: the load failed:"; echo "$out"; exit 1; }
   read -r u1 s1 < <(cpu_ticks "$pid")
+  [[ -n ${PROFILE:-} ]] && profile_stop "$name"
   [[ ${SYSCALLS:-0} == 1 ]] && syscalls_stop
   read -r n r p f < <($parser <<<"$out")
   [[ $n -gt 0 ]] || { echo "$name: no requests done:"; echo "$out"; exit 1; }
@@ -156,9 +162,38 @@ syscalls_report() {
     END { printf "%s: %.2f system calls per request:%s\n", name, t, s }' "$WORK/syscalls.csv"
 }
 
+# --- Where the CPU goes (PROFILE=DIR) ----------------------------------------
+# Kernel and user time by function for each peer, over the same load run:
+# perf samples the proxy's threads and worker processes on the cpu-clock
+# (this machine has no hardware counters) and keeps, per peer, DIR/NAME.txt
+# (functions by share of samples, kernel ones marked [k]) and DIR/NAME.data
+# for `perf report -i`. Sampling costs some CPU: read ratios from a run
+# without it.
+profile_start() {
+  command -v perf >/dev/null || { echo "PROFILE=DIR needs perf: apt-get install -y linux-perf"; exit 1; }
+  mkdir -p "$PROFILE"
+  local pids ack
+  pids=$(echo "$1" $(pgrep -P "$1" || true) | tr ' ' ,)
+  rm -f "$WORK/prof.ctl" "$WORK/prof.ack"; mkfifo "$WORK/prof.ctl" "$WORK/prof.ack"
+  perf record -e cpu-clock -F 2999 -D -1 --control "fifo:$WORK/prof.ctl,$WORK/prof.ack" \
+    -p "$pids" -o "$WORK/prof.data" 2>"$WORK/prof.err" >/dev/null & PROFILE_PERF=$!
+  exec 6<>"$WORK/prof.ctl" 7<>"$WORK/prof.ack"
+  echo enable >&6
+  read -r -t 30 ack <&7 || { echo "perf record never attached to $1:"; cat "$WORK/prof.err"; exit 1; }
+}
+profile_stop() { # NAME
+  exec 6>&- 7<&-; kill -INT "$PROFILE_PERF"; wait "$PROFILE_PERF" 2>/dev/null || true
+  mv "$WORK/prof.data" "$PROFILE/$1.data"
+  # awk reads to the end: `head` would end perf with SIGPIPE under pipefail.
+  perf report -i "$PROFILE/$1.data" --no-children --sort sym --stdio 2>/dev/null \
+    | awk '!/^#/ && NF && n++ < 60' > "$PROFILE/$1.txt"
+  echo "$1: profile in $PROFILE/$1.txt"
+}
+
 # table TITLE BASE NAME...: one row per measured NAME, ratios to BASE's.
 table() {
   local title=$1 base=$2 t; shift 2
+  [[ ${HEADERS:-bare} == same ]] && title+=" (HEADERS=same: NGINX writes Switchyard's headers too)"
   printf '\n%s\n%-22s %10s %9s %12s %11s %10s %11s %11s\n' "$title" peer "req/s" "p99 ms" "CPU µs/req" "CPU ×$base" "p99 ×$base" "user µs/req" "sys µs/req"
   for t in "$@"; do
     printf '%-22s %10.0f %9s %12.2f %11s %10s %11.2f %11.2f\n' "$t" "${RPS[$t]}" "$(awk -v p="${P99[$t]}" 'BEGIN { if (p == "-") print p; else printf "%.2f", p }')" "${CPU_US[$t]}" \

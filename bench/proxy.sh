@@ -27,6 +27,9 @@
 #
 # Needs nginx and wrk; h2load for `h2`, oha for `fixed` (apt-get install -y
 # nginx wrk nghttp2-client; cargo install oha). Not run by CI.
+# HEADERS=same has NGINX write the headers Switchyard writes by default
+# (X-Forwarded-*, X-Request-ID, Via, the side header: bench/same-headers.sh),
+# which its bare proxy_pass leaves out; the tables then say so.
 # BIN=path/to/another/switchyard compares another build. SYSCALLS=1 also
 # prints each peer's system calls per request (perf's syscall tracepoints).
 # Usage: bench/proxy.sh [seconds=10] [scenario...]

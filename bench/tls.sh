@@ -7,7 +7,8 @@
 #     at a time, no session reuse), and the proxy's CPU per handshake;
 #   - requests per second over TLS with keep-alive: wrk, 1 thread,
 #     50 connections; and requests per CPU-second of the proxy.
-# Prints each figure and Switchyard's ratio to NGINX's.
+# Prints each figure and Switchyard's ratio to NGINX's. HEADERS=same has
+# NGINX write the headers Switchyard writes (bench/same-headers.sh).
 #
 # Needs nginx, wrk and openssl (apt-get install -y nginx wrk openssl). Not run by CI.
 # Usage: bench/tls.sh [seconds=10]
@@ -101,3 +102,4 @@ printf '%-11s %14s %18s %16s %18s\n' "×nginx" "$(ratio "${HS[switchyard]}" "${H
 echo
 echo "handshakes: full TLS 1.3 handshakes (ECDSA P-256), one connection at a time, no resumption."
 echo "requests: keep-alive over TLS, 50 connections; /CPU-s is per second of the proxy's own CPU."
+if [[ ${HEADERS:-bare} == same ]]; then echo "HEADERS=same: NGINX writes Switchyard's headers too."; fi

@@ -145,8 +145,11 @@ impl Worker {
         let snap = &current.snapshot;
         let (mut parts, body) = req.into_parts();
 
+        // What the phases below look up, found in one pass (most requests
+        // carry none of it); found again if request modules ran.
+        let mut present = headers::Present::of(&parts.headers, &snap.force_header);
         // A gRPC client reads the gateway's own answers from grpc-status.
-        let grpc = grpc::is_grpc(&parts.headers);
+        let grpc = present.content_type && grpc::is_grpc(&parts.headers);
 
         // 0. request_checks: what no origin server may accept stops here.
         if let Err(refused) = target::check(&mut parts) {
@@ -154,7 +157,7 @@ impl Worker {
         }
         // The CLI pointed at the proxy port (an easy slip in an incident):
         // answered here, never forwarded, so `rollback` cannot reach a backend.
-        if parts.headers.contains_key(&ADMIN_CALL_HEADER) {
+        if present.controls && parts.headers.contains_key(&ADMIN_CALL_HEADER) {
             return misdirected_admin_call(self.shared.admin_addr);
         }
         let method = parts.method.clone();
@@ -202,6 +205,7 @@ impl Worker {
                 };
                 return access_log(resp, log_path, &method, route, None, started, ctx.tags);
             }
+            present = headers::Present::of(&parts.headers, &snap.force_header);
         }
 
         // 3. split
@@ -209,7 +213,7 @@ impl Worker {
         let (side, reason) = split::decide(
             &SplitInput {
                 force_header: &snap.force_header,
-                may_force: snap.force_from.as_ref().is_none_or(|r| r.contains(client_ip)),
+                may_force: present.force && snap.force_from.as_ref().is_none_or(|r| r.contains(client_ip)),
                 rolled_back: snap.rollout.phase == Phase::RolledBack,
                 sticky: &route.sticky,
                 seed: snap.seed,
@@ -229,10 +233,15 @@ impl Worker {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let ask = SwitchAsk::of(&parts);
-        let trailers = headers::accepts_trailers(&parts.headers);
+        // A switch is asked for with `Upgrade` or, over HTTP/2, a CONNECT.
+        let ask = (present.upgrade || parts.method == http::Method::CONNECT)
+            .then(|| SwitchAsk::of(&parts))
+            .flatten();
+        let trailers = present.te && headers::accepts_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::strip_controls(&mut parts.headers, &snap.force_header);
+        if present.controls {
+            headers::strip_controls(&mut parts.headers, &snap.force_header);
+        }
         if trailers {
             parts
                 .headers

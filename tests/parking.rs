@@ -242,3 +242,27 @@ async fn shutdown_closes_parked_connections_without_waiting_out_the_drain() {
     closed_after(&mut s, Duration::from_secs(5)).await;
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn shutdown_closes_quiet_connections_not_yet_parked_without_waiting_out_the_drain() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let g = gateway(&format!("server: {{ drain_timeout: 60s }}\n{}", backends(&old, &new)));
+    // One answered and still in hyper's hands (parking takes two quiet
+    // looks a second apart), one that has not said a word: each waits for
+    // shutdown having polled that wait before, and must be woken by it.
+    let mut served = TcpStream::connect(g.proxy_addr).await.unwrap();
+    served.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    answer(&mut served).await;
+    let mut silent = TcpStream::connect(g.proxy_addr).await.unwrap();
+    eventually(Duration::from_secs(10), "both connections accepted", || {
+        metric(&g, "switchyard_connections_active", &[]) == 2.0
+    })
+    .await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), stop(g))
+        .await
+        .expect("the gateway stopped within 10 s, not after the 60 s drain");
+    closed_after(&mut served, Duration::from_secs(5)).await;
+    closed_after(&mut silent, Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

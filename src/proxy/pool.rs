@@ -252,7 +252,7 @@ impl Http1Pool {
                     }
                     Ok((resp, timing)) => {
                         let body = BackendBody::new(conn, resp.framing, resp.keep_alive, self.idle.clone());
-                        return Ok((Response::from_parts(resp.parts, body), timed.then_some(timing)));
+                        return Ok((Response::from_parts(resp.parts, body), timing));
                     }
                     Err(e) if replayable && conn.reused() && e.nothing_received() => {
                         tracing::debug!(error = %e, backend = %self.idle.authority, "kept-alive connection was closed; retrying");

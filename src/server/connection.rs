@@ -12,11 +12,11 @@ use bytes::BytesMut;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncReadExt;
-use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Handler, Service};
 use super::client_io::ClientIo;
 use super::http1::{ClientStream, SetAside};
+use super::shutdown::Shutdown;
 use crate::pipeline::Peer;
 use crate::proxy::boxed::BoxError;
 
@@ -37,7 +37,7 @@ pub async fn serve<I: ClientStream, H: Handler>(
     peer: Arc<Peer>,
     protocols: &Protocols,
     handler: H,
-    shutdown: &CancellationToken,
+    shutdown: &Shutdown,
 ) -> Result<Option<SetAside<H>>, BoxError> {
     // Boxed: a connection's task holds no room for this once it is done.
     let first = Box::pin(async {
@@ -47,7 +47,7 @@ pub async fn serve<I: ClientStream, H: Handler>(
                 // Silent since it connected: closed as an unfinished head is.
                 Err(_) => Ok(None),
             },
-            _ = shutdown.cancelled() => Ok(None),
+            _ = shutdown.wait() => Ok(None),
         }
     })
     .await?;
@@ -67,7 +67,7 @@ pub async fn serve<I: ClientStream, H: Handler>(
         let mut conn = pin!(protocols.http2.serve_connection(TokioIo::new(io), service));
         tokio::select! {
             r = conn.as_mut() => return r.map(|()| None).map_err(Into::into),
-            _ = shutdown.cancelled() => {}
+            _ = shutdown.wait() => {}
         }
         conn.as_mut().graceful_shutdown();
         conn.await.map(|()| None).map_err(Into::into)

@@ -32,10 +32,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 
 use super::activity::{Handler, Service};
 use super::client_io::ClientIo;
+use super::shutdown::Shutdown;
 use crate::proxy::boxed::BoxError;
 
 /// How often a connection hyper is serving is looked at; two looks in a
@@ -102,7 +102,7 @@ pub async fn serve<I: ClientStream, H: Handler>(
     mut service: Service<H>,
     builder: &http1::Builder,
     header_read_timeout: Duration,
-    shutdown: &CancellationToken,
+    shutdown: &Shutdown,
 ) -> Result<Option<SetAside<H>>, BoxError> {
     // Set while a head begun before a park is unfinished: (requests begun
     // then, the time its deadline runs out).
@@ -149,13 +149,15 @@ async fn active<I: ClientStream, H: Handler>(
     service: Service<H>,
     builder: &http1::Builder,
     unfinished_head: Option<(u64, Instant)>,
-    shutdown: &CancellationToken,
+    shutdown: &Shutdown,
 ) -> Served<I, H> {
     // The service moves into hyper's connection; its counters are shared.
     let activity = service.activity().clone();
-    let parkable = io.get_ref().socket().is_some() && !shutdown.is_cancelled();
+    let parkable = io.get_ref().socket().is_some() && !shutdown.is_raised();
     let mut conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-    let mut cancelled = pin!(shutdown.cancelled());
+    // Polled at every wake of the connection: after its first poll, a read
+    // of a flag (`shutdown.rs`).
+    let mut cancelled = pin!(shutdown.wait());
     let mut draining = false;
     // Made when hyper first waits with nothing in flight: a connection
     // closed after one request never touches the timer wheel.

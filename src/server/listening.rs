@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection::Protocols;
+use super::shutdown::Shutdown;
 use crate::metrics::ConnectionGauges;
 use crate::tls::Terminator;
 
@@ -15,7 +15,7 @@ use crate::tls::Terminator;
 /// the gauges each connection moves rather than a clone of every metric.
 pub struct Listening<H> {
     pub protocols: Arc<Protocols>,
-    pub shutdown: CancellationToken,
+    pub shutdown: Arc<Shutdown>,
     pub gauges: Option<ConnectionGauges>,
     pub handler: H,
     pub tls: Option<Arc<Terminator>>,

@@ -6,13 +6,14 @@
 //! (`http1.rs`) on a small task of their own (`parked.rs`), a cap on open
 //! connections that follows a connection from task to task
 //! (`listening.rs`), and graceful shutdown that lets in-flight requests
-//! finish.
+//! finish (each connection waits for it by reading a flag, `shutdown.rs`).
 //!
 //! Each worker owns a `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads connections across event loops with no shared accept lock.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::tls::Terminator;
 use activity::Handler;
 use listening::{Listening, Open};
+use shutdown::Shutdown;
 
 mod activity;
 mod client_io;
@@ -35,6 +37,7 @@ mod connection;
 mod http1;
 mod listening;
 mod parked;
+mod shutdown;
 
 pub use connection::Protocols;
 
@@ -148,6 +151,7 @@ pub async fn serve<H: Handler + Clone>(
             return;
         }
     };
+    let shutdown = Shutdown::follow(&shutdown);
     let shared = Arc::new(Listening {
         protocols,
         shutdown: shutdown.clone(),
@@ -156,16 +160,18 @@ pub async fn serve<H: Handler + Clone>(
         tls,
         connections: TaskTracker::new(),
     });
+    // One wait for the whole loop: registered once, not per connection.
+    let mut stopping = pin!(shutdown.wait());
     loop {
         let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut stopping => break,
             p = limit.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut stopping => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {

@@ -58,7 +58,7 @@ async fn parked<H: Handler>(open: Open<H>, socket: TcpStream, service: Service<H
         tokio::select! {
             ready = client_io::readable(&socket) => ready.is_ok(),
             _ = sleep_until(deadline) => false,
-            _ = open.listening.shutdown.cancelled() => false,
+            _ = open.listening.shutdown.wait() => false,
         }
     };
     if spoke {

@@ -153,8 +153,9 @@ impl Connection {
 
     /// Sends a request (its head already encoded) and returns the response
     /// head; the response body is left in the buffer and on the socket.
-    /// With `timed`, the head's arrival is read from the kernel's stamp
-    /// where the socket has them (a mirrored pair is timed so).
+    /// With `timed` (a mirrored pair is timed so), the exchange is timed
+    /// too: the head's arrival from the kernel's stamp where the socket has
+    /// them, else from the reader's clock. Untimed, no clock is read.
     pub async fn exchange(
         &mut self,
         head: &[u8],
@@ -162,7 +163,7 @@ impl Connection {
         framing: RequestFraming,
         method: &Method,
         timed: bool,
-    ) -> Result<(ResponseHead, Timing), ExchangeError> {
+    ) -> Result<(ResponseHead, Option<Timing>), ExchangeError> {
         let answer = Answer {
             buf: &mut self.buf,
             names: &mut self.names,
@@ -172,17 +173,17 @@ impl Connection {
         match &mut self.stream {
             BackendStream::Plain(tcp) if self.timed => {
                 let (rd, wr) = tcp.split();
-                let (head, timing) = exchange_on(Stamped(rd), wr, answer, head, body, framing).await?;
-                self.last_arrival = Some(timing.head).filter(|_| timing.kernel);
+                let (head, timing) = exchange_on(Stamped(rd), wr, answer, head, body, framing, true).await?;
+                self.last_arrival = timing.filter(|t| t.kernel).map(|t| t.head);
                 Ok((head, timing))
             }
             BackendStream::Plain(tcp) => {
                 let (rd, wr) = tcp.split();
-                exchange_on(Unstamped(rd), wr, answer, head, body, framing).await
+                exchange_on(Unstamped(rd), wr, answer, head, body, framing, timed).await
             }
             BackendStream::Tls(tls) => {
                 let (rd, wr) = tokio::io::split(&mut **tls);
-                exchange_on(Unstamped(rd), wr, answer, head, body, framing).await
+                exchange_on(Unstamped(rd), wr, answer, head, body, framing, timed).await
             }
         }
     }
@@ -224,7 +225,8 @@ struct Answer<'a> {
     method: &'a Method,
 }
 
-/// One exchange over a connection's read and write halves.
+/// One exchange over a connection's read and write halves; `timed`, it
+/// reads the clock as the head goes out and as the answer's head arrives.
 async fn exchange_on<R: ReadMore, W: AsyncWrite + Unpin>(
     mut rd: R,
     mut wr: W,
@@ -232,8 +234,12 @@ async fn exchange_on<R: ReadMore, W: AsyncWrite + Unpin>(
     head: &[u8],
     body: ProxyBody,
     framing: RequestFraming,
-) -> Result<(ResponseHead, Timing), ExchangeError> {
-    let sent = SystemTime::now();
+    timed: bool,
+) -> Result<(ResponseHead, Option<Timing>), ExchangeError> {
+    // Only a mirrored pair's latencies are compared this finely; the live
+    // path's own latency is the pipeline's, so an untimed exchange leaves
+    // the clock alone (two reads a request, each a `clock_gettime`).
+    let sent = timed.then(SystemTime::now);
     wr.write_all(head).await?;
     if framing == RequestFraming::Empty {
         // TLS may hold the head back until asked to flush.
@@ -268,18 +274,18 @@ async fn exchange_on<R: ReadMore, W: AsyncWrite + Unpin>(
 async fn read_head<R: ReadMore>(
     rd: &mut R,
     answer: Answer<'_>,
-    sent: SystemTime,
-) -> Result<(ResponseHead, Timing), ExchangeError> {
+    sent: Option<SystemTime>,
+) -> Result<(ResponseHead, Option<Timing>), ExchangeError> {
     let Answer { buf, names, method } = answer;
     let mut arrived = None;
     loop {
         if !buf.is_empty() {
             if let Some(head) = parse_response(buf, method, names)? {
-                let timing = Timing {
+                let timing = sent.map(|sent| Timing {
                     sent,
                     head: arrived.unwrap_or_else(SystemTime::now),
                     kernel: arrived.is_some(),
-                };
+                });
                 return Ok((head, timing));
             }
         }
