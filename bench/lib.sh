@@ -132,29 +132,41 @@ measure() {
   return 0
 }
 
+# --- perf over the load run ----------------------------------------------------
+# perf_start KIND PID PERF-ARGS...: perf (stat or record) on every thread
+# of PID and of its worker processes, attached with its events off and
+# switched on once attached (perf acknowledges on its control fifo), so it
+# covers the load run and nothing before it. perf_stop KIND ends it.
+declare -A PERF_JOB PERF_CTL PERF_ACK
+perf_start() {
+  local kind=$1 pid=$2 pids ack ctl_fd ack_fd
+  shift 2
+  command -v perf >/dev/null || { echo "perf is needed here: apt-get install -y linux-perf"; exit 1; }
+  pids=$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ,)
+  rm -f "$WORK/$kind.ctl" "$WORK/$kind.ack"; mkfifo "$WORK/$kind.ctl" "$WORK/$kind.ack"
+  perf "$@" -D -1 --control "fifo:$WORK/$kind.ctl,$WORK/$kind.ack" -p "$pids" 2>"$WORK/$kind.err" >/dev/null &
+  PERF_JOB[$kind]=$!
+  # Opened read-write, which does not wait for the other end: a perf that
+  # fails before opening its fifos (no permission for the tracepoints, a
+  # process gone) then ends in the error below instead of a hang.
+  exec {ctl_fd}<>"$WORK/$kind.ctl" {ack_fd}<>"$WORK/$kind.ack"
+  PERF_CTL[$kind]=$ctl_fd; PERF_ACK[$kind]=$ack_fd
+  echo enable >&"$ctl_fd"
+  read -r -t 30 ack <&"$ack_fd" || { echo "perf $1 never attached to $pid:"; cat "$WORK/$kind.err"; exit 1; }
+}
+perf_stop() { # KIND
+  local ctl_fd=${PERF_CTL[$1]} ack_fd=${PERF_ACK[$1]}
+  exec {ctl_fd}>&- {ack_fd}<&-
+  kill -INT "${PERF_JOB[$1]}"; wait "${PERF_JOB[$1]}" 2>/dev/null || true
+}
+
 # --- System calls per request (SYSCALLS=1) -----------------------------------
 # Kernel time is most of a small request's CPU for every proxy here, so
 # the calls made per request say where it can still be cut. Counted by the
-# kernel's syscall tracepoints (perf stat), on every thread of the proxy and
-# of its worker processes, over the same load run as the CPU figures. The
-# count itself costs some CPU: read ratios from a run without it.
-syscalls_start() {
-  command -v perf >/dev/null || { echo "SYSCALLS=1 needs perf: apt-get install -y linux-perf"; exit 1; }
-  local pids ack
-  pids=$(echo "$1" $(pgrep -P "$1" || true) | tr ' ' ,)
-  rm -f "$WORK/perf.ctl" "$WORK/perf.ack"; mkfifo "$WORK/perf.ctl" "$WORK/perf.ack"
-  # Attached with its events off, then switched on once attached (perf
-  # acknowledges), so the count covers the load run and nothing before it.
-  perf stat -x, -o "$WORK/syscalls.csv" -e 'syscalls:sys_enter_*' -D -1 \
-    --control "fifo:$WORK/perf.ctl,$WORK/perf.ack" -p "$pids" 2>"$WORK/perf.err" & SYSCALLS_PERF=$!
-  # Opened read-write, which does not wait for the other end: a perf that
-  # fails before opening its fifos (no permission for the tracepoints)
-  # then ends in the error below instead of a hang.
-  exec 8<>"$WORK/perf.ctl" 9<>"$WORK/perf.ack"
-  echo enable >&8
-  read -r -t 30 ack <&9 || { echo "perf stat never attached to $1:"; cat "$WORK/perf.err"; exit 1; }
-}
-syscalls_stop() { exec 8>&- 9<&-; kill -INT "$SYSCALLS_PERF"; wait "$SYSCALLS_PERF" 2>/dev/null || true; }
+# kernel's syscall tracepoints (perf stat). The count itself costs some
+# CPU: read ratios from a run without it.
+syscalls_start() { perf_start syscalls "$1" stat -x, -o "$WORK/syscalls.csv" -e 'syscalls:sys_enter_*'; }
+syscalls_stop() { perf_stop syscalls; }
 # syscalls_report NAME REQUESTS: every call made at least 0.05 times a request.
 syscalls_report() {
   awk -F, -v n="$2" -v name="$1" '$3 ~ /sys_enter_/ && $1 ~ /^[0-9]+$/ {
@@ -170,20 +182,12 @@ syscalls_report() {
 # for `perf report -i`. Sampling costs some CPU: read ratios from a run
 # without it.
 profile_start() {
-  command -v perf >/dev/null || { echo "PROFILE=DIR needs perf: apt-get install -y linux-perf"; exit 1; }
   mkdir -p "$PROFILE"
-  local pids ack
-  pids=$(echo "$1" $(pgrep -P "$1" || true) | tr ' ' ,)
-  rm -f "$WORK/prof.ctl" "$WORK/prof.ack"; mkfifo "$WORK/prof.ctl" "$WORK/prof.ack"
-  perf record -e cpu-clock -F 2999 -D -1 --control "fifo:$WORK/prof.ctl,$WORK/prof.ack" \
-    -p "$pids" -o "$WORK/prof.data" 2>"$WORK/prof.err" >/dev/null & PROFILE_PERF=$!
-  exec 6<>"$WORK/prof.ctl" 7<>"$WORK/prof.ack"
-  echo enable >&6
-  read -r -t 30 ack <&7 || { echo "perf record never attached to $1:"; cat "$WORK/prof.err"; exit 1; }
+  perf_start profile "$1" record -e cpu-clock -F 2999 -o "$WORK/profile.data"
 }
 profile_stop() { # NAME
-  exec 6>&- 7<&-; kill -INT "$PROFILE_PERF"; wait "$PROFILE_PERF" 2>/dev/null || true
-  mv "$WORK/prof.data" "$PROFILE/$1.data"
+  perf_stop profile
+  mv "$WORK/profile.data" "$PROFILE/$1.data"
   # awk reads to the end: `head` would end perf with SIGPIPE under pipefail.
   perf report -i "$PROFILE/$1.data" --no-children --sort sym --stdio 2>/dev/null \
     | awk '!/^#/ && NF && n++ < 60' > "$PROFILE/$1.txt"
