@@ -233,10 +233,7 @@ impl Worker {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        // A switch is asked for with `Upgrade` or, over HTTP/2, a CONNECT.
-        let ask = (present.upgrade || parts.method == http::Method::CONNECT)
-            .then(|| SwitchAsk::of(&parts))
-            .flatten();
+        let ask = SwitchAsk::of(&parts, &present);
         let trailers = present.te && headers::accepts_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
         if present.controls {

@@ -10,6 +10,8 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Version};
 
+use super::headers::Present;
+
 static SEC_WEBSOCKET_KEY: header::HeaderName = header::HeaderName::from_static("sec-websocket-key");
 static SEC_WEBSOCKET_ACCEPT: header::HeaderName = header::HeaderName::from_static("sec-websocket-accept");
 
@@ -24,15 +26,17 @@ pub enum SwitchAsk {
 
 impl SwitchAsk {
     /// What the request asks to switch to, if anything. Read before
-    /// hop-by-hop stripping (which removes `Upgrade`).
-    pub fn of(parts: &http::request::Parts) -> Option<Self> {
+    /// hop-by-hop stripping (which removes `Upgrade`); `present`, the
+    /// request's headers as found by [`Present::of`], spares the lookups
+    /// when it carries no `Upgrade`.
+    pub fn of(parts: &http::request::Parts, present: &Present) -> Option<Self> {
         if parts.version == Version::HTTP_2 && parts.method == Method::CONNECT {
             let protocol = parts.extensions.get::<hyper::ext::Protocol>()?;
             return HeaderValue::from_str(protocol.as_str())
                 .ok()
                 .map(SwitchAsk::ExtendedConnect);
         }
-        if parts.version != Version::HTTP_11 {
+        if parts.version != Version::HTTP_11 || !present.upgrade {
             return None;
         }
         let upgrade = parts.headers.get(header::UPGRADE)?;
@@ -106,16 +110,21 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
+    fn ask(parts: &http::request::Parts) -> Option<SwitchAsk> {
+        let force = header::HeaderName::from_static("x-switchyard-backend");
+        SwitchAsk::of(parts, &Present::of(&parts.headers, &force))
+    }
+
     #[test]
     fn an_upgrade_needs_its_connection_token_and_http_1_1() {
         let ws = [("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")];
         assert_eq!(
-            SwitchAsk::of(&request(Version::HTTP_11, Method::GET, &ws)),
+            ask(&request(Version::HTTP_11, Method::GET, &ws)),
             Some(SwitchAsk::Upgrade(HeaderValue::from_static("websocket")))
         );
-        assert_eq!(SwitchAsk::of(&request(Version::HTTP_2, Method::GET, &ws)), None);
+        assert_eq!(ask(&request(Version::HTTP_2, Method::GET, &ws)), None);
         assert_eq!(
-            SwitchAsk::of(&request(Version::HTTP_11, Method::GET, &[("upgrade", "websocket")])),
+            ask(&request(Version::HTTP_11, Method::GET, &[("upgrade", "websocket")])),
             None
         );
     }
@@ -124,7 +133,7 @@ mod tests {
     fn an_extended_connect_becomes_an_upgrade_and_its_answer_a_200() {
         let mut parts = request(Version::HTTP_2, Method::CONNECT, &[("sec-websocket-version", "13")]);
         parts.extensions.insert(hyper::ext::Protocol::from_static("websocket"));
-        let ask = SwitchAsk::of(&parts).unwrap();
+        let ask = ask(&parts).unwrap();
         assert_eq!(ask, SwitchAsk::ExtendedConnect(HeaderValue::from_static("websocket")));
         ask.ask_backend(&mut parts);
         assert_eq!((parts.method.as_str(), parts.version), ("GET", Version::HTTP_11));
