@@ -1,7 +1,7 @@
 //! Helpers for the benchmarks in `bench/` (run by hand, not by CI):
 //!
 //! - `origin --port P [--faults PCT] [--items N] [--variant V] [--errors PCT]
-//!   [--delay-ms D] [--differ PCT]`: a JSON API
+//!   [--delay-ms D] [--differ PCT] [--typical-headers]`: a JSON API
 //!   whose answers list N items (default 2; 50 make about 4 KB) and carry
 //!   `"variant": V` (default 1: give new another to plant a difference);
 //!   with `--faults`, that share of answers fails, in turn: slow (10 s),
@@ -9,8 +9,16 @@
 //! - `load --url URL --rate N --seconds S [--users U]`: an open-loop load at
 //!   a fixed rate (a request every 1/N s whatever the answers take), each
 //!   with a random `x-user-id`; prints sent, non-2xx, failures and p50/p99.
+//! - `cert --dir D`: a CA and a certificate it issued for `localhost` and
+//!   127.0.0.1, as `D/ca.pem`, `D/gateway.pem` and `D/gateway.key`.
+//! - `train --addr HOST:PORT [--tls-addr HOST:PORT --ca FILE] --seconds S`:
+//!   the traffic mix of a profile-guided build (`scripts/pgo-build.sh`,
+//!   `train.rs` says what it holds); fails if any request fails.
 //!
 //! Usage: cargo run --release --example bench-tools -- origin --port 18081
+
+#[path = "tools/train.rs"]
+mod train;
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -56,6 +64,7 @@ fn main() {
                         .map_or(0, |ms| (ms * 1000.0) as u64),
                 ),
                 differ: arg(&args, "--differ").and_then(|p| p.parse().ok()).unwrap_or(0.0),
+                typical_headers: args.iter().any(|a| a == "--typical-headers"),
             };
             rt.block_on(origin(port, shape));
         }
@@ -76,8 +85,31 @@ fn main() {
             let path = arg(&args, "--path").unwrap_or_else(|| "/item".into());
             rt.block_on(idle(addr, n, path));
         }
+        Some("cert") => {
+            let dir = arg(&args, "--dir").expect("--dir D");
+            if let Err(e) = train::write_certificates(std::path::Path::new(&dir)) {
+                eprintln!("cert: {e}");
+                std::process::exit(1);
+            }
+        }
+        Some("train") => {
+            let gateway = train::Gateway {
+                addr: arg(&args, "--addr").expect("--addr HOST:PORT"),
+                tls: arg(&args, "--tls-addr").map(|addr| {
+                    let ca = arg(&args, "--ca").expect("--ca FILE with --tls-addr");
+                    (addr, std::path::PathBuf::from(ca), "localhost".to_string())
+                }),
+            };
+            let secs: u64 = arg(&args, "--seconds")
+                .and_then(|p| p.parse().ok())
+                .expect("--seconds S");
+            if let Err(e) = rt.block_on(train::run(gateway, secs)) {
+                eprintln!("train: {e}");
+                std::process::exit(1);
+            }
+        }
         _ => {
-            eprintln!("usage: bench-tools origin --port P [--faults PCT] [--items N] [--variant V] [--errors PCT] [--delay-ms D] [--differ PCT] | load --url URL --rate N --seconds S [--users U] | idle --addr HOST:PORT --connections N [--path P]");
+            eprintln!("usage: bench-tools origin --port P [--faults PCT] [--items N] [--variant V] [--errors PCT] [--delay-ms D] [--differ PCT] [--typical-headers] | load --url URL --rate N --seconds S [--users U] | idle --addr HOST:PORT --connections N [--path P] | cert --dir D | train --addr HOST:PORT [--tls-addr HOST:PORT --ca FILE] --seconds S");
             std::process::exit(2);
         }
     }
@@ -99,6 +131,10 @@ struct Shape {
     delay: Duration,
     /// Share of answers carrying another variant (a real difference).
     differ: f64,
+    /// Answers also carry what a web server's usually do (NGINX's for a
+    /// file): `Server`, `Last-Modified`, `ETag`, `Accept-Ranges`,
+    /// `Connection`.
+    typical_headers: bool,
 }
 
 fn json_body(path: &str, shape: Shape) -> String {
@@ -119,6 +155,8 @@ fn json_body(path: &str, shape: Shape) -> String {
 
 async fn answer(req: Request<Incoming>, shape: Shape, turn: Arc<AtomicUsize>) -> Response<Body> {
     let path = req.uri().path().to_string();
+    // Read whole, as an application would, before answering an upload.
+    let _ = req.into_body().collect().await;
     let faults = shape.faults;
     if !shape.delay.is_zero() {
         tokio::time::sleep(shape.delay).await;
@@ -133,6 +171,17 @@ async fn answer(req: Request<Incoming>, shape: Shape, turn: Arc<AtomicUsize>) ->
         let mut r = Response::new(full(json_body(&path, shape)));
         r.headers_mut()
             .insert("content-type", http::HeaderValue::from_static("application/json"));
+        if shape.typical_headers {
+            for (name, value) in [
+                ("server", "nginx/1.22.1"),
+                ("last-modified", "Mon, 30 Nov 2026 09:00:00 GMT"),
+                ("etag", "\"6929a3a0-69\""),
+                ("accept-ranges", "bytes"),
+                ("connection", "keep-alive"),
+            ] {
+                r.headers_mut().insert(name, http::HeaderValue::from_static(value));
+            }
+        }
         if failed {
             *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
         }
