@@ -12,8 +12,9 @@
 //! - `cert --dir D`: a CA and a certificate it issued for `localhost` and
 //!   127.0.0.1, as `D/ca.pem`, `D/gateway.pem` and `D/gateway.key`.
 //! - `train --addr HOST:PORT [--tls-addr HOST:PORT --ca FILE] --seconds S`:
-//!   the traffic mix of a profile-guided build (`scripts/pgo-build.sh`,
-//!   `train.rs` says what it holds); fails if any request fails.
+//!   every way a client reaches the gateway at once, closed loop
+//!   (`train.rs` says what it holds): the training run of a profile-guided
+//!   build (bench/RESULTS.md); fails if any request fails.
 //!
 //! Usage: cargo run --release --example bench-tools -- origin --port 18081
 

@@ -269,10 +269,22 @@ async fn an_interrupted_demo_stops_its_traffic_and_cleans_up() {
         let rx = support::raw::stdout_lines(&mut child);
         let mut lines = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        // Running: the first progress line is out.
-        while !lines.iter().any(|l: &String| l.contains("sent")) {
+        // Running, and far enough along that the report has a real
+        // difference to show: on a busy machine the first progress line
+        // can come before the first comparison.
+        let real_diffs = |l: &String| {
+            l.split("real diffs")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+        };
+        while !lines.iter().any(real_diffs) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            lines.push(rx.recv_timeout(left).expect("the demo prints its progress"));
+            lines.push(
+                rx.recv_timeout(left)
+                    .expect("the demo reports a real difference in its progress within 30 s"),
+            );
         }
         assert!(!abandoned.exists(), "a dead demo's state directory is removed at start");
         let ok = std::process::Command::new("kill")

@@ -1,5 +1,5 @@
-//! `train`: the traffic a profile-guided build (`scripts/pgo-build.sh`)
-//! teaches the compiler with. A profile marks every path it never saw as
+//! `train`: the traffic a profile-guided build teaches the compiler with
+//! (bench/RESULTS.md, "a profile-guided build"). A profile marks every path it never saw as
 //! cold, and cold code is laid out and inlined for size, so the mix covers
 //! each way a client reaches the gateway, closed loop, all at once:
 //! HTTP/1.1 on kept-alive connections and on a connection per request,
