@@ -98,7 +98,7 @@ fn main() {
                 addr: arg(&args, "--addr").expect("--addr HOST:PORT"),
                 tls: arg(&args, "--tls-addr").map(|addr| {
                     let ca = arg(&args, "--ca").expect("--ca FILE with --tls-addr");
-                    (addr, std::path::PathBuf::from(ca), "localhost".to_string())
+                    (addr, std::path::PathBuf::from(ca))
                 }),
             };
             let secs: u64 = arg(&args, "--seconds")

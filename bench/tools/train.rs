@@ -45,11 +45,15 @@ impl Tally {
     }
 }
 
+/// The name `write_certificates` issues the gateway's certificate for,
+/// and the one the TLS clients ask for.
+const SERVER_NAME: &str = "localhost";
+
 /// Where the gateway listens: plain `addr`, and optionally a TLS listener
-/// whose certificate `ca_file` vouches for as `server_name`.
+/// (its address, and the CA file that vouches for its certificate).
 pub struct Gateway {
     pub addr: String,
-    pub tls: Option<(String, std::path::PathBuf, String)>,
+    pub tls: Option<(String, std::path::PathBuf)>,
 }
 
 /// Drives the mix at `gateway` for `seconds`; prints what was answered and
@@ -74,13 +78,13 @@ pub async fn run(gateway: Gateway, seconds: u64) -> Result<(), String> {
         let (addr, tally) = (gateway.addr.clone(), tally.clone());
         loops.spawn(async move { kept_alive(|| plain(&addr), UPLOAD, &tally, until, upload).await });
     }
-    if let Some((addr, ca, name)) = &gateway.tls {
+    if let Some((addr, ca)) = &gateway.tls {
         // Each offers one protocol, so the gateway's ALPN choice is the
         // one its clients make.
         for (kind, alpn) in [(TLS_H1, &b"http/1.1"[..]), (TLS_H2, &b"h2"[..])] {
             let connector = connector(ca, alpn)?;
-            let (addr, name, tally) = (addr.clone(), name.clone(), tally.clone());
-            let connect = move || secure(addr.clone(), connector.clone(), name.clone());
+            let (addr, tally) = (addr.clone(), tally.clone());
+            let connect = move || secure(addr.clone(), connector.clone());
             loops.spawn(async move {
                 if kind == TLS_H1 {
                     kept_alive(connect, kind, &tally, until, |_| Bytes::new()).await
@@ -175,11 +179,11 @@ fn certificates(pem: &[u8], file: &Path) -> Result<Vec<rustls::pki_types::Certif
         .map_err(|e| format!("{} holds no PEM certificate: {e}", file.display()))
 }
 
-async fn secure(addr: String, connector: tokio_rustls::TlsConnector, name: String) -> Result<Io, String> {
+async fn secure(addr: String, connector: tokio_rustls::TlsConnector) -> Result<Io, String> {
     let stream = TcpStream::connect(&addr)
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(name).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("a DNS name");
     let tls = connector
         .connect(name, stream)
         .await
@@ -278,7 +282,7 @@ pub fn write_certificates(dir: &Path) -> Result<(), String> {
         .distinguished_name
         .push(DnType::CommonName, "Switchyard training CA");
     let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().map_err(fail)?).map_err(fail)?;
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(fail)?;
+    let leaf = CertificateParams::new(vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()]).map_err(fail)?;
     let key = KeyPair::generate().map_err(fail)?;
     let cert = leaf.signed_by(&key, &issuer).map_err(fail)?;
     for (name, pem) in [
