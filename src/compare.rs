@@ -5,7 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -128,9 +128,26 @@ impl DiffWindow {
 pub struct Analysis {
     pub collector: Arc<Mutex<Collector>>,
     pub diffs: Arc<DiffWindow>,
+    /// When a stopping gateway stops comparing: set once, by
+    /// [`Analysis::stop_comparing_at`].
+    stop_comparing_at: Arc<OnceLock<Instant>>,
 }
 
 impl Analysis {
+    /// From `at` on, pairs still queued are counted as dropped comparisons
+    /// instead of compared, and the thread ends without waiting for the
+    /// mirrors still running (it notices within [`TALLY_EVERY`] when idle).
+    /// A stopping gateway waits for this thread, which runs at nice 19: on
+    /// a busy machine a full queue, and the mirrors behind it, kept the
+    /// process alive for minutes after SIGTERM.
+    pub fn stop_comparing_at(&self, at: Instant) {
+        let _ = self.stop_comparing_at.set(at);
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.stop_comparing_at.get().is_some_and(|at| Instant::now() >= *at)
+    }
+
     /// Starts the report's counts afresh; the store records it within
     /// [`TALLY_EVERY`], so a restart does not bring the old counts back.
     pub fn reset(&self) -> u64 {
@@ -162,6 +179,7 @@ impl Analysis {
         let analysis = Self {
             collector: Arc::new(Mutex::new(collector)),
             diffs: Arc::new(DiffWindow::default()),
+            stop_comparing_at: Arc::default(),
         };
         let worker = Worker {
             analysis: analysis.clone(),
@@ -172,6 +190,7 @@ impl Analysis {
             rewrite_all: false,
             written_since: since,
             cell,
+            left_at_stop: 0,
         };
         let handle = std::thread::Builder::new()
             .name("switchyard-analysis".into())
@@ -216,6 +235,8 @@ struct Worker {
     written_since: Option<u64>,
     /// Where the accepted differences are read from, per comparison.
     cell: SnapshotCell,
+    /// Pairs left uncompared because the gateway was stopping.
+    left_at_stop: u64,
 }
 
 /// Waits up to `wait` for work, then lets more gather for [`GATHER`] and
@@ -248,6 +269,15 @@ impl Worker {
             if !open {
                 break;
             }
+            if self.analysis.out_of_time() {
+                // Mirrors still running hold the queue open for as long as
+                // they take, and what they bring now would not be compared:
+                // count what is queued and end.
+                while let Ok(work) = rx.try_recv() {
+                    self.take(work);
+                }
+                break;
+            }
             if last_tally.elapsed() >= TALLY_EVERY {
                 self.write_tallies(false);
                 last_tally = Instant::now();
@@ -257,10 +287,20 @@ impl Worker {
         if let Some(s) = &mut self.store {
             let _ = s.sync();
         }
+        if self.left_at_stop > 0 {
+            tracing::warn!(
+                pairs = self.left_at_stop,
+                "stopping: pairs still queued after server.drain_timeout were not compared (counted as dropped comparisons)"
+            );
+        }
     }
 
     fn take(&mut self, work: Work) {
         match work {
+            Work::Compare(_, counters) if self.analysis.out_of_time() => {
+                counters.compared("dropped");
+                self.left_at_stop += 1;
+            }
             Work::Compare(pair, counters) => self.process(*pair, &counters),
             Work::Failed { route, method, target } => {
                 let mut c = self.analysis.collector.lock().unwrap_or_else(|p| p.into_inner());

@@ -491,3 +491,82 @@ async fn answers_without_a_body_are_compared() {
     );
     stop(g).await;
 }
+
+/// A stopping gateway leaves what its analysis queue still holds once
+/// `server.drain_timeout` has passed, counted as dropped comparisons: the
+/// analysis runs at nice 19, and on a busy machine a full queue kept the
+/// process alive for minutes after SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_stops_comparing_after_the_drain_timeout() {
+    let (old, new) = (Origin::named("old").await, Origin::named("new").await);
+    let g = gateway(&format!(
+        "{}server: {{ drain_timeout: \"1s\" }}\nshadow: {{ percent: 100 }}\ndiff: {{ noise: {{ repeat_percent: 0 }} }}\n",
+        backends(&old, &new)
+    ));
+    // The analysis is held up, as a starved thread would be: it waits for
+    // the report's lock, held by a thread of the test's until told.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let collector = g.analysis.collector.clone();
+    let holder = std::thread::spawn(move || {
+        let _held = collector.lock().unwrap();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    let c = client();
+    for i in 0..10 {
+        get(&c, &format!("{}/m/{i}", proxy(&g)), &[]).await;
+    }
+    let ended = |g: &switchyard::gateway::Gateway| {
+        metric(
+            g,
+            "switchyard_shadow_requests_total",
+            &[("backend", "new"), ("outcome", "completed")],
+        )
+    };
+    eventually(Duration::from_secs(10), "10 mirrors answered", || ended(&g) == 10.0).await;
+    assert_eq!(comparisons(&g), 0.0, "nothing compared while the analysis is held");
+
+    let stopping = Instant::now();
+    g.shutdown();
+    // The behaviour under test is the deadline itself: let it pass while
+    // the analysis is still held.
+    tokio::time::sleep_until((stopping + Duration::from_secs(1)).into()).await;
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let metrics = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let m = g.metrics.clone();
+            g.join();
+            m
+        }),
+    )
+    .await
+    .expect("the gateway stops once the analysis gives up its queue")
+    .unwrap();
+    let count = |result: &str| {
+        metrics
+            .registry
+            .gather()
+            .iter()
+            .filter(|f| f.get_name() == "switchyard_comparisons_total")
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.get_name() == "result" && l.get_value() == result)
+            })
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>()
+    };
+    let dropped = count("dropped");
+    let compared: f64 = ["match", "diff", "noise", "ignored", "accepted", "error"]
+        .iter()
+        .map(|r| count(r))
+        .sum();
+    // The pair the thread had taken before it was held is compared.
+    assert!(compared <= 1.0, "compared {compared} after the drain timeout");
+    assert_eq!(compared + dropped, 10.0, "every pair accounted for");
+}

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -296,8 +297,11 @@ impl Gateway {
     }
 
     /// Starts a graceful shutdown; returns at once. `/readyz` turns 503.
+    /// Connections and the analysis queue get `server.drain_timeout` each.
     pub fn shutdown(&self) {
         self.ready.store(false, Ordering::SeqCst);
+        let drain = self.controller.snapshot().config.server.drain_timeout.get();
+        self.analysis.stop_comparing_at(Instant::now() + drain);
         self.shutdown.cancel();
     }
 
