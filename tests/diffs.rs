@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Method, Request};
 use hyper::body::Incoming;
@@ -113,10 +112,7 @@ async fn an_accepted_difference_stops_counting_against_the_rollout_and_survives_
     let began = std::time::Instant::now();
 
     traffic(&g, (0..20).map(|i| format!("/users/{i}"))).await;
-    eventually(Duration::from_secs(5), "20 real differences", || {
-        counted(&g, "diff") == 20.0
-    })
-    .await;
+    eventually(BACKGROUND, "20 real differences", || counted(&g, "diff") == 20.0).await;
 
     // The rename is intended: accept both of its sides.
     for field in ["/user_name", "/username"] {
@@ -143,10 +139,7 @@ async fn an_accepted_difference_stops_counting_against_the_rollout_and_survives_
     );
 
     traffic(&g, (20..40).map(|i| format!("/users/{i}"))).await;
-    eventually(Duration::from_secs(5), "20 accepted", || {
-        counted(&g, "accepted") == 20.0
-    })
-    .await;
+    eventually(BACKGROUND, "20 accepted", || counted(&g, "accepted") == 20.0).await;
     assert_eq!(counted(&g, "diff"), 20.0, "no new real differences");
     // The guard judges only what is left.
     let seen = g.analysis.diffs.count_since(began);
@@ -154,10 +147,7 @@ async fn an_accepted_difference_stops_counting_against_the_rollout_and_survives_
 
     // The same field with its type changed is not what was accepted.
     traffic(&g, (0..3).map(|i| format!("/users/typed/{i}"))).await;
-    eventually(Duration::from_secs(5), "type change is real", || {
-        counted(&g, "diff") == 23.0
-    })
-    .await;
+    eventually(BACKGROUND, "type change is real", || counted(&g, "diff") == 23.0).await;
 
     let report = admin_call(&g, Method::GET, "/report.json", None).await.json();
     let acc = report["accepted"].as_array().unwrap();
@@ -194,19 +184,13 @@ async fn an_accepted_difference_stops_counting_against_the_rollout_and_survives_
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
     traffic(&g, ["/users/50".to_string()]).await;
-    eventually(Duration::from_secs(5), "accepted before until", || {
-        counted(&g, "accepted") == 1.0
-    })
-    .await;
-    eventually(Duration::from_secs(10), "until has passed", || {
+    eventually(BACKGROUND, "accepted before until", || counted(&g, "accepted") == 1.0).await;
+    eventually(BACKGROUND, "until has passed", || {
         switchyard::rollout::state::now_ms() > until_ms
     })
     .await;
     traffic(&g, ["/users/51".to_string()]).await;
-    eventually(Duration::from_secs(5), "real after until", || {
-        counted(&g, "diff") == 1.0
-    })
-    .await;
+    eventually(BACKGROUND, "real after until", || counted(&g, "diff") == 1.0).await;
     stop(g).await;
 }
 
@@ -215,7 +199,7 @@ async fn bad_acceptances_are_refused_with_what_to_do() {
     let u = Users::start().await;
     let g = gateway(&u.yaml());
     traffic(&g, ["/users/1".to_string()]).await;
-    eventually(Duration::from_secs(5), "a comparison", || counted(&g, "diff") == 1.0).await;
+    eventually(BACKGROUND, "a comparison", || counted(&g, "diff") == 1.0).await;
     for (body, status, says) in [
         (
             json!({ "endpoint": "GET /users/{id}", "field": "/user_name" }),
@@ -261,7 +245,7 @@ async fn a_replayed_sample_says_whether_the_fix_worked() {
     let (new, fixed) = (&u.new, &u.fixed);
     let g = gateway(&u.yaml());
     traffic(&g, ["/users/7".to_string()]).await;
-    eventually(Duration::from_secs(5), "a difference", || counted(&g, "diff") == 1.0).await;
+    eventually(BACKGROUND, "a difference", || counted(&g, "diff") == 1.0).await;
     let samples = admin_call(&g, Method::GET, "/diffs?field=/user_name", None)
         .await
         .json();
@@ -314,14 +298,14 @@ async fn a_reset_report_counts_only_what_came_after_it_even_after_a_restart() {
     let yaml = u.yaml();
     let g = gateway(&yaml);
     traffic(&g, (0..10).map(|i| format!("/users/{i}"))).await;
-    eventually(Duration::from_secs(5), "10 comparisons", || counted(&g, "diff") == 10.0).await;
+    eventually(BACKGROUND, "10 comparisons", || counted(&g, "diff") == 10.0).await;
     let r = admin_call(&g, Method::POST, "/report/reset", None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let report = admin_call(&g, Method::GET, "/report.json", None).await.json();
     assert_eq!(report["headline"]["comparisons"], 0);
     assert!(report["since_ms"].as_u64().is_some());
     traffic(&g, (0..3).map(|i| format!("/users/{i}"))).await;
-    eventually(Duration::from_secs(5), "3 more", || counted(&g, "diff") == 13.0).await;
+    eventually(BACKGROUND, "3 more", || counted(&g, "diff") == 13.0).await;
     // What Prometheus sees keeps counting; the report starts afresh.
     let report = admin_call(&g, Method::GET, "/report.json", None).await.json();
     assert_eq!(report["headline"]["comparisons"], 3);
@@ -341,10 +325,7 @@ async fn saved_reports_merge_into_one() {
         let d = dir.path().join(sub);
         let g = gateway(&config(old, new, &d, ""));
         traffic(&g, (0..n).map(|i| format!("/users/{i}"))).await;
-        eventually(Duration::from_secs(5), "comparisons", || {
-            counted(&g, "diff") == n as f64
-        })
-        .await;
+        eventually(BACKGROUND, "comparisons", || counted(&g, "diff") == n as f64).await;
         let path = dir.path().join(format!("{sub}.json"));
         std::fs::write(&path, admin_call(&g, Method::GET, "/report.json", None).await.text()).unwrap();
         files.push(path);
@@ -501,7 +482,7 @@ async fn a_capture_written_by_the_gateway_replays_offline() {
     let a = send(&c, Method::POST, &format!("{}/health", proxy(&g)), &[], big.clone()).await;
     assert_eq!(a.status, 200);
     let written = || metric(&g, "switchyard_captured_requests_total", &[("result", "written")]);
-    eventually(Duration::from_secs(5), "4 records written", || written() == 4.0).await;
+    eventually(BACKGROUND, "4 records written", || written() == 4.0).await;
     assert_eq!(
         metric(&g, "switchyard_captured_requests_total", &[("result", "skipped_body")]),
         1.0

@@ -54,7 +54,7 @@ async fn metrics_cover_the_contract_with_proxy_buckets() {
     for i in 0..5 {
         get(&c, &format!("{}/u/{i}", proxy(&g)), &[]).await;
     }
-    eventually(Duration::from_secs(5), "comparisons", || comparisons(&g) == 5.0).await;
+    eventually(BACKGROUND, "comparisons", || comparisons(&g) == 5.0).await;
     g.controller
         .rollback(
             &switchyard::rollout::controller::Actor::new("t", "t"),
@@ -107,7 +107,7 @@ async fn ten_thousand_distinct_paths_add_no_series() {
     for i in 0..50 {
         get(&c, &format!("{}/warm/{i}", proxy(&g)), &[]).await;
     }
-    eventually(Duration::from_secs(5), "warm-up compared", || comparisons(&g) == 50.0).await;
+    eventually(BACKGROUND, "warm-up compared", || comparisons(&g) == 50.0).await;
     let before = series(&scrape(&g).await);
     let tasks: Vec<_> = (0..8)
         .map(|t| {
@@ -304,7 +304,7 @@ async fn the_report_escapes_traffic_and_redacts_secrets() {
         )
         .await;
     }
-    eventually(Duration::from_secs(5), "3 comparisons", || comparisons(&g) == 3.0).await;
+    eventually(BACKGROUND, "3 comparisons", || comparisons(&g) == 3.0).await;
     let html = get(&c, &format!("{}/report", admin(&g)), &[]).await;
     assert_eq!(html.header("content-type"), Some("text/html; charset=utf-8"));
     let page = html.text();
@@ -352,7 +352,7 @@ async fn report_json_diffs_and_the_store_agree_across_a_restart() {
     for i in 0..30 {
         get(&c, &format!("{}/users/{i}", proxy(&g)), &[]).await;
     }
-    eventually(Duration::from_secs(5), "30 comparisons", || comparisons(&g) == 30.0).await;
+    eventually(BACKGROUND, "30 comparisons", || comparisons(&g) == 30.0).await;
     let before = get(&c, &format!("{}/report.json", admin(&g)), &[]).await.json();
     let ep = &before["endpoints"][0];
     assert_eq!(ep["endpoint"], "GET /users/{id}");

@@ -69,7 +69,7 @@ async fn mirrors_to_the_other_side_with_the_same_request_id() {
         let a = get(&c, &format!("{}/m/{i}", proxy(&g)), &[]).await;
         assert_eq!(a.json()["backend"], "old");
     }
-    eventually(Duration::from_secs(5), "5 mirrored requests", || new.count() == 5).await;
+    eventually(BACKGROUND, "5 mirrored requests", || new.count() == 5).await;
     for (live, mirror) in old.seen().iter().zip(new.seen()) {
         assert!(!live.headers.contains_key("x-switchyard-shadow"));
         assert_eq!(mirror.headers["x-switchyard-shadow"], "1");
@@ -82,7 +82,7 @@ async fn mirrors_to_the_other_side_with_the_same_request_id() {
         assert_eq!(same, vec![mirror.path.clone()], "mirror carries the live request's id");
         let _ = live;
     }
-    eventually(Duration::from_secs(5), "5 comparisons", || comparisons(&g) == 5.0).await;
+    eventually(BACKGROUND, "5 comparisons", || comparisons(&g) == 5.0).await;
     assert_eq!(
         metric(
             &g,
@@ -120,10 +120,7 @@ async fn writes_are_mirrored_only_when_a_route_opts_in() {
         "{\"q\":\"lamp\"}",
     )
     .await;
-    eventually(Duration::from_secs(5), "the opted-in POST mirrored", || {
-        new.count() == 1
-    })
-    .await;
+    eventually(BACKGROUND, "the opted-in POST mirrored", || new.count() == 1).await;
     assert_eq!(new.seen()[0].path, "/search");
     assert_eq!(new.seen()[0].headers["content-length"], "12");
     assert_eq!(old.count(), 2);
@@ -143,7 +140,7 @@ async fn planted_differences_are_found_and_random_fields_are_noise() {
     for i in 0..200 {
         get(&c, &format!("{}/users/{i}", proxy(&g)), &[]).await;
     }
-    eventually(Duration::from_secs(10), "200 comparisons", || comparisons(&g) == 200.0).await;
+    eventually(BACKGROUND, "200 comparisons", || comparisons(&g) == 200.0).await;
     let r = report(&g).await;
     let ep = "GET /users/{id}";
     assert_eq!(field(&r, ep, "body:/name").unwrap()["verdict"], "real");
@@ -179,7 +176,7 @@ async fn a_random_field_is_noise_only_and_the_pair_counts_as_noise() {
     for i in 0..50 {
         get(&c, &format!("{}/users/{i}", proxy(&g)), &[]).await;
     }
-    eventually(Duration::from_secs(10), "50 comparisons", || comparisons(&g) == 50.0).await;
+    eventually(BACKGROUND, "50 comparisons", || comparisons(&g) == 50.0).await;
     assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "noise")]), 50.0);
     assert_eq!(report(&g).await["headline"]["real_diffs"], 0);
     stop(g).await;
@@ -197,7 +194,7 @@ async fn without_a_twin_old_is_asked_twice_to_learn_its_noise() {
     for i in 0..100 {
         get(&c, &format!("{}/users/{i}", proxy(&g)), &[]).await;
     }
-    eventually(Duration::from_secs(10), "100 comparisons", || comparisons(&g) == 100.0).await;
+    eventually(BACKGROUND, "100 comparisons", || comparisons(&g) == 100.0).await;
     let r = report(&g).await;
     assert_eq!(field(&r, "GET /users/{id}", "body:/ts").unwrap()["verdict"], "noise");
     assert_eq!(field(&r, "GET /users/{id}", "body:/name").unwrap()["verdict"], "real");
@@ -239,7 +236,7 @@ async fn differently_compressed_answers_still_match() {
     let (old, new) = (Origin::start(zipped).await, Origin::start(plain).await);
     let g = gateway(&format!("{}shadow: {{ percent: 100 }}\n", backends(&old, &new)));
     get(&client(), &format!("{}/x", proxy(&g)), &[]).await;
-    eventually(Duration::from_secs(5), "a comparison", || comparisons(&g) == 1.0).await;
+    eventually(BACKGROUND, "a comparison", || comparisons(&g) == 1.0).await;
     assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "diff")]), 0.0);
     assert_eq!(
         metric(&g, "switchyard_comparisons_total", &[("result", "ignored")]),
@@ -324,7 +321,7 @@ async fn mirrors_beyond_the_in_flight_cap_are_dropped_and_counted() {
         ),
         8.0
     );
-    eventually(Duration::from_secs(5), "two mirrors in flight", || new.count() == 2).await;
+    eventually(BACKGROUND, "two mirrors in flight", || new.count() == 2).await;
     stop(g).await;
 }
 
@@ -337,7 +334,7 @@ async fn shadow_timeouts_and_dead_shadows_are_counted_not_felt() {
         backends(&old, &slow)
     ));
     assert_eq!(get(&client(), &format!("{}/x", proxy(&g)), &[]).await.status, 200);
-    eventually(Duration::from_secs(5), "a shadow timeout", || {
+    eventually(BACKGROUND, "a shadow timeout", || {
         metric(
             &g,
             "switchyard_shadow_requests_total",
@@ -354,7 +351,7 @@ async fn shadow_timeouts_and_dead_shadows_are_counted_not_felt() {
         old.url()
     ));
     assert_eq!(get(&client(), &format!("{}/x", proxy(&g)), &[]).await.status, 200);
-    eventually(Duration::from_secs(5), "a shadow error", || {
+    eventually(BACKGROUND, "a shadow error", || {
         metric(
             &g,
             "switchyard_shadow_requests_total",
@@ -362,12 +359,12 @@ async fn shadow_timeouts_and_dead_shadows_are_counted_not_felt() {
         ) == 1.0
     })
     .await;
-    eventually(Duration::from_secs(5), "the failed pair counted", || {
+    eventually(BACKGROUND, "the failed pair counted", || {
         metric(&g, "switchyard_comparisons_total", &[("result", "error")]) == 1.0
     })
     .await;
     // …and the report counts it too, under its endpoint.
-    eventually(Duration::from_secs(5), "the report counts the error", || {
+    eventually(BACKGROUND, "the report counts the error", || {
         let c = g.analysis.collector.lock().unwrap();
         c.totals.error == 1 && c.endpoints["GET /x"].results.error == 1
     })
@@ -424,8 +421,8 @@ async fn a_body_over_the_cap_is_served_live_and_not_mirrored() {
 
     // A small body is mirrored whole.
     send(&c, Method::POST, &format!("{}/up", proxy(&g)), &[], vec![b'c'; 100]).await;
-    eventually(Duration::from_secs(5), "the small body mirrored", || new.count() == 1).await;
-    eventually(Duration::from_secs(5), "compared", || comparisons(&g) == 1.0).await;
+    eventually(BACKGROUND, "the small body mirrored", || new.count() == 1).await;
+    eventually(BACKGROUND, "compared", || comparisons(&g) == 1.0).await;
     assert_eq!(metric(&g, "switchyard_comparisons_total", &[("result", "diff")]), 0.0);
     stop(g).await;
 }
@@ -438,7 +435,7 @@ async fn a_request_the_client_abandons_is_not_compared() {
     let url = format!("{}/x", proxy(&g));
     let r = tokio::time::timeout(Duration::from_millis(300), get(&client(), &url, &[])).await;
     assert!(r.is_err(), "the client gave up");
-    eventually(Duration::from_secs(5), "the mirror counted as cancelled", || {
+    eventually(BACKGROUND, "the mirror counted as cancelled", || {
         metric(
             &g,
             "switchyard_shadow_requests_total",
@@ -525,7 +522,7 @@ async fn a_stopping_gateway_stops_comparing_after_the_drain_timeout() {
             &[("backend", "new"), ("outcome", "completed")],
         )
     };
-    eventually(Duration::from_secs(10), "10 mirrors answered", || ended(&g) == 10.0).await;
+    eventually(BACKGROUND, "10 mirrors answered", || ended(&g) == 10.0).await;
     assert_eq!(comparisons(&g), 0.0, "nothing compared while the analysis is held");
 
     let stopping = Instant::now();

@@ -360,6 +360,12 @@ pub fn events(go_on: Arc<tokio::sync::Notify>) -> Handler {
     })
 }
 
+/// How long to wait for work done on the nice-19 threads (mirrors and the
+/// analysis): on a busy machine they get a core last, and 200 comparisons
+/// took over 10 s with two busy loops beside the tests. A ceiling only: a
+/// wait ends as soon as its condition holds.
+pub const BACKGROUND: Duration = Duration::from_secs(60);
+
 /// Waits for `cond` to hold, polling, up to `within`; panics with `what`.
 pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut cond: F) {
     let deadline = Instant::now() + within;
