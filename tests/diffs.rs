@@ -185,7 +185,7 @@ async fn an_accepted_difference_stops_counting_against_the_rollout_and_survives_
     assert_eq!(a.status, 200, "{}", a.text());
     traffic(&g, ["/users/50".to_string()]).await;
     eventually(BACKGROUND, "accepted before until", || counted(&g, "accepted") == 1.0).await;
-    eventually(BACKGROUND, "until has passed", || {
+    eventually(std::time::Duration::from_secs(10), "until has passed", || {
         switchyard::rollout::state::now_ms() > until_ms
     })
     .await;

@@ -543,26 +543,9 @@ async fn a_stopping_gateway_stops_comparing_after_the_drain_timeout() {
     .await
     .expect("the gateway stops once the analysis gives up its queue")
     .unwrap();
-    let count = |result: &str| {
-        metrics
-            .registry
-            .gather()
-            .iter()
-            .filter(|f| f.get_name() == "switchyard_comparisons_total")
-            .flat_map(|f| f.get_metric().iter())
-            .filter(|m| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.get_name() == "result" && l.get_value() == result)
-            })
-            .map(|m| m.get_counter().get_value())
-            .sum::<f64>()
-    };
-    let dropped = count("dropped");
-    let compared: f64 = ["match", "diff", "noise", "ignored", "accepted", "error"]
-        .iter()
-        .map(|r| count(r))
-        .sum();
+    let all = metric_in(&metrics, "switchyard_comparisons_total", &[]);
+    let dropped = metric_in(&metrics, "switchyard_comparisons_total", &[("result", "dropped")]);
+    let compared = all - dropped;
     // The pair the thread had taken before it was held is compared.
     assert!(compared <= 1.0, "compared {compared} after the drain timeout");
     assert_eq!(compared + dropped, 10.0, "every pair accounted for");

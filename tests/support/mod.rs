@@ -383,8 +383,14 @@ pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut co
 /// The value of a metric summed over every series matching `labels`
 /// (histograms: their sample count).
 pub fn metric(g: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_in(&g.metrics, name, labels)
+}
+
+/// [`metric`] read from a gateway's metrics, which outlive the gateway
+/// (after [`Gateway::join`]).
+pub fn metric_in(metrics: &switchyard::metrics::Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut sum = 0.0;
-    for family in g.metrics.registry.gather() {
+    for family in metrics.registry.gather() {
         if family.get_name() != name {
             continue;
         }
