@@ -94,8 +94,35 @@ bad+=sum(d.get("errorDistribution",{}).values())
 print(ok+bad, s["requestsPerSec"], d["latencyPercentiles"]["p99"]*1000, bad)'
 }
 
-parse_load() { # bench-tools load: "sent N non_2xx N failed N p50_ms X p99_ms Y"
-  awk '/^sent/ {print $2, "-", $10, $4 + $6}'
+parse_load() { # bench-tools load: "sent N non_2xx N failed N p50_ms X p99_ms Y elapsed_s Z"
+  awk '/^sent/ {print $2, ($12 > 0 ? $2 / $12 : "-"), $10, $4 + $6}'
+}
+
+# settle: waits (up to 75 s) until the kernel holds fewer than 1,000 TCP
+# connections in TIME_WAIT. A peer that opens a connection per request
+# (NGINX's `mirror` does, to its origin) leaves tens of thousands behind
+# for 60 s; the next run's connects then search a crowded port range, and
+# that kernel time would be charged to whichever peer runs next.
+settle() {
+  local start=$SECONDS n
+  while n=$(ss -Htan state time-wait | wc -l); ((n >= 1000)); do
+    ((SECONDS - start < 75)) || { echo "still $n connections in TIME_WAIT after 75 s"; return 1; }
+    sleep 1
+  done
+  ((SECONDS - start < 2)) || echo "(waited $((SECONDS - start)) s for TIME_WAIT connections to expire)"
+}
+
+# kept_up NAME RATE: whether NAME, measured under an open-loop load of RATE
+# req/s, served it as offered: answers at 95 % of the rate or more (a
+# server that falls behind works off a backlog after the schedule ends)
+# and p99 under MAX_P99_MS (default 500). A peer that fell behind spent
+# CPU on the overload itself (more connections, longer queues), so its CPU
+# per request is no fair base. Prints why not, and fails, when it did not.
+kept_up() {
+  local name=$1 rate=$2 max=${MAX_P99_MS:-500}
+  awk -v n="$name" -v r="${RPS[$name]}" -v o="$rate" -v p="${P99[$name]}" -v max="$max" 'BEGIN {
+    if (r < 0.95 * o || p > max) {
+      printf "%s fell behind the offered %d req/s: answered %.0f req/s, p99 %.1f ms (over %d ms is behind)\n", n, o, r, p, max; exit 1 } }'
 }
 
 # start NAME PORT CPUS COMMAND...: a peer started pinned to CPUS, its output

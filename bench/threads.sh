@@ -17,11 +17,14 @@
 # Needs nginx (apt-get install -y nginx). Not run by CI.
 # BIN=path/to/another/switchyard measures another build.
 # SHADOW=0 runs the same load unmirrored, for the floor under the mirrors.
-# Usage: bench/threads.sh [seconds=10]   (RATE=6000 req/s by default)
+# A peer that falls behind the rate is named (as in edge.sh): its figures
+# then include the overload's own cost. Each run starts once the kernel's
+# TIME_WAIT connections (NGINX's mirror leaves one per request) expired.
+# Usage: bench/threads.sh [seconds=10]   (RATE=3000 req/s by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-RATE=${RATE:-6000}
+RATE=${RATE:-3000}
 command -v nginx >/dev/null || { echo "needs nginx: apt-get install -y nginx"; exit 1; }
 cargo build --release --quiet --bin switchyard --example bench-tools
 TOOLS=target/release/examples/bench-tools
@@ -68,13 +71,15 @@ threads() {
 
 for p in nginx+mirror switchyard+shadow; do
   url="http://127.0.0.1:${PORT[$p]}/api/v1"
+  settle
   taskset -c 1 $TOOLS load --url "$url" --rate "$RATE" --seconds 2 >/dev/null
+  settle
   threads "${PID[$p]}" > "$WORK/before"
   out=$(taskset -c 1 $TOOLS load --url "$url" --rate "$RATE" --seconds "$SECS")
   threads "${PID[$p]}" > "$WORK/after"
-  n=$(awk '/^sent/ {print $2}' <<<"$out")
-  p99=$(awk '/^sent/ {print $10}' <<<"$out")
-  printf '\n%s: %s requests at %s req/s, p99 %s ms\n' "$p" "$n" "$RATE" "$p99"
+  read -r n RPS[$p] P99[$p] _ < <(parse_load <<<"$out")
+  printf '\n%s: %s requests at %s req/s, p99 %s ms\n' "$p" "$n" "$RATE" "${P99[$p]}"
+  kept_up "$p" "$RATE" || echo "  (its figures below include the cost of the overload: rerun with a lower RATE)"
   printf '%-22s %8s %12s %11s %11s %13s %14s %11s\n' thread threads "CPU µs/req" "user µs" "sys µs" "wake-ups/req" "preempted/req" "write()/req"
   # Threads are grouped by name (a runtime's workers share one).
   awk -v n="$n" -v hz="$HZ" '
