@@ -39,7 +39,11 @@
 # in lib.sh): NGINX's `mirror` opens a connection to the origin per mirror,
 # and the tens of thousands it leaves would tax the next run's connects.
 # At 6000 req/s NGINX's `mirror` fell behind in every run on 2026-12-01 (p99
-# 7.6 to 24 s); at 3000 it keeps up.
+# 7.6 to 24 s); at 3000 it keeps up. Below saturation each request also
+# pays for waking a proxy that slept, for either peer, so the same open loop
+# is run once more on `nginx` and `switchyard` without mirrors (nginx@open,
+# switchyard@open): what mirroring itself adds is each mirrored figure less
+# its floor, printed last with its ratio.
 #
 # Needs nginx, libnginx-mod-http-lua and wrk
 # (apt-get install -y nginx libnginx-mod-http-lua wrk). Not run by CI.
@@ -191,16 +195,30 @@ for p in nginx nginx-lua switchyard; do
   taskset -c $LOAD_CPU wrk -t1 -c50 -d2s -s "$WORK/users.lua" "$url" >/dev/null
   measure "$p" "${PID[$p]}" parse_wrk taskset -c $LOAD_CPU wrk -t1 -c50 -d"${SECS}s" --latency -s "$WORK/users.lua" "$url"
 done
-for p in nginx+mirror switchyard+shadow; do
-  url="http://127.0.0.1:${PORT[$p]}/api/v1"
+# The mirroring peers, and under the same open loop the same two without
+# mirrors: the floor a request costs at that rate (below saturation each
+# request also pays for waking a sleeping proxy), which the mirror adds to.
+declare -A FLOOR=([nginx+mirror]=nginx@open [switchyard+shadow]=switchyard@open) ADDED
+for p in nginx+mirror nginx@open switchyard+shadow switchyard@open; do
+  proc=${p%@open}
+  url="http://127.0.0.1:${PORT[$proc]}/api/v1"
   settle
   taskset -c $LOAD_CPU $TOOLS load --url "$url" --rate "$MIRROR_RATE" --seconds 2 >/dev/null
   settle
-  measure "$p" "${PID[$p]}" parse_load taskset -c $LOAD_CPU $TOOLS load --url "$url" --rate "$MIRROR_RATE" --seconds "$SECS"
+  measure "$p" "${PID[$proc]}" parse_load taskset -c $LOAD_CPU $TOOLS load --url "$url" --rate "$MIRROR_RATE" --seconds "$SECS"
 done
 table "the same edge work per request, 1 worker each" nginx nginx nginx-lua switchyard
 table "against NGINX + Lua" nginx-lua nginx-lua switchyard
 table "every GET mirrored to the other side, open loop at $MIRROR_RATE req/s" nginx+mirror nginx+mirror switchyard+shadow
+table "the same open loop, nothing mirrored (the floor under each mirror)" nginx@open nginx@open switchyard@open
+printf '\nwhat mirroring adds per request at %s req/s (mirrored CPU µs/req − the floor)\n' "$MIRROR_RATE"
+for p in nginx+mirror switchyard+shadow; do
+  ADDED[$p]=$(awk -v a="${CPU_US[$p]}" -v b="${CPU_US[${FLOOR[$p]}]}" 'BEGIN { printf "%.2f", a - b }')
+done
+for p in nginx+mirror switchyard+shadow; do
+  printf '%-22s %8s µs  ×nginx+mirror %s\n' "$p" "${ADDED[$p]}" \
+    "$(awk -v a="${ADDED[$p]}" -v b="${ADDED[nginx+mirror]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+done
 
 sleep 1.5   # NGINX flushes its buffered access logs every second
 echo
@@ -215,7 +233,7 @@ grep -E '^switchyard_(shadow_requests_total|shadow_drops_total|comparisons_total
 # The mirror ratio is fair only if both peers served the load as offered,
 # and Switchyard shed no mirror (a shed mirror is work it did not do).
 unfair=()
-for p in nginx+mirror switchyard+shadow; do
+for p in nginx+mirror switchyard+shadow nginx@open switchyard@open; do
   why=$(kept_up "$p" "$MIRROR_RATE") || unfair+=("$why")
 done
 shed=$(awk '/^switchyard_shadow_drops_total/ {n += $NF} END {print n + 0}' <<<"$shadow_metrics")
@@ -224,9 +242,9 @@ echo
 echo "CPU µs/req: the proxy's own user + system CPU time per request done, from /proc."
 echo
 if ((${#unfair[@]})); then
-  echo "NOT COMPARABLE: the mirror ratio above is no measurement in this run:"
+  echo "NOT COMPARABLE: the mirror ratios above are no measurement in this run:"
   printf '  - %s\n' "${unfair[@]}"
   echo "Rerun with a lower MIRROR_RATE (this run: $MIRROR_RATE req/s) or on a quieter machine."
   exit 3
 fi
-echo "The mirror ratio is fair: both peers kept up with $MIRROR_RATE req/s, and no mirror was shed."
+echo "The mirror ratios are fair: every peer kept up with $MIRROR_RATE req/s, and no mirror was shed."
