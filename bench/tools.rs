@@ -8,7 +8,8 @@
 //!   reset mid-body, 10 MB, and a gzip bomb (100 KB that decodes to 100 MB).
 //! - `load --url URL --rate N --seconds S [--users U]`: an open-loop load at
 //!   a fixed rate (a request every 1/N s whatever the answers take), each
-//!   with a random `x-user-id`; prints sent, non-2xx, failures, p50/p99 and the seconds until the last answer.
+//!   with a random `x-user-id`; prints sent, non-2xx, failures, p50/p99
+//!   and the seconds until the last answer (`elapsed_s`).
 //! - `cert --dir D`: a CA and a certificate it issued for `localhost` and
 //!   127.0.0.1, as `D/ca.pem`, `D/gateway.pem` and `D/gateway.key`.
 //! - `train --addr HOST:PORT [--tls-addr HOST:PORT --ca FILE] --seconds S`:
