@@ -38,12 +38,13 @@
 # run starts once the kernel's TIME_WAIT connections have expired (`settle`
 # in lib.sh): NGINX's `mirror` opens a connection to the origin per mirror,
 # and the tens of thousands it leaves would tax the next run's connects.
-# At 6000 req/s NGINX's `mirror` fell behind in every run on 2026-12-01 (p99
-# 7.6 to 24 s); at 3000 it keeps up. Below saturation each request also
-# pays for waking a proxy that slept, for either peer, so the same open loop
-# is run once more on `nginx` and `switchyard` without mirrors (nginx@open,
-# switchyard@open): what mirroring itself adds is each mirrored figure less
-# its floor, printed last with its ratio.
+# At 6000 req/s NGINX's `mirror` fell behind in six runs on 2026-12-01
+# (p99 5.9 to 24 s; bench/RESULTS.md); at 3000 it keeps up. Below
+# saturation each request also pays for waking a proxy that slept, for
+# either peer, so the same open loop is run once more on `nginx` and
+# `switchyard` without mirrors (nginx@open, switchyard@open): what mirroring
+# itself adds is each mirrored figure less its floor, printed last with its
+# ratio.
 #
 # Needs nginx, libnginx-mod-http-lua and wrk
 # (apt-get install -y nginx libnginx-mod-http-lua wrk). Not run by CI.
