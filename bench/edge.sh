@@ -49,6 +49,9 @@
 # Needs nginx, libnginx-mod-http-lua and wrk
 # (apt-get install -y nginx libnginx-mod-http-lua wrk). Not run by CI.
 # BIN=path/to/another/switchyard compares another build.
+# INSTRUCTIONS=1 counts instead each of nginx, nginx-lua and switchyard's
+# user-space instructions per request under callgrind (wrk, 10 connections,
+# one NGINX process; needs valgrind): repeatable run to run, unlike CPU time.
 # Usage: bench/edge.sh [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +80,15 @@ done
 BLOCKED=/admin97/x   # matched by rule 97, to check every peer has its rules
 
 nginx_origin 18081 18082
+# INSTRUCTIONS=1 counts each peer's instructions under callgrind, which
+# follows one process: NGINX then runs without its master.
+SINGLE=""
+[[ ${INSTRUCTIONS:-0} == 1 ]] && SINGLE="master_process off;"
+# PCRE's JIT for NGINX's own regexes (`map`), as a tuned edge would run
+# it: off by default, and without it every request's 100 rules went
+# through PCRE's interpreter (Lua's `ngx.re.find(…, "jo")` JIT-compiles
+# its own either way).
+NGINX_MAIN="pcre_jit on; $SINGLE"
 # HEADERS=same: NGINX also writes the forwarding, request id and Via
 # headers Switchyard writes (bench/same-headers.sh); the side header is
 # part of every peer's work already.
@@ -117,7 +129,7 @@ nginx_native nginx-mirror 18094 mirror
 
 lua_rules=""
 for r in "${RULES[@]}"; do lua_rules+="[[$r]], "; done
-NGINX_MAIN=$LUA_MODULES nginx_conf nginx-lua "$upstreams
+NGINX_MAIN="$LUA_MODULES pcre_jit on; $SINGLE" nginx_conf nginx-lua "$upstreams
   lua_shared_dict counters 1m;
   init_by_lua_block { rules = { $lua_rules } }
   server {
@@ -166,6 +178,41 @@ switchyard_conf switchyard 18100 0
 switchyard_conf switchyard-shadow 18110 100
 "$BIN" check -c "$WORK/switchyard.yaml" >/dev/null || { "$BIN" check -c "$WORK/switchyard.yaml"; exit 1; }
 
+cat > "$WORK/users.lua" <<'LUA'
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/api/v1/items/" .. math.random(1, 100000), { ["x-user-id"] = "u" .. math.random(1, 10000) })
+end
+LUA
+
+# Counted with the configs the CPU runs below check (every peer splits and
+# blocks by rule).
+if [[ ${INSTRUCTIONS:-0} == 1 ]]; then
+  for tool in valgrind callgrind_annotate callgrind_control; do
+    command -v $tool >/dev/null || { echo "INSTRUCTIONS=1 needs valgrind: apt-get install -y valgrind"; exit 1; }
+  done
+  start origin 18081 $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK"
+  wait_port 18081
+  declare -A COUNTED=([nginx]="18090 nginx -c $WORK/nginx.conf -p $WORK"
+    [nginx-lua]="18092 nginx -c $WORK/nginx-lua.conf -p $WORK"
+    [switchyard]="18100 $BIN serve -c $WORK/switchyard.yaml --reset-state")
+  for p in nginx nginx-lua switchyard; do
+    read -r port cmd <<<"${COUNTED[$p]}"
+    # Word splitting wanted: the command line as written above.
+    # shellcheck disable=SC2086
+    count_start "$p" "$port" $cmd
+    REQS[$p]=$(taskset -c $LOAD_CPU wrk -t1 -c10 -d"${SECS}s" -s "$WORK/users.lua" "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+    count_stop "$p"
+    [[ ${REQS[$p]:-0} -gt 0 ]] || { echo "$p: no request done under callgrind; its output: $WORK/logs/$p.cg.out"; exit 1; }
+  done
+  printf '\nthe same edge work per request, instructions under callgrind (wrk, 10 connections, %s s)\n' "$SECS"
+  printf '%-12s %10s %16s %10s %14s\n' peer requests "instructions/req" "× nginx" "× nginx-lua"
+  for p in nginx nginx-lua switchyard; do
+    awk -v p="$p" -v i="${IR[$p]}" -v r="${REQS[$p]}" -v ni="${IR[nginx]}" -v nr="${REQS[nginx]}" -v li="${IR[nginx-lua]}" -v lr="${REQS[nginx-lua]}" \
+      'BEGIN { printf "%-12s %10d %16.0f %10.2f %14.2f\n", p, r, i / r, (i / r) / (ni / nr), (i / r) / (li / lr) }'
+  done
+  exit 0
+fi
 start origin 18081 $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK"
 start nginx 18090 $PROXY_CPU nginx -c "$WORK/nginx.conf" -p "$WORK"
 start nginx-lua 18092 $PROXY_CPU nginx -c "$WORK/nginx-lua.conf" -p "$WORK"
@@ -185,12 +232,6 @@ for p in "${PEERS[@]}"; do
   [[ $code == 403 ]] || { echo "$p answers $BLOCKED with $code, not 403"; exit 1; }
 done
 
-cat > "$WORK/users.lua" <<'LUA'
-math.randomseed(os.time())
-request = function()
-  return wrk.format("GET", "/api/v1/items/" .. math.random(1, 100000), { ["x-user-id"] = "u" .. math.random(1, 10000) })
-end
-LUA
 for p in nginx nginx-lua switchyard; do
   url="http://127.0.0.1:${PORT[$p]}/"
   taskset -c $LOAD_CPU wrk -t1 -c50 -d2s -s "$WORK/users.lua" "$url" >/dev/null

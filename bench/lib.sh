@@ -4,7 +4,8 @@ WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+# wait_port PORT [TENTHS=100]: waits up to TENTHS tenths of a second.
+wait_port() { for _ in $(seq 1 "${2:-100}"); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
 
 # An NGINX config "$WORK/$1.conf": one worker (NGINX_WORKERS=N for more) in
 # the foreground, no access log, then $2 inside its http block.
@@ -157,6 +158,31 @@ measure() {
   if [[ $f -gt 0 ]]; then echo "$name: $f of $n requests failed or were not 2xx"; fi
   [[ ${SYSCALLS:-0} == 1 ]] && syscalls_report "$name" "$n"
   return 0
+}
+
+# --- Instructions under callgrind ----------------------------------------------
+# count_start NAME PORT COMMAND...: COMMAND under callgrind, counting only
+# from when PORT answers (start-up is no request's cost); count_stop NAME
+# ends it and sets IR[NAME] to the instructions counted, in every thread.
+declare -A IR CG_PID
+count_start() {
+  local name=$1 port=$2 tries=0
+  shift 2
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >"$WORK/logs/$name.cg.out" 2>&1 &
+  pids+=($!); CG_PID[$name]=$!
+  wait_port "$port" 600
+  until [[ $(callgrind_control -i on "${CG_PID[$name]}" 2>/dev/null) == *OK.* ]]; do
+    tries=$((tries + 1)); ((tries < 20)) || { echo "callgrind_control cannot reach $name (pid ${CG_PID[$name]})"; exit 1; }
+    sleep 0.5
+  done
+}
+count_stop() {
+  local name=$1 pid=${CG_PID[$1]}
+  kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  IR[$name]=$(callgrind_annotate "$WORK/$name.cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  [[ -n ${IR[$name]} ]] || { echo "$name: callgrind wrote no counts; its output: $WORK/logs/$name.cg.out"; cat "$WORK/logs/$name.cg.out"; exit 1; }
+  [[ -z ${KEEP:-} ]] || cp "$WORK/$name.cg" "$KEEP/"
 }
 
 # --- perf over the load run ----------------------------------------------------
