@@ -193,18 +193,17 @@ if [[ ${INSTRUCTIONS:-0} == 1 ]]; then
   done
   start origin 18081 $LOAD_CPU nginx -c "$WORK/origin.conf" -p "$WORK"
   wait_port 18081
-  declare -A COUNTED=([nginx]="18090 nginx -c $WORK/nginx.conf -p $WORK"
-    [nginx-lua]="18092 nginx -c $WORK/nginx-lua.conf -p $WORK"
-    [switchyard]="18100 $BIN serve -c $WORK/switchyard.yaml --reset-state")
-  for p in nginx nginx-lua switchyard; do
-    read -r port cmd <<<"${COUNTED[$p]}"
-    # Word splitting wanted: the command line as written above.
-    # shellcheck disable=SC2086
-    count_start "$p" "$port" $cmd
-    REQS[$p]=$(taskset -c $LOAD_CPU wrk -t1 -c10 -d"${SECS}s" -s "$WORK/users.lua" "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
-    count_stop "$p"
-    [[ ${REQS[$p]:-0} -gt 0 ]] || { echo "$p: no request done under callgrind; its output: $WORK/logs/$p.cg.out"; exit 1; }
-  done
+  count_edge() { # name port command...
+    local name=$1 port=$2
+    shift 2
+    count_start "$name" "$port" "$@"
+    REQS[$name]=$(taskset -c $LOAD_CPU wrk -t1 -c10 -d"${SECS}s" -s "$WORK/users.lua" "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+    count_stop "$name"
+    [[ ${REQS[$name]:-0} -gt 0 ]] || { echo "$name: no request done under callgrind; its output: $WORK/logs/$name.cg.out"; exit 1; }
+  }
+  count_edge nginx 18090 nginx -c "$WORK/nginx.conf" -p "$WORK"
+  count_edge nginx-lua 18092 nginx -c "$WORK/nginx-lua.conf" -p "$WORK"
+  count_edge switchyard 18100 "$BIN" serve -c "$WORK/switchyard.yaml" --reset-state
   printf '\nthe same edge work per request, instructions under callgrind (wrk, 10 connections, %s s)\n' "$SECS"
   printf '%-12s %10s %16s %10s %14s\n' peer requests "instructions/req" "× nginx" "× nginx-lua"
   for p in nginx nginx-lua switchyard; do

@@ -36,11 +36,8 @@ done
 cargo build --release --quiet --bin switchyard --example bench-tools
 BIN=${BIN:-target/release/switchyard}
 TOOLS=target/release/examples/bench-tools
-WORK=$(mktemp -d)
+source bench/lib.sh
 chmod 755 "$WORK"   # nginx workers run as nobody
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 mkdir -p "$WORK/www"
 printf '%s' '{"id":42,"name":"kettle","price":12.5,"tags":["home","kitchen"],"stock":{"count":17,"warehouse":"AMS"}}' > "$WORK/www/item.json"
@@ -75,7 +72,6 @@ logging: { level: warn }
 shadow: { percent: $( [[ $MODE == mirror ]] && echo 100 || echo 0 ) }
 CONF
 
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
 nginx -c "$WORK/origin.conf" -p "$WORK" & pids+=($!)
 wait_port 18281
 
@@ -89,22 +85,13 @@ thread_role() {
   else echo "other"; fi
 }
 
-declare -A IR REQ I1 D1
-measure() { # name port command...
+declare -A REQ I1 D1
+count() { # name port command...
   local name=$1 port=$2; shift 2
-  # Counting starts with the load: start-up (reading the config, the
-  # system's CA roots) is not a request's cost.
-  local opts=()
-  [[ ${THREADS:-} == 1 && $name == switchyard ]] && opts=(--separate-threads=yes)
-  [[ ${CACHESIM:-} == 1 ]] && opts+=(--cache-sim=yes)
-  valgrind --tool=callgrind "${opts[@]}" --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >/dev/null 2>&1 &
-  local pid=$!
-  wait_port "$port"
-  local tries=0
-  until [[ $(callgrind_control -i on "$pid" 2>/dev/null) == *OK.* ]]; do
-    tries=$((tries + 1)); [[ $tries -lt 20 ]] || { echo "callgrind_control cannot reach $name (pid $pid)"; exit 1; }
-    sleep 0.5
-  done
+  CG_OPTS=()
+  [[ ${THREADS:-} == 1 && $name == switchyard ]] && CG_OPTS=(--separate-threads=yes)
+  [[ ${CACHESIM:-} == 1 ]] && CG_OPTS+=(--cache-sim=yes)
+  count_start "$name" "$port" "$@"
   if [[ $MODE == mirror ]]; then
     REQ[$name]=$($TOOLS load --url "http://127.0.0.1:$port/api" --rate "$RATE" --seconds "$SECS" | awk '/^sent/ {print $2}')
     [[ $name == switchyard ]] && curl -s http://127.0.0.1:18301/metrics | grep -E '^switchyard_(shadow_drops_total|comparisons_total)' | awk '$2 > 0 {print "  " $0}'
@@ -113,30 +100,25 @@ measure() { # name port command...
     [[ $MODE == close ]] && close=(-H "Connection: close")
     REQ[$name]=$(wrk -t1 -c10 -d"${SECS}s" "${close[@]}" "http://127.0.0.1:$port/item" | awk '/requests in/ {print $1}')
   fi
-  kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  local f ir total=0 misses i1=0 d1=0
+  count_stop "$name"
+  local f ir misses i1=0 d1=0
   : > "$WORK/$name.threads"
-  # One file, or one per thread (name.cg-01, …) with THREADS=1.
   for f in "$WORK/$name.cg" "$WORK/$name.cg"-*; do
     [[ -f $f ]] || continue
-    # With one file per thread, the plain name holds no counts.
     ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}') || continue
     [[ -n $ir ]] || continue
-    total=$((total + ir))
     if [[ ${CACHESIM:-} == 1 ]]; then
       # Totals in the order Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
       misses=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ { n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) { gsub(",", "", $i); v[++n] = $i } print v[4], v[5] + v[6] }')
       i1=$((i1 + ${misses% *})); d1=$((d1 + ${misses#* }))
     fi
     echo "$ir $(thread_role "$f")" >> "$WORK/$name.threads"
-    [[ -n ${KEEP:-} ]] && cp "$f" "$KEEP/"
   done
-  IR[$name]=$total; I1[$name]=$i1; D1[$name]=$d1
+  I1[$name]=$i1; D1[$name]=$d1
   return 0
 }
-measure nginx 18290 nginx -c "$WORK/proxy.conf" -p "$WORK"
-measure switchyard 18300 "$BIN" serve -c "$WORK/sy.yaml" --reset-state
+count nginx 18290 nginx -c "$WORK/proxy.conf" -p "$WORK"
+count switchyard 18300 "$BIN" serve -c "$WORK/sy.yaml" --reset-state
 
 echo
 [[ $MODE == mirror ]] && echo "every request mirrored (NGINX: mirror, answer dropped; Switchyard: shadow 100 %, compared)"

@@ -161,14 +161,19 @@ measure() {
 }
 
 # --- Instructions under callgrind ----------------------------------------------
-# count_start NAME PORT COMMAND...: COMMAND under callgrind, counting only
-# from when PORT answers (start-up is no request's cost); count_stop NAME
-# ends it and sets IR[NAME] to the instructions counted, in every thread.
+# count_start NAME PORT COMMAND...: COMMAND under callgrind (with CG_OPTS,
+# more of callgrind's options, if set), counting only from when PORT
+# answers (start-up is no request's cost); count_stop NAME ends it and sets
+# IR[NAME] to the instructions counted, in every thread. Its files, one or
+# one per thread (--separate-threads), are "$WORK/NAME.cg"*; KEEP=DIR keeps
+# a copy.
 declare -A IR CG_PID
+CG_OPTS=()
 count_start() {
   local name=$1 port=$2 tries=0
   shift 2
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >"$WORK/logs/$name.cg.out" 2>&1 &
+  mkdir -p "$WORK/logs"
+  valgrind --tool=callgrind "${CG_OPTS[@]}" --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" "$@" >"$WORK/logs/$name.cg.out" 2>&1 &
   pids+=($!); CG_PID[$name]=$!
   wait_port "$port" 600
   until [[ $(callgrind_control -i on "${CG_PID[$name]}" 2>/dev/null) == *OK.* ]]; do
@@ -177,12 +182,19 @@ count_start() {
   done
 }
 count_stop() {
-  local name=$1 pid=${CG_PID[$1]}
+  local name=$1 pid=${CG_PID[$1]} f ir total=0
   kill -INT "$pid" 2>/dev/null || true; kill -QUIT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  IR[$name]=$(callgrind_annotate "$WORK/$name.cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  [[ -n ${IR[$name]} ]] || { echo "$name: callgrind wrote no counts; its output: $WORK/logs/$name.cg.out"; cat "$WORK/logs/$name.cg.out"; exit 1; }
-  [[ -z ${KEEP:-} ]] || cp "$WORK/$name.cg" "$KEEP/"
+  for f in "$WORK/$name.cg" "$WORK/$name.cg"-*; do
+    [[ -f $f ]] || continue
+    # With one file per thread, the plain name holds no counts.
+    ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}') || continue
+    [[ -n $ir ]] || continue
+    total=$((total + ir))
+    [[ -z ${KEEP:-} ]] || cp "$f" "$KEEP/"
+  done
+  ((total > 0)) || { echo "$name: callgrind wrote no counts; its output:"; cat "$WORK/logs/$name.cg.out"; exit 1; }
+  IR[$name]=$total
 }
 
 # --- perf over the load run ----------------------------------------------------
