@@ -74,7 +74,20 @@ async fn bad_input_is_refused_and_changes_nothing() {
         call(&g, Method::PUT, "/rollout", "{\"percent\": 5}", None).await.status,
         200
     );
-    let before = status(&g).await;
+    // The guard begins its test of the new step on its next run, which may
+    // come after this read: the state compared at the end is the one after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let s = status(&g).await;
+        if !s["guard"]["test"].is_null() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guard never began testing the 5 % step: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let huge = format!("{{\"percent\": 5, \"reason\": \"{}\"}}", "x".repeat(70_000));
     let cases: Vec<(&str, &str)> = vec![
         ("{\"percent\": 101}", "percent must be a number from 0 to 100, got 101"),
