@@ -5,7 +5,8 @@
 //!
 //! Regexes are compiled once, at load, into one `RegexSet` per thing they
 //! look at, so a request runs each set once whatever the number of rules;
-//! the rules then only test bits and compare strings.
+//! the rules then only test bits and compare strings, and a rule whose path
+//! regex did not match is not visited at all.
 
 use std::sync::Arc;
 
@@ -41,6 +42,11 @@ struct Group<K> {
 pub struct Rules {
     rules: Vec<Rule>,
     path_set: Option<RegexSet>,
+    /// The rule of each pattern in `path_set` (ascending: patterns are
+    /// numbered in rule order).
+    path_rules: Vec<usize>,
+    /// The rules without a path regex, ascending.
+    pathless: Vec<usize>,
     header_groups: Vec<Group<HeaderName>>,
     query_groups: Vec<Group<String>>,
 }
@@ -128,8 +134,20 @@ impl Rules {
                 body_larger_than: m.body_larger_than,
             });
         }
+        let path_rules = rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.path_regex.map(|_| i))
+            .collect();
+        let pathless = rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.path_regex.is_none().then_some(i))
+            .collect();
         Ok(Self {
             rules,
+            path_rules,
+            pathless,
             path_set: if path_patterns.is_empty() {
                 None
             } else {
@@ -150,7 +168,13 @@ impl Rules {
     /// `path`), and the limit to cut a body of unknown size at, from the
     /// block rules before it that only its size could decide.
     pub fn first_match(&self, req: &http::request::Parts, path: &str, body: BodyHint) -> Found {
-        let path_hits = self.path_set.as_ref().map(|s| s.matches(path));
+        // Most requests match no path regex: `is_match` says so without
+        // the per-pattern answer (and its allocation).
+        let path_hits = self
+            .path_set
+            .as_ref()
+            .filter(|s| s.is_match(path))
+            .map(|s| s.matches(path));
         let header_hits: Vec<Option<regex::SetMatches>> = self
             .header_groups
             .iter()
@@ -173,58 +197,104 @@ impl Rules {
                     .map(|v| g.set.matches(v))
             })
             .collect();
+        let hits = Hits {
+            path: path_hits.as_ref(),
+            headers: &header_hits,
+            queries: &query_hits,
+        };
         let mut found = Found::default();
-        for (i, r) in self.rules.iter().enumerate() {
-            if let Some(ms) = &r.methods {
-                if !ms.contains(&req.method) {
-                    continue;
-                }
-            }
-            if r.path_exact.as_deref().is_some_and(|p| p != path) {
-                continue;
-            }
-            if r.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p)) {
-                continue;
-            }
-            if let (Some(idx), Some(hits)) = (r.path_regex, &path_hits) {
-                if !hits.matched(idx) {
-                    continue;
-                }
-            }
-            if r.header_present.as_ref().is_some_and(|h| !req.headers.contains_key(h)) {
-                continue;
-            }
-            if let Some((g, idx)) = r.header {
-                if !header_hits[g].as_ref().is_some_and(|m| m.matched(idx)) {
-                    continue;
-                }
-            }
-            if let Some((g, idx)) = r.query {
-                if !query_hits[g].as_ref().is_some_and(|m| m.matched(idx)) {
-                    continue;
-                }
-            }
-            if let Some(limit) = r.body_larger_than {
-                match body {
-                    BodyHint::Length(len) if len > limit => {}
-                    BodyHint::Length(_) | BodyHint::None => continue,
-                    BodyHint::Unknown => {
-                        // Only the body's size can decide: a block rule cuts
-                        // the body off there, and the rules after it still
-                        // run. A tag cannot be decided before the body has
-                        // been read, so it does not apply.
-                        if r.action == RuleAction::Block {
-                            found.body_limit = Some(found.body_limit.map_or(limit, |l| l.min(limit)));
-                        }
-                        continue;
-                    }
-                }
-            }
-            found.rule = Some(i);
-            return found;
-        }
+        let rule = self
+            .candidates(hits.path)
+            .find(|&i| self.admits(&self.rules[i], req, path, body, &hits, &mut found));
+        found.rule = rule;
         found
     }
+
+    /// The rules that can match, in order: those whose path regex matched,
+    /// and those without one. A rule whose path regex did not match fails
+    /// before anything else of it is looked at, so leaving it out changes
+    /// nothing, and saves testing a hundred path-only rules one by one on
+    /// every request (`bench/edge.sh`: 2.5k instructions a request).
+    fn candidates<'a>(&'a self, path: Option<&'a regex::SetMatches>) -> impl Iterator<Item = usize> + 'a {
+        let mut matched = path
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .map(|p| self.path_rules[p])
+            .peekable();
+        let mut pathless = self.pathless.iter().copied().peekable();
+        std::iter::from_fn(move || match (pathless.peek(), matched.peek()) {
+            (Some(a), Some(b)) if a < b => pathless.next(),
+            (Some(_), None) => pathless.next(),
+            _ => matched.next(),
+        })
+    }
+
+    /// Whether rule `r` matches. A block rule that only the body's size
+    /// could decide sets `found.body_limit` and does not match.
+    fn admits(
+        &self,
+        r: &Rule,
+        req: &http::request::Parts,
+        path: &str,
+        body: BodyHint,
+        hits: &Hits<'_>,
+        found: &mut Found,
+    ) -> bool {
+        if let Some(ms) = &r.methods {
+            if !ms.contains(&req.method) {
+                return false;
+            }
+        }
+        if r.path_exact.as_deref().is_some_and(|p| p != path) {
+            return false;
+        }
+        if r.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p)) {
+            return false;
+        }
+        if let Some(idx) = r.path_regex {
+            if !hits.path.is_some_and(|m| m.matched(idx)) {
+                return false;
+            }
+        }
+        if r.header_present.as_ref().is_some_and(|h| !req.headers.contains_key(h)) {
+            return false;
+        }
+        if let Some((g, idx)) = r.header {
+            if !hits.headers[g].as_ref().is_some_and(|m| m.matched(idx)) {
+                return false;
+            }
+        }
+        if let Some((g, idx)) = r.query {
+            if !hits.queries[g].as_ref().is_some_and(|m| m.matched(idx)) {
+                return false;
+            }
+        }
+        if let Some(limit) = r.body_larger_than {
+            match body {
+                BodyHint::Length(len) if len > limit => {}
+                BodyHint::Length(_) | BodyHint::None => return false,
+                BodyHint::Unknown => {
+                    // Only the body's size can decide: a block rule cuts
+                    // the body off there, and the rules after it still
+                    // run. A tag cannot be decided before the body has
+                    // been read, so it does not apply.
+                    if r.action == RuleAction::Block {
+                        found.body_limit = Some(found.body_limit.map_or(limit, |l| l.min(limit)));
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// What each regex set found in one request head.
+struct Hits<'a> {
+    /// None when no path regex matched (or there are none).
+    path: Option<&'a regex::SetMatches>,
+    headers: &'a [Option<regex::SetMatches>],
+    queries: &'a [Option<regex::SetMatches>],
 }
 
 /// What the rules found for one request head.
@@ -421,6 +491,68 @@ mod tests {
         .unwrap();
         assert_eq!(first(&r, http::Request::get("/s?a=1&q=1+UNION+SELECT")), Some("sqli"));
         assert_eq!(first(&r, http::Request::get("/s?q=unions")), None);
+    }
+
+    /// Testing only the rules that can match (`candidates`) finds what
+    /// testing every rule in order finds, body limits included, over
+    /// random mixes of path regexes, prefixes, exact paths, methods and
+    /// body sizes.
+    #[test]
+    fn leaving_out_rules_whose_path_regex_failed_changes_no_answer() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(16);
+        let patterns = ["^/a", "b", "^/a/b$", "c+d", "^/$", "x", "^/d.*c$"];
+        let prefixes = ["/a", "/b", "/", "/c/d"];
+        let pick = |rng: &mut StdRng, n: usize| rng.gen_range(0..n);
+        for round in 0..300 {
+            let cfg: Vec<RuleConfig> = (0..rng.gen_range(1..40))
+                .map(|i| {
+                    let mut m = RuleMatch::default();
+                    if rng.gen_bool(0.7) {
+                        m.path_regex = Some(patterns[pick(&mut rng, patterns.len())].into());
+                    }
+                    if rng.gen_bool(0.2) {
+                        m.path_prefix = Some(prefixes[pick(&mut rng, prefixes.len())].into());
+                    }
+                    if rng.gen_bool(0.1) {
+                        m.path_exact = Some("/a/b".into());
+                    }
+                    if rng.gen_bool(0.2) {
+                        m.methods = Some(vec![["GET", "POST"][pick(&mut rng, 2)].into()]);
+                    }
+                    if rng.gen_bool(0.2) {
+                        m.body_larger_than = Some([10, 100][pick(&mut rng, 2)]);
+                    }
+                    let action = if rng.gen_bool(0.5) {
+                        RuleAction::Block
+                    } else {
+                        RuleAction::Tag
+                    };
+                    rule(&format!("r{i}"), action, m)
+                })
+                .collect();
+            let r = Rules::new(&cfg).unwrap();
+            for _ in 0..40 {
+                let path: String = (0..rng.gen_range(1..8))
+                    .map(|_| b"/abcdx"[pick(&mut rng, 6)] as char)
+                    .collect();
+                let p = req(http::Request::builder().method(["GET", "POST", "DELETE"][pick(&mut rng, 3)]));
+                let body = [BodyHint::None, BodyHint::Length(50), BodyHint::Unknown][pick(&mut rng, 3)];
+                let all = r.path_set.as_ref().map(|s| s.matches(&path));
+                let hits = Hits {
+                    path: all.as_ref(),
+                    headers: &[],
+                    queries: &[],
+                };
+                let mut every = Found::default();
+                every.rule = (0..r.rules.len()).find(|&i| r.admits(&r.rules[i], &p, &path, body, &hits, &mut every));
+                assert_eq!(
+                    r.first_match(&p, &path, body),
+                    every,
+                    "round {round}, path {path:?}, {body:?}"
+                );
+            }
+        }
     }
 
     #[test]
