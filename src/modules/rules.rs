@@ -98,14 +98,21 @@ impl Rules {
         let (hgroups, hslots) = group(&headers);
         let (qgroups, qslots) = group(&queries);
 
-        let mut next_path = 0;
         let mut rules = Vec::with_capacity(cfg.len());
+        let (mut path_rules, mut pathless) = (Vec::new(), Vec::new());
         for (i, r) in cfg.iter().enumerate() {
             let m = &r.matcher;
-            let path_regex = m.path_regex.as_ref().map(|_| {
-                next_path += 1;
-                next_path - 1
-            });
+            // Patterns are numbered in rule order, as `path_patterns` lists them.
+            let path_regex = match m.path_regex {
+                Some(_) => {
+                    path_rules.push(i);
+                    Some(path_rules.len() - 1)
+                }
+                None => {
+                    pathless.push(i);
+                    None
+                }
+            };
             rules.push(Rule {
                 name: Arc::from(r.name.as_str()),
                 action: r.action,
@@ -134,16 +141,6 @@ impl Rules {
                 body_larger_than: m.body_larger_than,
             });
         }
-        let path_rules = rules
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.path_regex.map(|_| i))
-            .collect();
-        let pathless = rules
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.path_regex.is_none().then_some(i))
-            .collect();
         Ok(Self {
             rules,
             path_rules,
@@ -205,7 +202,7 @@ impl Rules {
         let mut found = Found::default();
         let rule = self
             .candidates(hits.path)
-            .find(|&i| self.admits(&self.rules[i], req, path, body, &hits, &mut found));
+            .find(|&i| self.rules[i].admits(req, path, body, &hits, &mut found));
         found.rule = rule;
         found
     }
@@ -228,48 +225,53 @@ impl Rules {
             _ => matched.next(),
         })
     }
+}
 
-    /// Whether rule `r` matches. A block rule that only the body's size
+impl Rule {
+    /// Whether this rule matches. A block rule that only the body's size
     /// could decide sets `found.body_limit` and does not match.
     fn admits(
         &self,
-        r: &Rule,
         req: &http::request::Parts,
         path: &str,
         body: BodyHint,
         hits: &Hits<'_>,
         found: &mut Found,
     ) -> bool {
-        if let Some(ms) = &r.methods {
+        if let Some(ms) = &self.methods {
             if !ms.contains(&req.method) {
                 return false;
             }
         }
-        if r.path_exact.as_deref().is_some_and(|p| p != path) {
+        if self.path_exact.as_deref().is_some_and(|p| p != path) {
             return false;
         }
-        if r.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p)) {
+        if self.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p)) {
             return false;
         }
-        if let Some(idx) = r.path_regex {
+        if let Some(idx) = self.path_regex {
             if !hits.path.is_some_and(|m| m.matched(idx)) {
                 return false;
             }
         }
-        if r.header_present.as_ref().is_some_and(|h| !req.headers.contains_key(h)) {
+        if self
+            .header_present
+            .as_ref()
+            .is_some_and(|h| !req.headers.contains_key(h))
+        {
             return false;
         }
-        if let Some((g, idx)) = r.header {
+        if let Some((g, idx)) = self.header {
             if !hits.headers[g].as_ref().is_some_and(|m| m.matched(idx)) {
                 return false;
             }
         }
-        if let Some((g, idx)) = r.query {
+        if let Some((g, idx)) = self.query {
             if !hits.queries[g].as_ref().is_some_and(|m| m.matched(idx)) {
                 return false;
             }
         }
-        if let Some(limit) = r.body_larger_than {
+        if let Some(limit) = self.body_larger_than {
             match body {
                 BodyHint::Length(len) if len > limit => {}
                 BodyHint::Length(_) | BodyHint::None => return false,
@@ -278,7 +280,7 @@ impl Rules {
                     // the body off there, and the rules after it still
                     // run. A tag cannot be decided before the body has
                     // been read, so it does not apply.
-                    if r.action == RuleAction::Block {
+                    if self.action == RuleAction::Block {
                         found.body_limit = Some(found.body_limit.map_or(limit, |l| l.min(limit)));
                     }
                     return false;
@@ -545,7 +547,7 @@ mod tests {
                     queries: &[],
                 };
                 let mut every = Found::default();
-                every.rule = (0..r.rules.len()).find(|&i| r.admits(&r.rules[i], &p, &path, body, &hits, &mut every));
+                every.rule = (0..r.rules.len()).find(|&i| r.rules[i].admits(&p, &path, body, &hits, &mut every));
                 assert_eq!(
                     r.first_match(&p, &path, body),
                     every,
